@@ -1,0 +1,7 @@
+"""multimix_jax: MultiMix (Haque et al., ISBI 2021) in JAX/Flax.
+
+Sparingly supervised multitask learning of pneumonia classification and lung
+segmentation from chest X-rays. See ``../shared/docs/method.md`` for the spec.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,327 @@
+"""Data augmentation for MultiMix (method.md, Training: weak / strong augmentation).
+
+All functions work on 2-D ``np.uint8`` grayscale arrays (H, W) and return new
+``np.uint8`` arrays of the same shape. Every random choice is drawn from an explicit
+``np.random.Generator`` argument; no global random state (``random``, ``np.random``) is
+ever used, so a Grain ``RandomMap`` seeded per element is exactly reproducible.
+
+- ``weak_augment``: horizontal flip (p=0.5) + reflect-pad 32 px + random crop back to (H, W).
+- ``strong_augment``: the same flip + reflect-pad crop (32 px; the original's 4 px is a
+  CIFAR leftover, see method.md) followed by ``rand_augment`` (n=2, m=10).
+- ``rand_augment``: the FixMatch RandAugment variant ("RandAugmentMC", fixmatch pool)
+  used by the original, without Cutout.
+- ``joint_geometric_augment``: optional identical geometric augmentation of an image and
+  its binary mask for segmentation (off by default in the project; the original does not
+  augment segmentation images).
+
+Geometric RandAugment ops (Rotate, ShearX/Y, TranslateX/Y) keep the image size and fill
+uncovered pixels with 0 (black), and resample with nearest neighbour; both are Pillow's
+defaults, as in the original. ShearX/Y use Pillow's raw affine map, which shears about the
+top-left corner (not the centre), again exactly as the original.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+from PIL import Image, ImageEnhance, ImageOps
+
+__all__ = [
+    "RAND_AUGMENT_OPS",
+    "joint_geometric_augment",
+    "rand_augment",
+    "strong_augment",
+    "weak_augment",
+]
+
+# Strength scale of the FixMatch RandAugment pool: v in 1..PARAMETER_MAX-1 maps to
+# v / PARAMETER_MAX of each op's maximum.
+PARAMETER_MAX = 10
+
+_FILL = 0  # fill value for pixels uncovered by geometric ops
+
+
+# ---------------------------------------------------------------------------
+# Input checks and small helpers
+# ---------------------------------------------------------------------------
+
+
+def _check_image(image: np.ndarray, name: str = "image") -> None:
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"{name} must be a numpy array, got {type(image).__name__}")
+    if image.ndim != 2:
+        raise ValueError(
+            f"{name} must be a 2-D (H, W) grayscale array, got shape {image.shape}"
+        )
+    if image.dtype != np.uint8:
+        raise ValueError(f"{name} must have dtype uint8, got {image.dtype}")
+    if image.size == 0:
+        raise ValueError(f"{name} must be non-empty, got shape {image.shape}")
+
+
+def _check_rng(rng: np.random.Generator) -> None:
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(
+            f"rng must be a np.random.Generator (no global random state), "
+            f"got {type(rng).__name__}"
+        )
+
+
+def _check_pad(pad: int) -> None:
+    if int(pad) != pad or pad < 0:
+        raise ValueError(f"pad must be a non-negative integer, got {pad!r}")
+
+
+def _check_rand_augment_params(num_ops: int, magnitude: int) -> None:
+    if int(num_ops) != num_ops or num_ops < 0:
+        raise ValueError(f"num_ops must be a non-negative integer, got {num_ops!r}")
+    if int(magnitude) != magnitude or magnitude < 2:
+        raise ValueError(f"magnitude must be an integer >= 2, got {magnitude!r}")
+
+
+def _random_sign(value: float, rng: np.random.Generator) -> float:
+    """Negate ``value`` with probability 0.5 (FixMatch: ``if random() < 0.5: v = -v``)."""
+    return -value if rng.random() < 0.5 else value
+
+
+def _float_parameter(v: int, max_v: float) -> float:
+    return float(v) * max_v / PARAMETER_MAX
+
+
+def _int_parameter(v: int, max_v: int) -> int:
+    return int(v * max_v / PARAMETER_MAX)
+
+
+def _flip_pad_crop(
+    arrays: list[np.ndarray],
+    rng: np.random.Generator,
+    pad: int,
+    flip_prob: float = 0.5,
+) -> list[np.ndarray]:
+    """Same horizontal flip (p=flip_prob) and reflect-pad random crop for every array.
+
+    Written with numpy because Pillow has no reflect padding; slicing is also cheaper.
+    Crop offsets are uniform in 0..2*pad inclusive, as torchvision's RandomCrop.
+    """
+    h, w = arrays[0].shape
+    flip = rng.random() < flip_prob
+    top = int(rng.integers(0, 2 * pad + 1))
+    left = int(rng.integers(0, 2 * pad + 1))
+    out = []
+    for a in arrays:
+        if flip:
+            a = a[:, ::-1]
+        if pad:
+            a = np.pad(a, pad, mode="reflect")[top : top + h, left : left + w]
+        out.append(np.ascontiguousarray(a))
+    return out
+
+
+# ---------------------------------------------------------------------------
+# RandAugment op pool (FixMatch variant; method.md, Training: strong augmentation)
+# Each op: (PIL 'L' image, strength v in 1..9, rng for the sign) -> PIL 'L' image.
+# ---------------------------------------------------------------------------
+
+Op = Callable[[Image.Image, int, np.random.Generator], Image.Image]
+
+
+def _auto_contrast(img: Image.Image, v: int, rng: np.random.Generator) -> Image.Image:
+    return ImageOps.autocontrast(img)
+
+
+def _brightness(img: Image.Image, v: int, rng: np.random.Generator) -> Image.Image:
+    return ImageEnhance.Brightness(img).enhance(_float_parameter(v, 0.9) + 0.05)
+
+
+def _contrast(img: Image.Image, v: int, rng: np.random.Generator) -> Image.Image:
+    return ImageEnhance.Contrast(img).enhance(_float_parameter(v, 0.9) + 0.05)
+
+
+def _equalize(img: Image.Image, v: int, rng: np.random.Generator) -> Image.Image:
+    return ImageOps.equalize(img)
+
+
+def _identity(img: Image.Image, v: int, rng: np.random.Generator) -> Image.Image:
+    return img
+
+
+def _posterize(img: Image.Image, v: int, rng: np.random.Generator) -> Image.Image:
+    return ImageOps.posterize(img, _int_parameter(v, 4) + 4)
+
+
+def _rotate(img: Image.Image, v: int, rng: np.random.Generator) -> Image.Image:
+    angle = _random_sign(_int_parameter(v, 30), rng)
+    return img.rotate(angle, resample=Image.Resampling.NEAREST, fillcolor=_FILL)
+
+
+def _sharpness(img: Image.Image, v: int, rng: np.random.Generator) -> Image.Image:
+    return ImageEnhance.Sharpness(img).enhance(_float_parameter(v, 0.9) + 0.05)
+
+
+def _affine(img: Image.Image, coeffs: tuple[float, ...]) -> Image.Image:
+    # Output pixel (x, y) samples input (a*x + b*y + c, d*x + e*y + f).
+    return img.transform(
+        img.size,
+        Image.Transform.AFFINE,
+        coeffs,
+        resample=Image.Resampling.NEAREST,
+        fillcolor=_FILL,
+    )
+
+
+def _shear_x(img: Image.Image, v: int, rng: np.random.Generator) -> Image.Image:
+    s = _random_sign(_float_parameter(v, 0.3), rng)
+    return _affine(img, (1, s, 0, 0, 1, 0))
+
+
+def _shear_y(img: Image.Image, v: int, rng: np.random.Generator) -> Image.Image:
+    s = _random_sign(_float_parameter(v, 0.3), rng)
+    return _affine(img, (1, 0, 0, s, 1, 0))
+
+
+def _solarize(img: Image.Image, v: int, rng: np.random.Generator) -> Image.Image:
+    # Pillow inverts every pixel >= threshold.
+    return ImageOps.solarize(img, 256 - _int_parameter(v, 256))
+
+
+def _translate_x(img: Image.Image, v: int, rng: np.random.Generator) -> Image.Image:
+    # Positive shift samples from the right, i.e. moves content left by `shift` px.
+    shift = int(_random_sign(_float_parameter(v, 0.3), rng) * img.size[0])
+    return _affine(img, (1, 0, shift, 0, 1, 0))
+
+
+def _translate_y(img: Image.Image, v: int, rng: np.random.Generator) -> Image.Image:
+    shift = int(_random_sign(_float_parameter(v, 0.3), rng) * img.size[1])
+    return _affine(img, (1, 0, 0, 0, 1, shift))
+
+
+RAND_AUGMENT_OPS: dict[str, Op] = {
+    "AutoContrast": _auto_contrast,
+    "Brightness": _brightness,
+    "Contrast": _contrast,
+    "Equalize": _equalize,
+    "Identity": _identity,
+    "Posterize": _posterize,
+    "Rotate": _rotate,
+    "Sharpness": _sharpness,
+    "ShearX": _shear_x,
+    "ShearY": _shear_y,
+    "Solarize": _solarize,
+    "TranslateX": _translate_x,
+    "TranslateY": _translate_y,
+}
+
+
+# ---------------------------------------------------------------------------
+# Public API
+# ---------------------------------------------------------------------------
+
+
+def rand_augment(
+    image: np.ndarray,
+    rng: np.random.Generator,
+    num_ops: int = 2,
+    magnitude: int = 10,
+) -> np.ndarray:
+    """RandAugment, FixMatch variant without Cutout (method.md, Training: strong augmentation).
+
+    Picks ``num_ops`` ops with replacement from ``RAND_AUGMENT_OPS``; for each draws a
+    strength v uniformly from 1..magnitude-1 and applies the op with probability 0.5.
+    """
+    _check_image(image)
+    _check_rng(rng)
+    _check_rand_augment_params(num_ops, magnitude)
+    ops = tuple(RAND_AUGMENT_OPS.values())  # looked up per call so tests can patch it
+    img: Image.Image | None = None
+    for idx in rng.integers(0, len(ops), size=int(num_ops)):
+        v = int(rng.integers(1, magnitude))
+        if rng.random() < 0.5:
+            if img is None:
+                img = Image.fromarray(image)
+            img = ops[idx](img, v, rng)
+    if img is None:
+        return image.copy()
+    return np.array(img, dtype=np.uint8)
+
+
+def weak_augment(
+    image: np.ndarray, rng: np.random.Generator, pad: int = 32
+) -> np.ndarray:
+    """Horizontal flip (p=0.5), reflect-pad by ``pad`` px, random crop back to (H, W).
+
+    method.md, Training: weak augmentation.
+    """
+    _check_image(image)
+    _check_rng(rng)
+    _check_pad(pad)
+    return _flip_pad_crop([image], rng, pad)[0]
+
+
+def strong_augment(
+    image: np.ndarray,
+    rng: np.random.Generator,
+    pad: int = 32,
+    num_ops: int = 2,
+    magnitude: int = 10,
+) -> np.ndarray:
+    """Flip + reflect-pad crop (32 px, not the original's 4), then ``rand_augment``.
+
+    method.md, Training: strong augmentation.
+    """
+    _check_image(image)
+    _check_rng(rng)
+    _check_pad(pad)
+    _check_rand_augment_params(num_ops, magnitude)
+    cropped = _flip_pad_crop([image], rng, pad)[0]
+    return rand_augment(cropped, rng, num_ops=num_ops, magnitude=magnitude)
+
+
+def joint_geometric_augment(
+    image: np.ndarray,
+    mask: np.ndarray,
+    rng: np.random.Generator,
+    pad: int = 32,
+    max_rotate: float = 10.0,
+    flip_prob: float = 0.5,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Identical geometric augmentation of an image and its binary mask (segmentation).
+
+    Horizontal flip (p=``flip_prob``), reflect-pad by ``pad`` px + random crop back to
+    (H, W), then a rotation by an angle uniform in [-max_rotate, max_rotate] degrees about
+    the centre (image: bilinear, mask: nearest so it stays {0, 1}; uncovered pixels are 0
+    in both). Optional: the original does not augment segmentation images
+    (method.md, Training); the caller decides whether to use it.
+    """
+    _check_image(image, "image")
+    _check_image(mask, "mask")
+    _check_rng(rng)
+    _check_pad(pad)
+    if mask.shape != image.shape:
+        raise ValueError(
+            f"mask shape {mask.shape} must equal image shape {image.shape}"
+        )
+    if mask.max() > 1:
+        raise ValueError("mask must be binary with values in {0, 1}")
+    if not 0.0 <= flip_prob <= 1.0:
+        raise ValueError(f"flip_prob must be in [0, 1], got {flip_prob!r}")
+    if max_rotate < 0:
+        raise ValueError(f"max_rotate must be >= 0, got {max_rotate!r}")
+
+    img_out, mask_out = _flip_pad_crop([image, mask], rng, pad, flip_prob)
+
+    angle = float(rng.uniform(-max_rotate, max_rotate)) if max_rotate > 0 else 0.0
+    if angle != 0.0:
+        img_out = np.array(
+            Image.fromarray(img_out).rotate(
+                angle, resample=Image.Resampling.BILINEAR, fillcolor=_FILL
+            ),
+            dtype=np.uint8,
+        )
+        mask_out = np.array(
+            Image.fromarray(mask_out).rotate(
+                angle, resample=Image.Resampling.NEAREST, fillcolor=0
+            ),
+            dtype=np.uint8,
+        )
+    return img_out, mask_out

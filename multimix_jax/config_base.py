@@ -1,0 +1,78 @@
+"""The base ConfigDict every config in ``configs/`` derives from (method.md values).
+
+Every field can be overridden from the command line: ``--config.loss.kl=original``.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def base_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+
+    # Data: which sources feed the streams, budgets, sizes, augmentation.
+    config.data = ml_collections.ConfigDict()
+    config.data.image_size = 256
+    config.data.per_stream_batch = 10  # five streams x 10 images, as the paper
+    config.data.eval_batch_size = 32
+    config.data.worker_count = 0  # Grain worker processes (0 = in the main process)
+    config.data.worker_buffer_size = 2
+    # Kinds: 'synthetic' (embedded), 'folder' (generic class / images+masks folder),
+    # 'tfds' (a built TFDS dataset: name, data_dir).
+    config.data.cls = ml_collections.ConfigDict(dict(
+        kind="synthetic", path="", name="", data_dir="", num_examples=2000))
+    config.data.seg = ml_collections.ConfigDict(dict(
+        kind="synthetic", path="", name="", data_dir="", num_examples=400))
+    config.data.val_cls = 200  # held out of training, never trained on
+    config.data.val_seg = 40
+    config.data.synthetic_pneumonia_fraction = 0.5
+    config.data.extra_eval = ml_collections.ConfigDict()  # name -> {kind, path/name, task}
+
+    config.augment = ml_collections.ConfigDict()
+    config.augment.pad_fraction = 0.125  # 32 px reflect padding at 256 px
+    config.augment.randaugment_num_ops = 2
+    config.augment.randaugment_magnitude = 10
+    config.augment.seg_joint = False  # the original does not augment segmentation images
+
+    # Label budgets |D_l^c| and |D_l^s|: an int or 'all'.
+    config.labels = ml_collections.ConfigDict(dict(cls=100, seg=10))
+
+    config.model = ml_collections.ConfigDict()
+    config.model.widths = (16, 32, 64, 128, 256)
+    config.model.dropout_rate = 0.25
+    config.model.use_bridge = True
+
+    config.tasks = ml_collections.ConfigDict(dict(classification=True, segmentation=True))
+
+    config.loss = ml_collections.ConfigDict()
+    config.loss.cls_weight = 1.0
+    config.loss.fixmatch = True
+    config.loss.fixmatch_weight = 0.25  # lambda
+    config.loss.threshold = 0.7  # tau
+    config.loss.dice_weight = 5.0  # alpha
+    config.loss.dice_smooth = 1.0
+    config.loss.kl = "bernoulli"  # 'bernoulli' | 'original' (always zero) | 'none'
+    config.loss.kl_weight = 0.01  # beta
+
+    config.optim = ml_collections.ConfigDict()
+    config.optim.learning_rate = 1e-4
+    config.optim.b1 = 0.9
+    config.optim.b2 = 0.999
+    config.optim.lr_decay_epochs = 8.0
+    config.optim.lr_decay_factor = 0.1
+    config.optim.ema_decay = 0.0
+
+    config.train = ml_collections.ConfigDict()
+    config.train.num_epochs = 100.0  # epoch = one pass over the unlabelled cls set
+    config.train.num_steps = -1  # > 0 overrides num_epochs
+    config.train.log_every_steps = 50
+    config.train.eval_every_steps = 500
+    config.train.checkpoint_every_steps = 500
+    config.train.keep_checkpoints = 2
+    config.train.best_metric = "val_score"  # mean of val accuracy and val Dice
+    config.train.num_image_summaries = 4
+
+    config.distributed = False  # call jax.distributed.initialize() (multi-host)
+    return config

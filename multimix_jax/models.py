@@ -1,0 +1,142 @@
+"""MultiMix network: encoder, classifier head and saliency-bridged decoder (method.md,
+Architecture). Modules only: losses live in ``losses.py``, the training step in ``steps.py``.
+
+All tensors are NHWC. The parameter tree is ``{'encoder', 'classifier', 'decoder'}``; with
+the default widths (16, 32, 64, 128, 256) and the bridge it holds exactly 1,965,155
+parameters, as the original.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from multimix_jax import resize
+
+DEFAULT_WIDTHS = (16, 32, 64, 128, 256)
+# PyTorch's default conv/linear weight init (kaiming_uniform, a=sqrt(5)) == U(+-1/sqrt(fan_in)).
+torch_default_kernel_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+BRIDGE_SCALE = 1.0 / 8.0  # concat(x, s) is shrunk 256 -> 32 to meet the first decoder stage.
+
+
+class ConvBlock(nn.Module):
+    """conv3x3 -> InstanceNorm -> LeakyReLU(0.2), twice, then element-wise Dropout."""
+
+    features: int
+    dropout_rate: float = 0.25
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
+        for _ in range(2):
+            x = nn.Conv(self.features, (3, 3), padding=1, kernel_init=torch_default_kernel_init)(x)
+            # InstanceNorm2d(affine=False): per image and channel, biased variance, eps 1e-5.
+            x = nn.InstanceNorm(epsilon=1e-5, use_scale=False, use_bias=False,
+                                use_fast_variance=False)(x)
+            x = nn.leaky_relu(x, negative_slope=0.2)
+        return nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+
+
+class Encoder(nn.Module):
+    """Five ConvBlocks, each followed by 2x2 max-pool; returns (skips c1..c5, pooled c5)."""
+
+    widths: Sequence[int] = DEFAULT_WIDTHS
+    dropout_rate: float = 0.25
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, *, train: bool):
+        skips = []
+        for features in self.widths:
+            x = ConvBlock(features, self.dropout_rate)(x, train=train)
+            skips.append(x)
+            x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        return tuple(skips), x
+
+
+class ClassifierHead(nn.Module):
+    """Global average pool of the pooled c5, then Dense(num_classes) logits."""
+
+    num_classes: int = 2
+
+    @nn.compact
+    def __call__(self, pooled: jnp.ndarray) -> jnp.ndarray:
+        return nn.Dense(self.num_classes, kernel_init=torch_default_kernel_init)(
+            pooled.mean(axis=(1, 2)))
+
+
+class Decoder(nn.Module):
+    """U-Net decoder; ``bridge`` (x ++ saliency at 1/8 size) joins the FIRST stage only."""
+
+    widths: Sequence[int] = DEFAULT_WIDTHS
+    dropout_rate: float = 0.25
+
+    @nn.compact
+    def __call__(self, skips: Sequence[jnp.ndarray], bridge: jnp.ndarray | None, *,
+                 train: bool) -> jnp.ndarray:
+        x = skips[-1]
+        for stage, skip in enumerate(reversed(skips[:-1])):
+            parts = [resize.upsample2x(x), skip]
+            if stage == 0 and bridge is not None:
+                parts.append(bridge)
+            x = ConvBlock(skip.shape[-1], self.dropout_rate)(
+                jnp.concatenate(parts, axis=-1), train=train)
+        return nn.Conv(1, (1, 1), kernel_init=torch_default_kernel_init)(x)
+
+
+class MultiMix(nn.Module):
+    """Encoder + classifier + decoder. Call the methods through ``apply(..., method=...)``.
+
+    ``use_bridge=False`` gives the UMTL / U-Net decoder (no saliency channels).
+    """
+
+    widths: Sequence[int] = DEFAULT_WIDTHS
+    dropout_rate: float = 0.25
+    num_classes: int = 2
+    use_bridge: bool = True
+
+    def setup(self):
+        self.encoder = Encoder(self.widths, self.dropout_rate)
+        self.classifier = ClassifierHead(self.num_classes)
+        self.decoder = Decoder(self.widths, self.dropout_rate)
+
+    def encode(self, images: jnp.ndarray, *, train: bool):
+        """(skips, logits) for NHWC images."""
+        skips, pooled = self.encoder(images, train=train)
+        return skips, self.classifier(pooled)
+
+    def classify(self, images: jnp.ndarray, *, train: bool) -> jnp.ndarray:
+        return self.encode(images, train=train)[1]
+
+    def decode(self, images: jnp.ndarray, saliency: jnp.ndarray | None, skips, *,
+               train: bool) -> jnp.ndarray:
+        """Per-pixel segmentation logits (N, H, W, 1) from the skips and the bridge."""
+        bridge = None
+        if self.use_bridge:
+            bridge = resize.scale_by(jnp.concatenate([images, saliency], axis=-1), BRIDGE_SCALE)
+        return self.decoder(skips, bridge, train=train)
+
+    def __call__(self, images: jnp.ndarray, saliency: jnp.ndarray | None = None, *,
+                 train: bool = False):
+        """Both heads at once (used by ``init``): returns (seg_logits, class_logits)."""
+        skips, logits = self.encode(images, train=train)
+        if saliency is None and self.use_bridge:
+            saliency = jnp.zeros_like(images)
+        return self.decode(images, saliency, skips, train=train), logits
+
+
+def build_model(model_config) -> MultiMix:
+    """MultiMix from ``config.model`` (widths, dropout_rate, use_bridge)."""
+    return MultiMix(widths=tuple(model_config.widths), dropout_rate=model_config.dropout_rate,
+                    use_bridge=model_config.use_bridge)
+
+
+def init_params(model: MultiMix, rng: jax.Array, image_size: int):
+    """Explicit parameter pytree for single-channel ``image_size`` squares."""
+    dummy = jnp.zeros((1, image_size, image_size, 1), jnp.float32)
+    return model.init(rng, dummy, train=False)["params"]
+
+
+def count_params(params) -> int:
+    return sum(int(p.size) for p in jax.tree_util.tree_leaves(params))

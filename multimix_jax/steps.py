@@ -1,0 +1,243 @@
+"""Train state, optimizer, the jitted data-parallel training step and the prediction step
+(method.md, Losses and Training; conventions.md, Training loop).
+
+A batch is a dict of streams, each a dict of NHWC float arrays in [-1, 1] (and int labels):
+  seg_labeled   {'image', 'mask'}   labelled segmentation (x_s, y_s)
+  seg_unlabeled {'image'}           unlabelled segmentation (x_u), for the seg KL
+  cls_labeled   {'image', 'label'}  labelled classification (x_c, c)
+  cls_unlabeled {'weak', 'strong'}  one unlabelled batch, weakly and strongly augmented
+Which streams a config needs is given by ``required_streams``.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from clu import metrics as clu_metrics
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from multimix_jax import losses
+from multimix_jax.models import MultiMix, build_model, init_params
+from multimix_jax.saliency import saliency_map
+
+DATA_AXIS = "data"
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything a resumed run needs besides the data iterator."""
+
+    step: jnp.ndarray
+    params: Any
+    opt_state: Any
+    ema_params: Any  # equals params when optim.ema_decay == 0
+    rng: jnp.ndarray  # raw uint32 key; per-step keys are fold_in(rng, step)
+
+
+# --------------------------------------------------------------------------- config
+def required_streams(config) -> tuple[str, ...]:
+    """The batch streams the configured tasks and losses consume."""
+    streams = []
+    if config.tasks.segmentation:
+        streams.append("seg_labeled")
+        if config.loss.kl != "none":
+            streams.append("seg_unlabeled")
+    if config.tasks.classification:
+        streams.append("cls_labeled")
+        if config.loss.fixmatch:
+            streams.append("cls_unlabeled")
+    if not streams:
+        raise ValueError("config.tasks enables neither classification nor segmentation")
+    return tuple(streams)
+
+
+def metric_names(config) -> tuple[str, ...]:
+    names = ["loss"]
+    if config.tasks.classification:
+        names += ["cls_loss", "accuracy"]
+        if config.loss.fixmatch:
+            names += ["fixmatch_loss", "mask_rate"]
+    if config.tasks.segmentation:
+        names += ["dice_loss", "train_dice"]
+        if config.loss.kl != "none":
+            names += ["kl_loss"]
+    return tuple(names)
+
+
+@functools.lru_cache(maxsize=None)
+def _collection_for(names: tuple[str, ...]) -> type:
+    return clu_metrics.Collection.create(
+        **{name: clu_metrics.Average.from_output(name) for name in names})
+
+
+def train_metrics_collection(config) -> type:
+    """clu ``metrics.Collection`` class of the step's scalars (each an Average)."""
+    return _collection_for(metric_names(config))
+
+
+# --------------------------------------------------------------------------- optimizer
+def learning_rate_schedule(optim_config, steps_per_epoch: int) -> optax.Schedule:
+    """StepLR: lr x decay_factor every ``lr_decay_epochs`` epochs, expressed in steps."""
+    return optax.exponential_decay(
+        init_value=optim_config.learning_rate,
+        transition_steps=max(1, int(round(optim_config.lr_decay_epochs * steps_per_epoch))),
+        decay_rate=optim_config.lr_decay_factor, staircase=True)
+
+
+def make_optimizer(optim_config, steps_per_epoch: int) -> optax.GradientTransformation:
+    """Adam (default betas, no weight decay) on the combined loss."""
+    return optax.adam(learning_rate_schedule(optim_config, steps_per_epoch),
+                      b1=optim_config.b1, b2=optim_config.b2)
+
+
+def create_train_state(model: MultiMix, tx: optax.GradientTransformation, rng: jax.Array,
+                       image_size: int) -> TrainState:
+    init_rng, train_rng = jax.random.split(rng)
+    params = init_params(model, init_rng, image_size)
+    ema_params = jax.tree_util.tree_map(jnp.copy, params)  # own buffers: the state is donated
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                      ema_params=ema_params, rng=train_rng)
+
+
+# --------------------------------------------------------------------------- losses
+def compute_losses(params, batch: dict, dropout_rng: jax.Array, *, model: MultiMix, config,
+                   segment_all_images: bool = False):
+    """Forward pass of one step and the weighted loss (method.md, Losses).
+
+    The encoder runs once on all images. The saliency pass and the decoder run ONLY on the
+    segmentation streams: no layer couples images, so this equals the original's decoding
+    of all images (``segment_all_images=True``, kept for tests and benchmarks) at ~40%
+    fewer FLOPs. Returns (total_loss, scalars dict).
+    """
+    loss_cfg = config.loss
+    encoder_rng, decoder_rng = jax.random.split(dropout_rng)
+    seg_images, cls_images = [], []
+    if config.tasks.segmentation:
+        seg_images.append(batch["seg_labeled"]["image"])
+        if loss_cfg.kl != "none":
+            seg_images.append(batch["seg_unlabeled"]["image"])
+    if config.tasks.classification:
+        cls_images.append(batch["cls_labeled"]["image"])
+        if loss_cfg.fixmatch:
+            cls_images += [batch["cls_unlabeled"]["weak"], batch["cls_unlabeled"]["strong"]]
+    images = jnp.concatenate(seg_images + cls_images, axis=0)
+    sizes = np.cumsum([0] + [x.shape[0] for x in seg_images + cls_images])
+    chunk = lambda a, i: a[sizes[i]:sizes[i + 1]]
+    skips, logits = model.apply({"params": params}, images, train=True,
+                                rngs={"dropout": encoder_rng}, method=MultiMix.encode)
+
+    terms, scalars = {}, {}
+    if config.tasks.segmentation:
+        n_seg = int(sizes[len(seg_images)])
+        decode_n = images.shape[0] if segment_all_images else n_seg
+        decode_images = images[:decode_n]
+        saliency = saliency_map(model, params, decode_images) if model.use_bridge else None
+        seg_logits = model.apply({"params": params}, decode_images, saliency,
+                                 [s[:decode_n] for s in skips], train=True,
+                                 rngs={"dropout": decoder_rng}, method=MultiMix.decode)
+        labeled_seg = chunk(seg_logits, 0)
+        masks = batch["seg_labeled"]["mask"]
+        terms["dice"] = losses.dice_loss(labeled_seg, masks, loss_cfg.dice_smooth)
+        scalars["dice_loss"] = terms["dice"]
+        hard = (labeled_seg > 0).astype(masks.dtype)
+        inter, total = (hard * masks).sum((1, 2, 3)), hard.sum((1, 2, 3)) + masks.sum((1, 2, 3))
+        scalars["train_dice"] = jnp.where(total > 0, 2 * inter / jnp.maximum(total, 1), 1.0).mean()
+        if loss_cfg.kl != "none":
+            terms["kl"] = losses.segmentation_kl(labeled_seg, chunk(seg_logits, 1), loss_cfg.kl)
+            scalars["kl_loss"] = terms["kl"]
+    if config.tasks.classification:
+        first = len(seg_images)
+        labeled_logits, labels = chunk(logits, first), batch["cls_labeled"]["label"]
+        terms["cls"] = losses.classification_loss(labeled_logits, labels)
+        scalars["cls_loss"] = terms["cls"]
+        scalars["accuracy"] = (labeled_logits.argmax(-1) == labels).mean()
+        if loss_cfg.fixmatch:
+            terms["fixmatch"], mask = losses.fixmatch_loss(
+                chunk(logits, first + 1), chunk(logits, first + 2), loss_cfg.threshold)
+            scalars["fixmatch_loss"] = terms["fixmatch"]
+            scalars["mask_rate"] = mask.mean()
+    weights = {"cls": loss_cfg.cls_weight, "fixmatch": loss_cfg.fixmatch_weight,
+               "dice": loss_cfg.dice_weight, "kl": loss_cfg.kl_weight}
+    total = losses.total_loss(terms, weights)
+    scalars["loss"] = total
+    return total, scalars
+
+
+# --------------------------------------------------------------------------- steps
+def train_step(state: TrainState, batch: dict, *, model: MultiMix,
+               tx: optax.GradientTransformation, config, segment_all_images: bool = False):
+    """One Adam step on the combined loss; returns (new_state, metrics Collection)."""
+    dropout_rng = jax.random.fold_in(state.rng, state.step)
+    grad_fn = jax.value_and_grad(compute_losses, has_aux=True)
+    (_, scalars), grads = grad_fn(state.params, batch, dropout_rng, model=model, config=config,
+                                  segment_all_images=segment_all_images)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    ema_params = optax.incremental_update(params, state.ema_params,
+                                          step_size=1.0 - config.optim.ema_decay)
+    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
+                              ema_params=ema_params)
+    collection = train_metrics_collection(config).single_from_model_output(**scalars)
+    return new_state, collection
+
+
+def predict(params, images: jnp.ndarray, *, model: MultiMix) -> dict:
+    """Inference (no dropout): class probabilities, mask probabilities and the saliency map."""
+    saliency = saliency_map(model, params, images)
+    skips, logits = model.apply({"params": params}, images, train=False, method=MultiMix.encode)
+    seg_logits = model.apply({"params": params}, images, saliency if model.use_bridge else None,
+                             skips, train=False, method=MultiMix.decode)
+    return {"class_probs": jax.nn.softmax(logits, -1),
+            "mask_probs": jax.nn.sigmoid(seg_logits[..., 0]),
+            "saliency": saliency[..., 0]}
+
+
+# --------------------------------------------------------------------------- sharding
+def make_mesh(devices=None) -> Mesh:
+    """1-D data-parallel mesh over all (or the given) devices."""
+    devices = jax.devices() if devices is None else devices
+    return Mesh(np.asarray(devices), (DATA_AXIS,))
+
+
+def data_sharding(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def shard_batch(batch, mesh: Mesh):
+    """Host numpy batch -> global jax Arrays split along the batch axis (one or many hosts)."""
+    sharding = data_sharding(mesh)
+    return jax.tree_util.tree_map(
+        lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch)
+
+
+def jit_train_step(model: MultiMix, tx: optax.GradientTransformation, config, mesh: Mesh,
+                   segment_all_images: bool = False) -> Callable:
+    """``train_step`` jitted over ``mesh``: state replicated and donated, batch sharded."""
+    step = functools.partial(train_step, model=model, tx=tx, config=config,
+                             segment_all_images=segment_all_images)
+    return jax.jit(step, in_shardings=(replicated(mesh), data_sharding(mesh)),
+                   out_shardings=(replicated(mesh), replicated(mesh)), donate_argnums=0)
+
+
+def jit_predict(model: MultiMix, mesh: Mesh) -> Callable:
+    return jax.jit(functools.partial(predict, model=model),
+                   in_shardings=(replicated(mesh), data_sharding(mesh)),
+                   out_shardings=data_sharding(mesh))
+
+
+def setup(config, mesh: Mesh, steps_per_epoch: int):
+    """(model, optimizer, initial state placed on the mesh) for a config."""
+    model = build_model(config.model)
+    tx = make_optimizer(config.optim, steps_per_epoch)
+    state = create_train_state(model, tx, jax.random.PRNGKey(config.seed), config.data.image_size)
+    return model, tx, jax.device_put(state, replicated(mesh))

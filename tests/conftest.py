@@ -1,0 +1,41 @@
+"""Shared fixtures: tiny configs and batches (tests run on 2 CPU cores)."""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+import pytest
+
+from multimix_jax.config_base import base_config
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
+TINY_WIDTHS = (4, 8, 8, 16, 16)
+
+
+def tiny_config(image_size: int = 32, per_stream: int = 2, widths=TINY_WIDTHS):
+    config = base_config()
+    config.data.image_size = image_size
+    config.data.per_stream_batch = per_stream
+    config.model.widths = widths
+    return config
+
+
+def random_batch(config, seed: int = 0) -> dict:
+    """A host batch of all five streams with random images in [-1, 1]."""
+    rng = np.random.default_rng(seed)
+    n, s = config.data.per_stream_batch, config.data.image_size
+    image = lambda: rng.uniform(-1, 1, (n, s, s, 1)).astype(np.float32)
+    weak, seg_image = image(), image()
+    return {  # the mask is a pixel-wise function of the image, so it can be learnt
+        "seg_labeled": {"image": seg_image, "mask": (seg_image > 0).astype(np.float32)},
+        "seg_unlabeled": {"image": image()},
+        "cls_labeled": {"image": image(), "label": rng.integers(0, 2, n).astype(np.int32)},
+        "cls_unlabeled": {"weak": weak, "strong": weak + 0.1 * image()},
+    }
+
+
+@pytest.fixture
+def tiny():
+    return tiny_config()

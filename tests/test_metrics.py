@@ -1,0 +1,259 @@
+"""Tests for multimix_jax.metrics against analytic / brute-force answers."""
+
+import math
+import time
+
+import numpy as np
+import pytest
+from scipy.spatial.distance import cdist
+
+from multimix_jax import metrics as M
+
+
+# --------------------------------------------------------------------------
+# fixtures built independently of the metric code
+# --------------------------------------------------------------------------
+def _disc_set(cy, cx, r, shape):
+    """Pixel set {(i, j): (i-cy)^2 + (j-cx)^2 <= r^2} as Python tuples."""
+    return {(i, j) for i in range(shape[0]) for j in range(shape[1])
+            if (i - cy) ** 2 + (j - cx) ** 2 <= r * r}
+
+
+def _render(pixels, shape):
+    m = np.zeros(shape, dtype=bool)
+    for i, j in pixels:
+        m[i, j] = True
+    return m
+
+
+def _square(shape, r0, c0, s):
+    m = np.zeros(shape, dtype=bool)
+    m[r0:r0 + s, c0:c0 + s] = True
+    return m
+
+
+def _brute_boundary(mask):
+    """Foreground pixels with a 4-neighbour that is background or off-image."""
+    H, W = mask.shape
+    out = []
+    for i, j in zip(*np.nonzero(mask)):
+        for di, dj in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+            a, b = i + di, j + dj
+            if not (0 <= a < H and 0 <= b < W) or not mask[a, b]:
+                out.append((i, j))
+                break
+    return np.array(out, dtype=float)
+
+
+def _brute_ahd(p, t):
+    P, T = np.argwhere(p).astype(float), np.argwhere(t).astype(float)
+    D = cdist(P, T)
+    return 0.5 * (D.min(1).mean() + D.min(0).mean())
+
+
+def _brute_hd95(p, t):
+    BP, BT = _brute_boundary(p), _brute_boundary(t)
+    D = cdist(BP, BT)
+    return np.percentile(np.concatenate([D.min(1), D.min(0)]), 95)
+
+
+# --------------------------------------------------------------------------
+# segmentation
+# --------------------------------------------------------------------------
+def test_identical_masks():
+    m = _render(_disc_set(30, 30, 15, (64, 64)), (64, 64))
+    assert M.dice(m, m) == 1.0
+    assert M.jaccard(m, m) == 1.0
+    assert M.averaged_hausdorff(m, m) == 0.0
+    assert M.hd95(m, m) == 0.0
+    assert M.ssim(m, m) == pytest.approx(1.0)
+
+
+def test_shifted_disc_overlap_counts():
+    shape, r, k = (64, 80), 17, 5
+    A = _disc_set(32, 30, r, shape)
+    B = {(i, j + k) for (i, j) in A}  # exact horizontal translation
+    inter, union = len(A & B), len(A | B)
+    pa, pb = _render(A, shape), _render(B, shape)
+    assert M.dice(pa, pb) == pytest.approx(2 * inter / (len(A) + len(B)), abs=1e-12)
+    assert M.jaccard(pa, pb) == pytest.approx(inter / union, abs=1e-12)
+    # every boundary pixel of A has its translate on B's boundary -> all
+    # surface distances <= k; they are not all zero.
+    assert 0.0 < M.hd95(pa, pb) <= k + 1e-9
+    # dice accepts {0,1} ints and probabilities the same way
+    assert M.dice(pa.astype(np.uint8), pb.astype(float) * 0.9) == M.dice(pa, pb)
+
+
+@pytest.mark.parametrize("s,k", [(20, 1), (40, 3), (30, 7)])
+def test_shifted_squares_ahd_and_hd95(s, k):
+    # A: s x s square; B: A shifted right by k (k < s / 2).
+    shape = (s + 10, s + k + 10)
+    a, b = _square(shape, 5, 5, s), _square(shape, 5, 5 + k, s)
+    # AHD: a pixel of A in one of the k columns left of B is at distance
+    # k - c (c = 0..k-1) from B, the others are inside B (distance 0):
+    # directed mean = s * sum_{j=1..k} j / s^2 = k (k+1) / (2 s); symmetric.
+    assert M.averaged_hausdorff(a, b) == pytest.approx(k * (k + 1) / (2 * s), abs=1e-12)
+    # HD95: translating a boundary pixel by k lands on the other boundary, so
+    # every surface distance is <= k; the s-2 interior pixels of A's left
+    # edge (and mirrored B's right edge) are exactly k away (no B pixel has
+    # column < k).  That is (s-2)/(4s-4) ~ 25% > 5% of all distances at the
+    # max, so the 95th percentile is exactly k.
+    assert M.hd95(a, b) == pytest.approx(k, abs=1e-12)
+    # overlap: |A & B| = s (s - k)
+    assert M.dice(a, b) == pytest.approx(2 * s * (s - k) / (2 * s * s))
+    assert M.jaccard(a, b) == pytest.approx(s * (s - k) / (s * s + s * k))
+
+
+def test_single_pixels():
+    shape = (32, 32)
+    a, b = np.zeros(shape, bool), np.zeros(shape, bool)
+    a[10, 10] = True
+    b[13, 14] = True  # distance 5 (3-4-5 triangle)
+    assert M.averaged_hausdorff(a, b) == pytest.approx(5.0)
+    assert M.hd95(a, b) == pytest.approx(5.0)
+    assert M.dice(a, b) == 0.0 and M.jaccard(a, b) == 0.0
+
+
+def test_distances_match_brute_force():
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        # blobby random masks that also touch the image border
+        p = rng.random((18, 21)) < 0.35
+        t = rng.random((18, 21)) < 0.5
+        assert M.averaged_hausdorff(p, t) == pytest.approx(_brute_ahd(p, t), abs=1e-9)
+        assert M.hd95(p, t) == pytest.approx(_brute_hd95(p, t), abs=1e-9)
+
+
+def test_ssim_single_pixel_analytic():
+    # x = 0 everywhere, y = single 1 at the centre of a 15x15 image.
+    # skimage: uniform 7x7 window, sample covariance (N/(N-1), N=49),
+    # C1=(0.01)^2, C2=(0.03)^2, mean over the 9x9 crop (pad 3).  The 49
+    # windows covering the pixel have mu_x=var_x=cov=0, mu_y=1/49,
+    # var_y = 49/48 * (1/49 - 1/49^2) = 1/49; the other 32 have SSIM 1.
+    x = np.zeros((15, 15), bool)
+    y = x.copy()
+    y[7, 7] = True
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    s = c1 * c2 / (((1 / 49) ** 2 + c1) * (1 / 49 + c2))
+    assert M.ssim(x, y) == pytest.approx((32 + 49 * s) / 81, rel=1e-9)
+    assert M.ssim(y, x) == pytest.approx(M.ssim(x, y))
+
+
+def test_empty_conventions():
+    e = np.zeros((16, 16), bool)
+    f = _square((16, 16), 4, 4, 6)
+    # both empty: perfect agreement
+    assert M.dice(e, e) == 1.0 and M.jaccard(e, e) == 1.0
+    assert M.averaged_hausdorff(e, e) == 0.0 and M.hd95(e, e) == 0.0
+    assert M.ssim(e, e) == pytest.approx(1.0)
+    # exactly one empty: no overlap, distances undefined (NaN)
+    for p, t in ((e, f), (f, e)):
+        assert M.dice(p, t) == 0.0 and M.jaccard(p, t) == 0.0
+        assert math.isnan(M.averaged_hausdorff(p, t))
+        assert math.isnan(M.hd95(p, t))
+
+
+def test_segmentation_metrics_aggregate_and_nan_handling():
+    f = _square((16, 16), 4, 4, 6)
+    g = _square((16, 16), 4, 5, 6)  # shifted by 1
+    e = np.zeros((16, 16), bool)
+    pred = np.stack([f, f, e])
+    true = np.stack([f, g, f])
+    out = M.segmentation_metrics(pred, true)
+    assert out["n"] == 3
+    assert out["dice"] == pytest.approx((1 + 2 * 30 / 72 + 0) / 3)
+    # hd: nan-aware mean over the 2 defined images (0 and 1*2/(2*6))
+    assert out["hd"] == pytest.approx((0 + 1 / 6) / 2)
+    assert out["hd95"] == pytest.approx((0 + 1) / 2)
+    assert out["hd_undefined"] == 1 and out["hd95_undefined"] == 1
+    # NHWC with one channel and float probabilities are accepted
+    out2 = M.segmentation_metrics(pred[..., None] * 0.8, true[..., None].astype(np.float32))
+    for k in out:
+        assert out2[k] == pytest.approx(out[k], nan_ok=True)
+
+
+def test_segmentation_valid_mask_ignores_padding():
+    rng = np.random.default_rng(1)
+    f = _square((16, 16), 3, 3, 8)
+    g = _square((16, 16), 4, 5, 7)
+    pred, true = np.stack([f, g]), np.stack([g, g])
+    ref = M.segmentation_metrics(pred, true)
+    valid = np.array([True, False, True, False])
+    for _ in range(2):  # arbitrary garbage in the padded slots
+        pp = np.stack([f, rng.random((16, 16)) < 0.5, g, np.zeros((16, 16), bool)])
+        tt = np.stack([g, rng.random((16, 16)) < 0.5, g, f])
+        out = M.segmentation_metrics(pp, tt, valid=valid)
+        assert out == pytest.approx(ref)
+    empty = M.segmentation_metrics(pp, tt, valid=np.zeros(4, bool))
+    assert empty["n"] == 0 and math.isnan(empty["dice"])
+
+
+def test_speed_256():
+    a = _square((256, 256), 40, 40, 150)
+    yy, xx = np.mgrid[:256, :256]
+    b = (yy - 128) ** 2 + (xx - 120) ** 2 <= 80 ** 2
+    M.hd95(a, b)  # warm-up
+    t0 = time.perf_counter()
+    for _ in range(5):
+        M.averaged_hausdorff(a, b)
+        M.hd95(a, b)
+    per_pair = (time.perf_counter() - t0) / 5
+    assert per_pair < 0.1  # a few ms in practice; generous for loaded CI
+
+
+# --------------------------------------------------------------------------
+# classification
+# --------------------------------------------------------------------------
+def _known_confusion():
+    # TN=3, FP=1, FN=2, TP=4
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
+    preds = np.array([0, 0, 0, 1, 0, 0, 1, 1, 1, 1])
+    return labels, preds
+
+
+def test_known_confusion_matrix():
+    labels, preds = _known_confusion()
+    np.testing.assert_array_equal(M.confusion(labels, preds), [[3, 1], [2, 4]])
+    assert M.accuracy(labels, preds) == pytest.approx(7 / 10)
+    f1n, f1p = M.f1_per_class(labels, preds)
+    # NORMAL as positive: TP=3, FP=2, FN=1 -> 6/9 ; PNEUMONIA: TP=4, FP=1, FN=2
+    assert f1n == pytest.approx(6 / 9)
+    assert f1p == pytest.approx(8 / 11)
+
+
+def test_f1_absent_class_convention():
+    assert M.f1_per_class([1, 1, 1], [1, 1, 1]) == (1.0, 1.0)
+    # present in labels but never predicted -> 0
+    assert M.f1_per_class([0, 1, 1], [1, 1, 1])[0] == 0.0
+
+
+def test_roc_auc():
+    y = np.array([0, 0, 1, 1, 1])
+    s = np.array([0.1, 0.3, 0.35, 0.8, 0.9])
+    assert M.roc_auc(y, s) == 1.0
+    assert M.roc_auc(y, 1 - s) == 0.0
+    assert math.isnan(M.roc_auc([1, 1, 1], [0.2, 0.5, 0.9]))
+    assert math.isnan(M.roc_auc([], []))
+
+
+def test_classification_metrics_and_valid():
+    labels, preds = _known_confusion()
+    # probabilities consistent with preds; 0.5 exactly counts as PNEUMONIA
+    prob = np.array([0.1, 0.2, 0.3, 0.7, 0.4, 0.45, 0.5, 0.8, 0.9, 0.95])
+    np.testing.assert_array_equal(prob >= 0.5, preds == 1)
+    ref = M.classification_metrics(labels, prob)
+    assert ref["n"] == 10
+    assert ref["accuracy"] == pytest.approx(0.7)
+    assert ref["f1_normal"] == pytest.approx(6 / 9)
+    assert ref["f1_pneumonia"] == pytest.approx(8 / 11)
+    # AUC by pair counting: 4 neg x 6 pos = 24 pairs; negatives 0.1/0.2/0.3
+    # are below every positive (18), negative 0.7 is below 0.8/0.9/0.95 (3).
+    assert ref["roc_auc"] == pytest.approx(21 / 24)
+
+    # pad with garbage; valid mask must make them irrelevant
+    rng = np.random.default_rng(2)
+    for _ in range(3):
+        pl = np.concatenate([labels, rng.integers(0, 2, 6)])
+        pp = np.concatenate([prob, rng.random(6)])
+        valid = np.r_[np.ones(10, bool), np.zeros(6, bool)]
+        assert M.classification_metrics(pl, pp, valid=valid) == ref

@@ -1,0 +1,92 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from multimix_jax import models, resize
+from multimix_jax.saliency import saliency_map
+from tests.conftest import tiny_config
+
+
+def test_default_widths_give_the_papers_parameter_count():
+    model = models.MultiMix()
+    params = models.init_params(model, jax.random.PRNGKey(0), 32)
+    assert models.count_params(params) == 1_965_155
+    assert set(params) == {"encoder", "classifier", "decoder"}
+
+
+def test_no_bridge_removes_exactly_the_two_bridge_channels():
+    with_bridge = models.init_params(models.MultiMix(), jax.random.PRNGKey(0), 32)
+    without = models.init_params(models.MultiMix(use_bridge=False), jax.random.PRNGKey(0), 32)
+    # first decoder conv: 3x3 kernels x 2 input channels x 128 outputs
+    assert models.count_params(with_bridge) - models.count_params(without) == 9 * 2 * 128
+
+
+def test_output_shapes():
+    config = tiny_config(image_size=64)
+    model = models.build_model(config.model)
+    params = models.init_params(model, jax.random.PRNGKey(0), 64)
+    x = jnp.zeros((3, 64, 64, 1))
+    skips, logits = model.apply({"params": params}, x, train=False, method=models.MultiMix.encode)
+    assert logits.shape == (3, 2)
+    assert [s.shape for s in skips] == [(3, 64 >> i, 64 >> i, w) for i, w in
+                                        enumerate(config.model.widths)]
+    seg, logits2 = model.apply({"params": params}, x, jnp.zeros_like(x), train=False)
+    assert seg.shape == (3, 64, 64, 1)
+    np.testing.assert_allclose(logits, logits2)
+
+
+def test_dropout_only_in_training_mode():
+    config = tiny_config()
+    model = models.build_model(config.model)
+    params = models.init_params(model, jax.random.PRNGKey(0), 32)
+    x = jax.random.normal(jax.random.PRNGKey(1), (2, 32, 32, 1))
+    classify = lambda train, key: model.apply({"params": params}, x, train=train,
+                                              rngs={"dropout": key}, method=models.MultiMix.classify)
+    np.testing.assert_array_equal(classify(False, jax.random.PRNGKey(2)),
+                                  classify(False, jax.random.PRNGKey(3)))
+    assert not np.allclose(classify(True, jax.random.PRNGKey(2)), classify(True, jax.random.PRNGKey(3)))
+
+
+def test_align_corners_resize_matches_the_definition():
+    # upsampling 4 -> 7: src = i * 3 / 6, so values are 0, .5, 1, ..., 3
+    x = jnp.arange(4.0).reshape(1, 4, 1, 1) * jnp.ones((1, 1, 4, 1))
+    up = resize.resize_bilinear_align_corners(x, 7, 4)
+    np.testing.assert_allclose(up[0, :, 0, 0], np.arange(7) * 0.5, atol=1e-6)
+    # downsampling 9 -> 3 picks rows 0, 4, 8 exactly (no antialiasing, unlike jax.image.resize)
+    y = jax.random.normal(jax.random.PRNGKey(0), (2, 9, 9, 3))
+    down = resize.resize_bilinear_align_corners(y, 3, 3)
+    np.testing.assert_allclose(down, y[:, ::4, ::4], atol=1e-6)
+    # the bridge's 1/8 scale: 256 -> 32 keeps the corner pixels
+    z = jax.random.normal(jax.random.PRNGKey(1), (1, 256, 256, 2))
+    small = resize.scale_by(z, 1 / 8)
+    assert small.shape == (1, 32, 32, 2)
+    np.testing.assert_allclose(small[0, [0, 0, -1, -1], [0, -1, 0, -1]],
+                               z[0, [0, 0, -1, -1], [0, -1, 0, -1]], atol=1e-6)
+    # an interior value: output row 1 samples input row 255/31 ~ 8.226
+    src = 255 / 31
+    lo = int(src)
+    expected = (1 - (src - lo)) * z[0, lo, 0] + (src - lo) * z[0, lo + 1, 0]
+    np.testing.assert_allclose(small[0, 1, 0], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_saliency_equals_finite_differences():
+    config = tiny_config()
+    model = models.build_model(config.model)
+    params = models.init_params(model, jax.random.PRNGKey(0), 32)
+    x = jax.random.normal(jax.random.PRNGKey(4), (2, 32, 32, 1))
+    sal = np.asarray(saliency_map(model, params, x))
+    assert sal.shape == x.shape and (sal >= 0).all()
+    logits = model.apply({"params": params}, x, train=False, method=models.MultiMix.classify)
+    k = np.asarray(jnp.argmax(logits, -1))
+
+    def selected(xx, image):
+        out = model.apply({"params": params}, xx, train=False, method=models.MultiMix.classify)
+        return float(out[image, k[image]])
+
+    eps = 1e-3
+    for image in range(2):
+        for flat in np.argsort(sal[image].ravel())[-6:]:  # the most salient pixels
+            i, j = np.unravel_index(flat, (32, 32))
+            delta = jnp.zeros_like(x).at[image, i, j, 0].set(eps)
+            fd = (selected(x + delta, image) - selected(x - delta, image)) / (2 * eps)
+            np.testing.assert_allclose(sal[image, i, j, 0], abs(fd), rtol=0.05)
