@@ -131,7 +131,7 @@ def _heart_field(rng: np.random.Generator, X, Y, left: dict) -> np.ndarray:
     # the tilted ellipse spans hx +- sqrt(ha^2 cos^2 + hb^2 sin^2) horizontally
     hb = min(hb, 0.8 * reach / np.sin(ang))
     ha = np.sqrt(reach ** 2 - (hb * np.sin(ang)) ** 2) / np.cos(ang)
-    hb = min(hb, ha)
+    ha, hb = float(ha), float(min(hb, ha))
     ca, sa = np.float32(np.cos(ang)), np.float32(np.sin(ang))
     dx, dy = X - hx, Y - hy
     p, q = (dx * ca + dy * sa) / ha, (dy * ca - dx * sa) / hb
@@ -310,16 +310,16 @@ def make_example(index: int, seed: int = 0, size: int = 128, pneumonia_fraction:
         dens += _blobs(nx, ny, [0.02] * 2, [0.02] * 2, [0.1, 0.1], size) * lung
 
     # --- pneumonia: clusters of blurred blobs, seeded at random lung pixels
-    n_clusters = int(rng.integers(1, 5))
+    n_clusters = int(rng.integers(1, 6))
     faint = rng.random() < 0.25  # hard cases: faint
-    strength = rng.uniform(0.15, 0.35) if faint else rng.uniform(0.45, 1.0)
+    strength = rng.uniform(0.2, 0.4) if faint else rng.uniform(0.5, 1.0)
     small = rng.random() < 0.3  # hard cases: small
     lung_idx = np.flatnonzero(mask)
     bx, by, bsx, bsy, bamp = [], [], [], [], []
     for _ in range(n_clusters):
         # seed pixel: the lower of two random lung pixels (lower lobes are favoured)
         k = lung_idx[rng.integers(len(lung_idx), size=2).max()] if len(lung_idx) else size * size // 2
-        rad = rng.uniform(0.04, 0.09) if small else rng.uniform(0.08, 0.22)
+        rad = rng.uniform(0.04, 0.09) if small else rng.uniform(0.09, 0.25)
         nb = int(rng.integers(5, 16))
         offs = rng.normal(0.0, rad, size=(nb, 2))
         sig = rng.uniform(0.25, 0.6, size=(nb, 1)) * rad * rng.uniform(0.8, 1.25, size=(nb, 2))
@@ -329,7 +329,7 @@ def make_example(index: int, seed: int = 0, size: int = 128, pneumonia_fraction:
         bamp += list(rng.uniform(0.4, 1.0, size=nb))
     mottle = 0.6 + 0.8 * np.clip(_smooth_field(rng, size, 3, 8.0) + 0.5, 0.0, 1.0)
     if label == 1 and _with_opacities:
-        op = 1.0 - np.exp(-1.5 * _blobs(bx, by, bsx, bsy, bamp, size))  # saturates: consolidation
+        op = 1.0 - np.exp(-2.0 * _blobs(bx, by, bsx, bsy, bamp, size))  # saturates: consolidation
         dens += op * mottle * lung * (air * strength)
 
     # --- acquisition: exposure, contrast, gamma, low-frequency drift, noise

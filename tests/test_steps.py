@@ -139,7 +139,8 @@ EIGHT_DEVICE_SCRIPT = textwrap.dedent("""
     (g1, p1, m1), (g8, p8, m8) = results
     leaves = lambda tree: jax.tree_util.tree_leaves_with_path(jax.tree_util.tree_map(np.asarray, tree))
     for (path, a), (_, b) in zip(leaves(g1), leaves(g8)):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6, err_msg=str(path))
+        # float32 sums in another order: compare against each tensor's own scale
+        assert np.abs(a - b).max() <= 1e-4 * np.abs(a).max() + 1e-6, path
     for (path, a), (_, b) in zip(leaves(p1), leaves(p8)):
         # conv biases followed by InstanceNorm have zero true gradient, so Adam turns
         # float noise into lr-sized steps there: compare the kernels, which carry the model.
