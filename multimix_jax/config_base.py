@@ -28,6 +28,8 @@ def base_config() -> ml_collections.ConfigDict:
     config.data.val_cls = 200  # held out of training, never trained on
     config.data.val_seg = 40
     config.data.synthetic_pneumonia_fraction = 0.5
+    config.data.synthetic_seed = 0  # the embedded dataset does not change with config.seed
+    config.data.split_seed = 0  # validation hold-out and label-budget draws
     config.data.extra_eval = ml_collections.ConfigDict()  # name -> {kind, path/name, task}
 
     config.augment = ml_collections.ConfigDict()

@@ -105,6 +105,27 @@ def create_train_state(model: MultiMix, tx: optax.GradientTransformation, rng: j
                       ema_params=ema_params, rng=train_rng)
 
 
+# --------------------------------------------------------------------------- inputs
+IMAGE_KEYS = ("image", "weak", "strong")
+
+
+def normalize_images(images: jnp.ndarray) -> jnp.ndarray:
+    """uint8 [0, 255] -> float32 [-1, 1], the one normalisation used everywhere
+    (method.md, Training: original defects). Float inputs are taken as already normalised."""
+    if images.dtype == jnp.uint8:
+        return images.astype(jnp.float32) / 127.5 - 1.0
+    return images
+
+
+def normalize_batch(batch: dict) -> dict:
+    """Images to [-1, 1], masks to float {0, 1}, labels unchanged; on the device."""
+    out = {}
+    for stream, fields in batch.items():
+        out[stream] = {k: normalize_images(v) if k in IMAGE_KEYS else
+                       (v.astype(jnp.float32) if k == "mask" else v) for k, v in fields.items()}
+    return out
+
+
 # --------------------------------------------------------------------------- losses
 def compute_losses(params, batch: dict, dropout_rng: jax.Array, *, model: MultiMix, config,
                    segment_all_images: bool = False):
@@ -116,6 +137,7 @@ def compute_losses(params, batch: dict, dropout_rng: jax.Array, *, model: MultiM
     fewer FLOPs. Returns (total_loss, scalars dict).
     """
     loss_cfg = config.loss
+    batch = normalize_batch(batch)
     encoder_rng, decoder_rng = jax.random.split(dropout_rng)
     seg_images, cls_images = [], []
     if config.tasks.segmentation:
@@ -189,6 +211,7 @@ def train_step(state: TrainState, batch: dict, *, model: MultiMix,
 
 def predict(params, images: jnp.ndarray, *, model: MultiMix) -> dict:
     """Inference (no dropout): class probabilities, mask probabilities and the saliency map."""
+    images = normalize_images(images)
     saliency = saliency_map(model, params, images)
     skips, logits = model.apply({"params": params}, images, train=False, method=MultiMix.encode)
     seg_logits = model.apply({"params": params}, images, saliency if model.use_bridge else None,

@@ -8,10 +8,15 @@ left), with the parts that matter for MultiMix:
 * segmentation target: two lung fields of varied, asymmetric shape (the patient's right lung,
   image left, is wider; the heart shadow covers the lower medial part of the patient's left
   lung, image right, and the mask excludes it as real lung masks do);
-* classification target: PNEUMONIA images carry patchy opacities (clusters of blurred bright
-  blobs) inside the lungs; NORMAL images do not, but get confounders (prominent vessel
-  markings, diffuse haze from poor inspiration, nipple shadows) and every image gets random
-  exposure, contrast, gamma, pose and anatomy, so global intensity is not a shortcut.
+* classification target: PNEUMONIA images carry patchy opacities (1-5 clusters of blurred
+  bright blobs, lower zones favoured) inside the lungs, a quarter of them faint and about a
+  third small; NORMAL images have none but get confounders (prominent vessel markings,
+  diffuse haze from poor inspiration, nipple shadows), and every image gets random exposure,
+  contrast, gamma, pose and anatomy, so global intensity is not a shortcut.
+
+Difficulty (measured at 128 px, 1000 held-out examples): logistic regression on 32x32
+pixels with 100 labels scores about 0.6-0.7 on held-out data; a small CNN with 2000 labels
+about 0.9.
 
 Rendering works on a density map (higher = brighter, as on film) in normalised coordinates
 ``x, y in [-1, 1]`` (``y`` down) and is computed directly at the requested size.
@@ -117,9 +122,9 @@ def _drop_specks(mask: np.ndarray) -> np.ndarray:
     return keep[lab]
 
 
-def _heart_field(rng: np.random.Generator, X, Y, left: dict) -> np.ndarray:
-    """Signed distance (>0 inside) of the heart: a tilted ellipse lower centre-right in the
-    image (patient's left), apex pointing down-laterally, sitting on the diaphragm."""
+def _heart_params(rng: np.random.Generator, left: dict) -> dict:
+    """Random heart: a tilted ellipse lower centre-right in the image (patient's left), from
+    just right of the spine to its apex down-laterally, sitting on the diaphragm."""
     left_edge = rng.uniform(-0.17, -0.08)  # right heart border, just right of the spine
     right_edge = rng.uniform(0.4, 0.6)  # left heart border (apex)
     hy = left["cy"] + left["b"] * rng.uniform(0.55, 0.75)
@@ -131,11 +136,38 @@ def _heart_field(rng: np.random.Generator, X, Y, left: dict) -> np.ndarray:
     # the tilted ellipse spans hx +- sqrt(ha^2 cos^2 + hb^2 sin^2) horizontally
     hb = min(hb, 0.8 * reach / np.sin(ang))
     ha = np.sqrt(reach ** 2 - (hb * np.sin(ang)) ** 2) / np.cos(ang)
-    ha, hb = float(ha), float(min(hb, ha))
-    ca, sa = np.float32(np.cos(ang)), np.float32(np.sin(ang))
-    dx, dy = X - hx, Y - hy
-    p, q = (dx * ca + dy * sa) / ha, (dy * ca - dx * sa) / hb
-    return (1.0 - np.sqrt(p * p + q * q)) * np.float32(hb)
+    hb = min(hb, ha)
+    half_h = np.hypot(ha * np.sin(ang), hb * np.cos(ang))
+    return dict(hx=hx, hy=hy, ha=float(ha), hb=float(hb), ang=ang,
+                box=(hx - reach, hx + reach, hy - half_h, hy + half_h))
+
+
+def _heart_field(X, Y, h: dict) -> np.ndarray:
+    """Approximate signed distance (>0 inside) of the heart ellipse."""
+    ca, sa = np.float32(np.cos(h["ang"])), np.float32(np.sin(h["ang"]))
+    dx, dy = X - h["hx"], Y - h["hy"]
+    p, q = (dx * ca + dy * sa) * (1.0 / h["ha"]), (dy * ca - dx * sa) * (1.0 / h["hb"])
+    return (1.0 - np.sqrt(p * p + q * q)) * np.float32(h["hb"])
+
+
+def _lung_box(p: dict) -> tuple:
+    """Body-frame box (x0, x1, y0, y1) that contains the lung (wobble is below 13 %)."""
+    u0, u1 = -1.2 * p["a_med"], 1.2 * p["a_lat"] * (1.0 + p["taper"])
+    xs = sorted((p["cx"] + p["side"] * u0, p["cx"] + p["side"] * u1))
+    return xs[0], xs[1], p["cy"] - 1.2 * p["b"], p["cy"] + p["b"]
+
+
+def _field_in_box(fn, X, Y, arg, box, pose, size: int) -> np.ndarray:
+    """Evaluate a signed-distance ``fn(X, Y, arg)`` only on the pixels of a body-frame box
+    (plus a margin); -1 (far outside) elsewhere. Saves most of the work at large sizes."""
+    x0, x1, y0, y1 = box
+    ix, iy = _to_image(np.array([x0, x1, x0, x1]), np.array([y0, y0, y1, y1]), pose)
+    lo = lambda v: max(int(np.floor((v.min() + 1.0) * size / 2.0)) - 3, 0)  # noqa: E731
+    hi = lambda v: min(int(np.ceil((v.max() + 1.0) * size / 2.0)) + 3, size)  # noqa: E731
+    sl = (slice(lo(iy), hi(iy)), slice(lo(ix), hi(ix)))
+    out = np.full(X.shape, -1.0, np.float32)
+    out[sl] = fn(X[sl], Y[sl], arg)
+    return out
 
 
 def _body(rng: np.random.Generator, X, Y, px: float) -> np.ndarray:
@@ -153,7 +185,7 @@ def _body(rng: np.random.Generator, X, Y, px: float) -> np.ndarray:
     return (thick * (0.6 + 0.4 * central)) * _soft((1.0 - rho) * bx, 1.5 * px)
 
 
-def _bones(rng: np.random.Generator, X, Y, lungs):
+def _bones(rng: np.random.Generator, X, Y, lungs, size: int):
     """Bright bones. Returns (ribs, rest): posterior ribs (arcs rising from the spine, then
     curving down laterally, spacing growing downwards) plus fainter anterior ribs of opposite
     obliquity; rest = clavicles and the spine (vertical band with vertebral bodies)."""
@@ -169,11 +201,14 @@ def _bones(rng: np.random.Generator, X, Y, lungs):
     thr = np.float32(rng.uniform(0.3, 0.5))
     ribs = np.clip(band - thr, 0.0, None) * (1.0 / (1.0 - thr))
     ya = Y + (0.5 - 0.3 * u) * u
-    ant = np.clip(np.cos((2 * np.pi * n_ribs * 0.5 / h) * ya + rng.uniform(0, 2 * np.pi)) - 0.4, 0, None)
+    ant = np.cos((2 * np.pi * n_ribs * 0.5 / h) * ya + rng.uniform(0, 2 * np.pi))
+    ant = np.clip(ant - 0.4, 0.0, None)
     wide = max(abs(p["cx"]) + p["a_lat"] * (1 + p["taper"]) for p in lungs) + 0.1
     ex, ey = (X * (1.0 / wide)) ** 2, ((Y - 0.5 * (top + bot)) * (1.0 / (0.6 * h))) ** 2
     env = np.clip((1.0 - ex * ex - ey * ey) * 3.0, 0.0, 1.0)
-    ribs = (ribs * rng.uniform(0.08, 0.14) + ant * rng.uniform(0.04, 0.08)) * env
+    # fade ribs whose period nears the pixel pitch (tiny images) instead of aliasing them
+    fade = np.clip((h / n_ribs * size / 2.0 - 1.5) / 3.0, 0.2, 1.0)
+    ribs = (ribs * rng.uniform(0.08, 0.14) + ant * rng.uniform(0.04, 0.08)) * (env * fade)
     # clavicles
     cl_y = top + rng.uniform(-0.02, 0.06) - rng.uniform(0.25, 0.4) * u + 0.15 * u * u
     cl = np.exp(-(((Y - cl_y) * (1.0 / rng.uniform(0.03, 0.045))) ** 2))
@@ -181,7 +216,8 @@ def _bones(rng: np.random.Generator, X, Y, lungs):
     # spine: band, brighter downwards, vertebral bodies as a periodic modulation
     sw = rng.uniform(0.07, 0.1)
     vert = 1.0 + 0.2 * np.cos((2 * np.pi / rng.uniform(0.11, 0.15)) * Y + rng.uniform(0, 2 * np.pi))
-    spine = np.exp(-(((X * (1.0 / sw)) ** 2) ** 2)) * vert * (0.6 + 0.3 * np.clip(Y + 0.6, 0.0, 1.5))
+    spine = np.exp(-(((X * (1.0 / sw)) ** 2) ** 2)) * vert
+    spine *= 0.6 + 0.3 * np.clip(Y + 0.6, 0.0, 1.5)
     rest += spine * rng.uniform(0.1, 0.2)
     return ribs, rest
 
@@ -204,18 +240,21 @@ def _vessels(rng: np.random.Generator, lungs, size: int, strength: float, extra:
         dy = np.sin(ang) * step
         bx, by = hx + np.cumsum(dx, 1), hy + np.cumsum(dy, 1)
         t = np.arange(nst) * step
-        w = np.clip(1.0 - t[None, :] / length[:, None], 0.0, None) ** 1.5 * (0.6 + 0.4 * (t[None, :] > 0.06))
+        w = np.clip(1.0 - t[None, :] / length[:, None], 0.0, None) ** 1.5
+        w *= 0.6 + 0.4 * (t[None, :] > 0.06)  # dimmer at the hilum, where branches overlap
         xs += [bx.ravel()]; ys += [by.ravel()]; ws += [w.ravel()]
         # side branches from random points on the main ones
         nsb = nb * 2
         src = rng.integers(0, nb, nsb)
         at = rng.integers(nst // 6, max(nst // 6 + 1, nst * 2 // 3), nsb)
         nst2 = max(nst // 2, 2)
-        ang2 = ang[src, at][:, None] + rng.choice([-1, 1], nsb)[:, None] * rng.uniform(0.3, 0.8, (nsb, 1))
+        turn = rng.choice([-1, 1], nsb)[:, None] * rng.uniform(0.3, 0.8, (nsb, 1))
+        ang2 = ang[src, at][:, None] + turn
         ang2 = ang2 + np.cumsum(rng.normal(0, 0.1, size=(nsb, nst2)), axis=1)
         bx2 = bx[src, at][:, None] + np.cumsum(s * np.cos(ang2) * step, 1)
         by2 = by[src, at][:, None] + np.cumsum(np.sin(ang2) * step, 1)
-        w2 = w[src, at][:, None] * np.clip(1.0 - np.arange(nst2)[None, :] / (nst2 * rng.uniform(0.4, 1.0, (nsb, 1))), 0.0, None)
+        len2 = nst2 * rng.uniform(0.4, 1.0, (nsb, 1))
+        w2 = w[src, at][:, None] * np.clip(1.0 - np.arange(nst2)[None, :] / len2, 0.0, None)
         xs += [bx2.ravel()]; ys += [by2.ravel()]; ws += [0.7 * w2.ravel()]
     x, y, w = np.concatenate(xs), np.concatenate(ys), np.concatenate(ws)
     return x, y, w * strength
@@ -235,9 +274,10 @@ def _render_points(x, y, w, pose, size: int, sigma_px: float) -> np.ndarray:
 def _blobs(cx, cy, sx, sy, amp, size: int) -> np.ndarray:
     """Sum of axis-aligned Gaussian blobs (image coordinates), as one separable matmul."""
     c = ((np.arange(size, dtype=np.float32) + 0.5) * (2.0 / size) - 1.0)
-    gx = np.exp(-0.5 * ((c[None, :] - np.asarray(cx, np.float32)[:, None]) / np.asarray(sx, np.float32)[:, None]) ** 2)
-    gy = np.exp(-0.5 * ((c[None, :] - np.asarray(cy, np.float32)[:, None]) / np.asarray(sy, np.float32)[:, None]) ** 2)
-    return (gy * np.asarray(amp, np.float32)[:, None]).T @ gx
+    col = lambda v: np.asarray(v, np.float32)[:, None]  # noqa: E731
+    gx = np.exp(-0.5 * ((c[None, :] - col(cx)) / col(sx)) ** 2)
+    gy = np.exp(-0.5 * ((c[None, :] - col(cy)) / col(sy)) ** 2)
+    return (gy * col(amp)).T @ gx
 
 
 def _smooth_field(rng: np.random.Generator, size: int, rank: int, max_freq: float) -> np.ndarray:
@@ -269,8 +309,10 @@ def make_example(index: int, seed: int = 0, size: int = 128, pneumonia_fraction:
     pose = _pose(rng)
     X, Y = _pose_grid(pose, size)
     lungs = [_lung_params(rng, -1), _lung_params(rng, 1)]
-    f_lung = np.maximum(_lung_field(X, Y, lungs[0]), _lung_field(X, Y, lungs[1]))
-    f_heart = _heart_field(rng, X, Y, lungs[1])
+    f_lung = np.maximum(*[_field_in_box(_lung_field, X, Y, p, _lung_box(p), pose, size)
+                          for p in lungs])
+    heart_p = _heart_params(rng, lungs[1])
+    f_heart = _field_in_box(_heart_field, X, Y, heart_p, heart_p["box"], pose, size)
     mask = (f_lung > 0) & (f_heart <= 0)
     mask = _drop_specks(mask)
     edge = 0.9 * px
@@ -282,13 +324,14 @@ def make_example(index: int, seed: int = 0, size: int = 128, pneumonia_fraction:
     body = _body(rng, X, Y, px)
     tissue = rng.uniform(0.6, 0.75)
     air = rng.uniform(0.38, 0.52)  # how much darker aerated lung is
-    ribs, bones = _bones(rng, X, Y, lungs)
+    ribs, bones = _bones(rng, X, Y, lungs, size)
     dens = tissue * body + bones + ribs * (0.2 + 0.8 * lung)  # ribs show best over air
     low = max(p["cy"] + p["b"] * p["d_lat"] for p in lungs)
     dens += heart * np.clip((low - Y) * 8.0, 0.0, 1.0) * rng.uniform(0.02, 0.06)
     # lower lungs overlapped by soft tissue (breasts, diaphragm): less dark inferiorly
     breast = rng.random() < 0.4
-    lower = np.clip((Y - rng.uniform(0.05, 0.3)) * 2.5, 0.0, 1.0) * (rng.uniform(0.05, 0.2) * breast)
+    lower = np.clip((Y - rng.uniform(0.05, 0.3)) * 2.5, 0.0, 1.0)
+    lower *= rng.uniform(0.05, 0.2) * breast
 
     # NORMAL-only confounders (drawn for every image to keep the random stream aligned)
     haze_on = rng.random() < 0.35 and label == 0  # poor inspiration / under-exposure
@@ -318,7 +361,8 @@ def make_example(index: int, seed: int = 0, size: int = 128, pneumonia_fraction:
     bx, by, bsx, bsy, bamp = [], [], [], [], []
     for _ in range(n_clusters):
         # seed pixel: the lower of two random lung pixels (lower lobes are favoured)
-        k = lung_idx[rng.integers(len(lung_idx), size=2).max()] if len(lung_idx) else size * size // 2
+        k = rng.integers(len(lung_idx), size=2).max() if len(lung_idx) else 0
+        k = lung_idx[k] if len(lung_idx) else size * size // 2
         rad = rng.uniform(0.04, 0.09) if small else rng.uniform(0.09, 0.25)
         nb = int(rng.integers(5, 16))
         offs = rng.normal(0.0, rad, size=(nb, 2))
@@ -329,7 +373,7 @@ def make_example(index: int, seed: int = 0, size: int = 128, pneumonia_fraction:
         bamp += list(rng.uniform(0.4, 1.0, size=nb))
     mottle = 0.6 + 0.8 * np.clip(_smooth_field(rng, size, 3, 8.0) + 0.5, 0.0, 1.0)
     if label == 1 and _with_opacities:
-        op = 1.0 - np.exp(-2.0 * _blobs(bx, by, bsx, bsy, bamp, size))  # saturates: consolidation
+        op = 1.0 - np.exp(-2.0 * _blobs(bx, by, bsx, bsy, bamp, size))  # saturates (consolidation)
         dens += op * mottle * lung * (air * strength)
 
     # --- acquisition: exposure, contrast, gamma, low-frequency drift, noise
@@ -369,9 +413,10 @@ class SyntheticCXR:
         if i < 0:
             i += self.num_examples
         if not 0 <= i < self.num_examples:
-            raise IndexError(f"index {i} out of range for SyntheticCXR of length {self.num_examples}")
+            raise IndexError(f"index {i} out of range for length {self.num_examples}")
         return make_example(self.offset + i, self.seed, self.size, self.pneumonia_fraction)
 
     def __repr__(self) -> str:
-        return (f"SyntheticCXR(num_examples={self.num_examples}, seed={self.seed}, size={self.size}, "
-                f"pneumonia_fraction={self.pneumonia_fraction}, offset={self.offset})")
+        return (f"SyntheticCXR(num_examples={self.num_examples}, seed={self.seed}, "
+                f"size={self.size}, pneumonia_fraction={self.pneumonia_fraction}, "
+                f"offset={self.offset})")

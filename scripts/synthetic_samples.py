@@ -4,6 +4,7 @@
 """
 
 import argparse
+import io
 import os
 import sys
 
@@ -11,6 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from PIL import Image  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from multimix_jax.synthetic import make_example  # noqa: E402
@@ -19,7 +21,8 @@ NAMES = ("NORMAL", "PNEUMONIA")
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="docs/img/synthetic_samples.png")
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--n", type=int, default=8)
@@ -42,7 +45,10 @@ def main(argv=None):
                      color="tab:red" if ex["label"] else "black")
     fig.tight_layout(pad=0.3)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    fig.savefig(args.out, dpi=args.dpi)
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=args.dpi, format="png")
+    # a 128-colour palette keeps the file small (the noisy images compress badly as RGB)
+    Image.open(buf).convert("RGB").quantize(colors=128, method=Image.Quantize.FASTOCTREE).save(args.out, optimize=True)
     print(f"wrote {args.out} ({os.path.getsize(args.out) / 1024:.0f} kB)")
 
 

@@ -52,7 +52,8 @@ def test_mask_is_two_lungs_at_128():
 def test_pneumonia_fraction_respected():
     labels = np.array([make_example(i, seed=5, size=32)["label"] for i in range(400)])
     assert 0.4 < labels.mean() < 0.6
-    labels = np.array([make_example(i, seed=5, size=32, pneumonia_fraction=0.2)["label"] for i in range(400)])
+    labels = np.array([make_example(i, seed=5, size=32, pneumonia_fraction=0.2)["label"]
+                       for i in range(400)])
     assert 0.12 < labels.mean() < 0.28
     assert all(make_example(i, size=32, pneumonia_fraction=0.0)["label"] == 0 for i in range(20))
     assert all(make_example(i, size=32, pneumonia_fraction=1.0)["label"] == 1 for i in range(20))

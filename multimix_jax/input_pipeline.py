@@ -1,0 +1,243 @@
+"""Grain input pipelines: the five training streams and the evaluation sets
+(method.md, Losses and Training; conventions.md, Data).
+
+Images travel as uint8 (N, S, S, 1) and are normalised to [-1, 1] on the device
+(``steps.normalize_batch``); masks as uint8 {0, 1}; labels as int32.
+
+Randomness: every stream is ``MapDataset.source(...).seed(s).shuffle().repeat()`` followed
+by ``random_map`` BEFORE ``to_iter_dataset()``, so each element's augmentation depends only
+on (seed, stream, position): the same seed gives the same batches, with or without worker
+processes, and the iterator state (a position) can be checkpointed and restored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Iterator, Mapping, Sequence
+
+import grain
+import numpy as np
+from grain.experimental import ZipMapDataset
+
+from multimix_jax import augment
+from multimix_jax.synthetic import SyntheticCXR
+
+CLASSIFICATION, SEGMENTATION = "classification", "segmentation"
+# Disjoint index ranges of the synthetic generator for the held-out test sets.
+SYNTHETIC_TEST_OFFSET = 1_000_000
+
+
+# --------------------------------------------------------------------------- sources
+class ArraySource:
+    """Random-access source over in-memory arrays with a common first axis."""
+
+    def __init__(self, arrays: Mapping[str, np.ndarray]):
+        lengths = {len(v) for v in arrays.values()}
+        if len(lengths) != 1:
+            raise ValueError(f"arrays of different lengths: { {k: len(v) for k, v in arrays.items()} }")
+        self._arrays = dict(arrays)
+        self._length = lengths.pop()
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __getitem__(self, index: int) -> dict:
+        return {k: v[index] for k, v in self._arrays.items()}
+
+    def __repr__(self) -> str:
+        return f"ArraySource(n={self._length}, keys={sorted(self._arrays)})"
+
+
+class SubsetSource:
+    """The examples of ``source`` at ``indices`` (a label-budget or validation split)."""
+
+    def __init__(self, source, indices: Sequence[int]):
+        self._source, self._indices = source, np.asarray(indices, np.int64)
+
+    def __len__(self) -> int:
+        return len(self._indices)
+
+    def __getitem__(self, index: int) -> dict:
+        return self._source[int(self._indices[index])]
+
+    def __repr__(self) -> str:
+        return f"SubsetSource({self._source!r}, n={len(self)})"
+
+
+def load_source(spec, task: str, image_size: int, *, split: str = "train",
+                synthetic_offset: int = 0, synthetic_seed: int = 0,
+                pneumonia_fraction: float = 0.5, num_examples: int | None = None):
+    """A random-access source from a data spec (``config.data.cls`` / ``.seg`` / extra sets).
+
+    kinds: 'synthetic' (embedded generator), 'folder' (a class-subfolder or images/+masks/
+    folder, read into memory), 'tfds' (a dataset built by ``scripts/build_dataset.py``).
+    """
+    kind = spec.get("kind", "synthetic")
+    if kind == "synthetic":
+        n = num_examples if num_examples is not None else spec["num_examples"]
+        return SyntheticCXR(n, seed=synthetic_seed, size=image_size,
+                            pneumonia_fraction=pneumonia_fraction, offset=synthetic_offset)
+    if kind == "folder":
+        from multimix_jax.datasets.builders import load_folder_arrays
+        if not spec.get("path"):
+            raise ValueError(f"data spec {dict(spec)} of kind 'folder' needs a path")
+        arrays = load_folder_arrays(spec["path"], task, image_size)
+        arrays.pop("split", None)
+        arrays.pop("key", None)
+        return ArraySource(arrays)
+    if kind == "tfds":
+        from multimix_jax.datasets.builders import make_builder
+        builder = make_builder(spec["name"], spec["data_dir"], image_size)
+        return builder.as_data_source(split=spec.get("split", split) or split)
+    raise ValueError(f"unknown data kind {kind!r} in {dict(spec)}; use synthetic, folder or tfds")
+
+
+def split_off(num_examples: int, count: int | str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split of range(num_examples) into (first ``count``, rest); 'all' -> (all, all).
+
+    Used for the validation hold-out and for the label budgets |D_l^c|, |D_l^s|: with 'all'
+    the unlabelled stream is the labelled set, labels ignored (method.md, Training).
+    """
+    order = np.random.default_rng(seed).permutation(num_examples)
+    if count == "all":
+        return np.sort(order), np.sort(order)
+    count = int(count)
+    if not 0 < count <= num_examples:
+        raise ValueError(f"cannot take {count} of {num_examples} examples")
+    rest = order[count:] if count < num_examples else order
+    return np.sort(order[:count]), np.sort(rest)
+
+
+@dataclasses.dataclass
+class DataSplits:
+    """Training streams' sources and the held-out validation sets."""
+
+    cls_labeled: Any = None
+    cls_unlabeled: Any = None
+    seg_labeled: Any = None
+    seg_unlabeled: Any = None
+    cls_val: Any = None
+    seg_val: Any = None
+
+    def summary(self) -> dict:
+        return {k: (len(v) if v is not None else 0) for k, v in dataclasses.asdict(self).items()}
+
+
+def make_splits(config) -> DataSplits:
+    """Validation hold-out first (never trained on), then the label budgets from the rest."""
+    data, splits = config.data, DataSplits()
+    size, seed = data.image_size, config.data.split_seed
+    tasks = ((CLASSIFICATION, "cls", data.cls, data.val_cls, config.labels.cls, 0),
+             (SEGMENTATION, "seg", data.seg, data.val_seg, config.labels.seg, 1))
+    for task, short, spec, num_val, budget, stream_id in tasks:
+        if not config.tasks.get(task):
+            continue
+        source = load_source(spec, task, size, synthetic_seed=data.synthetic_seed + stream_id,
+                             pneumonia_fraction=data.synthetic_pneumonia_fraction)
+        val_idx, train_idx = split_off(len(source), num_val, seed * 1000 + stream_id)
+        train = SubsetSource(source, train_idx)
+        labeled, unlabeled = split_off(len(train), budget, seed * 1000 + 10 + stream_id)
+        setattr(splits, f"{short}_val", SubsetSource(source, val_idx))
+        setattr(splits, f"{short}_labeled", SubsetSource(train, labeled))
+        setattr(splits, f"{short}_unlabeled", SubsetSource(train, unlabeled))
+    return splits
+
+
+# --------------------------------------------------------------------------- transforms
+def _as_hw_uint8(image: np.ndarray, size: int, what: str = "image") -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    if image.shape != (size, size) or image.dtype != np.uint8:
+        raise ValueError(f"{what} of shape {image.shape} dtype {image.dtype}; the config "
+                         f"expects uint8 ({size}, {size}): rebuild the data at this size")
+    return image
+
+
+class StreamTransform(grain.transforms.RandomMap):
+    """Per-stream augmentation (method.md, Training): weak for labelled classification,
+    weak + strong from the SAME image for the unlabelled one, none for segmentation unless
+    ``augment.seg_joint`` (then a joint image+mask geometric transform)."""
+
+    def __init__(self, stream: str, image_size: int, augment_config):
+        self.stream, self.size = stream, image_size
+        self.pad = int(round(augment_config.pad_fraction * image_size))
+        self.num_ops = augment_config.randaugment_num_ops
+        self.magnitude = augment_config.randaugment_magnitude
+        self.seg_joint = augment_config.seg_joint
+
+    def random_map(self, element: dict, rng: np.random.Generator) -> dict:
+        image = _as_hw_uint8(element["image"], self.size)
+        if self.stream == "cls_labeled":
+            return {"image": augment.weak_augment(image, rng, self.pad)[..., None],
+                    "label": np.int32(element["label"])}
+        if self.stream == "cls_unlabeled":
+            return {"weak": augment.weak_augment(image, rng, self.pad)[..., None],
+                    "strong": augment.strong_augment(image, rng, self.pad, self.num_ops,
+                                                     self.magnitude)[..., None]}
+        if self.stream == "seg_labeled":
+            mask = _as_hw_uint8(element["mask"], self.size, "mask")
+            if self.seg_joint:
+                image, mask = augment.joint_geometric_augment(image, mask, rng, self.pad)
+            return {"image": image[..., None], "mask": mask[..., None]}
+        if self.stream == "seg_unlabeled":
+            if self.seg_joint:
+                image = augment.weak_augment(image, rng, self.pad)
+            return {"image": image[..., None]}
+        raise ValueError(f"unknown stream {self.stream!r}")
+
+
+# --------------------------------------------------------------------------- datasets
+def stream_seed(seed: int, stream: str) -> int:
+    names = ("seg_labeled", "seg_unlabeled", "cls_labeled", "cls_unlabeled")
+    return int(np.random.SeedSequence([seed, names.index(stream)]).generate_state(1)[0])
+
+
+def train_dataset(config, splits: DataSplits, streams: Sequence[str]) -> grain.IterDataset:
+    """Infinite, per-epoch reshuffled batches of all ``streams`` (a dict of stream dicts)."""
+    per_stream = []
+    for stream in streams:
+        source = getattr(splits, stream)
+        if source is None or len(source) == 0:
+            raise ValueError(f"stream {stream} has no examples: check the data config")
+        ds = (grain.MapDataset.source(source).seed(stream_seed(config.seed, stream))
+              .shuffle().repeat()
+              .random_map(StreamTransform(stream, config.data.image_size, config.augment))
+              .batch(config.data.per_stream_batch, drop_remainder=True))
+        per_stream.append(ds)
+    names = tuple(streams)
+    zipped = ZipMapDataset(per_stream).map(lambda batches: dict(zip(names, batches)))
+    iter_ds = zipped.to_iter_dataset()
+    if config.data.worker_count > 0:
+        iter_ds = iter_ds.mp_prefetch(grain.MultiprocessingOptions(
+            num_workers=config.data.worker_count,
+            per_worker_buffer_size=config.data.worker_buffer_size))
+    return iter_ds
+
+
+def steps_per_epoch(config, splits: DataSplits) -> int:
+    """An epoch is one pass over the unlabelled classification set (method.md, Training)."""
+    epoch_source = splits.cls_unlabeled if config.tasks.classification else splits.seg_unlabeled
+    if epoch_source is None:
+        epoch_source = splits.cls_labeled if config.tasks.classification else splits.seg_labeled
+    return max(1, len(epoch_source) // config.data.per_stream_batch)
+
+
+def eval_batches(source, batch_size: int, image_size: int) -> Iterator[dict]:
+    """Every example exactly once, in order, in fixed-size batches; the last batch is padded
+    and ``valid`` marks the real entries (Scenic's batch_mask)."""
+    n = len(source)
+    for start in range(0, n, batch_size):
+        rows = [source[i] for i in range(start, min(start + batch_size, n))]
+        batch = {"image": np.stack([_as_hw_uint8(r["image"], image_size) for r in rows])[..., None]}
+        if "label" in rows[0]:
+            batch["label"] = np.asarray([r["label"] for r in rows], np.int32)
+        if "mask" in rows[0]:
+            batch["mask"] = np.stack([_as_hw_uint8(r["mask"], image_size, "mask") for r in rows])[..., None]
+        real = len(rows)
+        batch["valid"] = np.arange(batch_size) < real
+        if real < batch_size:
+            batch = {k: (v if k == "valid" else
+                         np.concatenate([v, np.zeros((batch_size - real,) + v.shape[1:], v.dtype)]))
+                     for k, v in batch.items()}
+        yield batch
