@@ -30,7 +30,8 @@ def base_config() -> ml_collections.ConfigDict:
     config.data.synthetic_pneumonia_fraction = 0.5
     config.data.synthetic_seed = 0  # the embedded dataset does not change with config.seed
     config.data.split_seed = 0  # validation hold-out and label-budget draws
-    config.data.extra_eval = ml_collections.ConfigDict()  # name -> {kind, path/name, task}
+    # Test sets: name -> {task, kind, path | name+data_dir+split | num_examples}.
+    config.data.eval_sets = ml_collections.ConfigDict()
 
     config.augment = ml_collections.ConfigDict()
     config.augment.pad_fraction = 0.125  # 32 px reflect padding at 256 px
@@ -75,6 +76,11 @@ def base_config() -> ml_collections.ConfigDict:
     config.train.keep_checkpoints = 2
     config.train.best_metric = "val_score"  # mean of val accuracy and val Dice
     config.train.num_image_summaries = 4
+
+    # Which evaluation sets fill the paper's Table-2 columns (in-domain, cross-domain).
+    config.eval = ml_collections.ConfigDict(dict(
+        checkpoint="best", model_name="MultiMix", num_example_pngs=8,
+        table=ml_collections.ConfigDict(dict(in_cls="", in_seg="", cross_cls="", cross_seg=""))))
 
     config.distributed = False  # call jax.distributed.initialize() (multi-host)
     return config

@@ -75,8 +75,9 @@ def load_source(spec, task: str, image_size: int, *, split: str = "train",
     kind = spec.get("kind", "synthetic")
     if kind == "synthetic":
         n = num_examples if num_examples is not None else spec["num_examples"]
-        return SyntheticCXR(n, seed=synthetic_seed, size=image_size,
-                            pneumonia_fraction=pneumonia_fraction, offset=synthetic_offset)
+        generator = SyntheticCXR(n, seed=synthetic_seed, size=image_size,
+                                 pneumonia_fraction=pneumonia_fraction, offset=synthetic_offset)
+        return materialize(generator) if spec.get("cache", True) else generator
     if kind == "folder":
         from multimix_jax.datasets.builders import load_folder_arrays
         if not spec.get("path"):
@@ -90,6 +91,12 @@ def load_source(spec, task: str, image_size: int, *, split: str = "train",
         builder = make_builder(spec["name"], spec["data_dir"], image_size)
         return builder.as_data_source(split=spec.get("split", split) or split)
     raise ValueError(f"unknown data kind {kind!r} in {dict(spec)}; use synthetic, folder or tfds")
+
+
+def materialize(source) -> ArraySource:
+    """Generate every example once and keep the arrays (epochs then cost only augmentation)."""
+    rows = [source[i] for i in range(len(source))]
+    return ArraySource({k: np.stack([np.asarray(r[k]) for r in rows]) for k in rows[0]})
 
 
 def split_off(num_examples: int, count: int | str, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -83,7 +83,10 @@ def train_metrics_collection(config) -> type:
 
 # --------------------------------------------------------------------------- optimizer
 def learning_rate_schedule(optim_config, steps_per_epoch: int) -> optax.Schedule:
-    """StepLR: lr x decay_factor every ``lr_decay_epochs`` epochs, expressed in steps."""
+    """StepLR: lr x decay_factor every ``lr_decay_epochs`` epochs, expressed in steps
+    (``lr_decay_epochs <= 0``: constant)."""
+    if optim_config.lr_decay_epochs <= 0:
+        return optax.constant_schedule(optim_config.learning_rate)
     return optax.exponential_decay(
         init_value=optim_config.learning_rate,
         transition_steps=max(1, int(round(optim_config.lr_decay_epochs * steps_per_epoch))),
