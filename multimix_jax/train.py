@@ -10,6 +10,7 @@ import pathlib
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from multimix_jax import checkpointing, evaluation, input_pipeline, steps, summaries
@@ -25,6 +26,12 @@ def total_steps(config, steps_per_epoch: int) -> int:
     if config.train.num_steps > 0:
         return int(config.train.num_steps)
     return max(1, int(math.ceil(config.train.num_epochs * steps_per_epoch)))
+
+
+@jax.jit
+def all_finite(tree) -> jax.Array:
+    return jax.tree_util.tree_reduce(
+        lambda a, b: a & b, jax.tree_util.tree_map(lambda x: jnp.isfinite(x).all(), tree))
 
 
 def _format_seconds(seconds: float) -> str:
@@ -159,6 +166,11 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, *, stop_at_step: int
             if done % config.train.checkpoint_every_steps == 0 or last or done == stop_at_step:
                 check_finite(step_metrics, done)
                 pending = None
+                if not bool(all_finite(state.params)):
+                    raise NonFiniteLossError(
+                        f"non-finite parameters after step {done}; not saved. The last good "
+                        f"checkpoint (step {checkpointer.latest_step()}) is kept in "
+                        f"{workdir / checkpointing.LATEST}.")
                 checkpointer.save(done, state, data_iterator)
             if done == stop_at_step:
                 log.info("stopping at step %d as asked (resume by rerunning)", done)

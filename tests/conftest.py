@@ -39,3 +39,25 @@ def random_batch(config, seed: int = 0) -> dict:
 @pytest.fixture
 def tiny():
     return tiny_config()
+
+
+def tiny_train_config(workdir_steps: int = 4):
+    """A complete synthetic config that trains in seconds (32 px, tiny widths)."""
+    import ml_collections
+    config = tiny_config()
+    config.data.cls.num_examples, config.data.seg.num_examples = 40, 24
+    config.data.val_cls, config.data.val_seg = 8, 4
+    config.data.eval_batch_size = 4
+    config.labels.cls, config.labels.seg = 8, 4
+    config.data.eval_sets = ml_collections.ConfigDict({
+        "test_cls": {"task": "classification", "kind": "synthetic", "num_examples": 6},
+        "test_seg": {"task": "segmentation", "kind": "synthetic", "num_examples": 5},
+    })
+    config.eval.table.in_cls, config.eval.table.in_seg = "test_cls", "test_seg"
+    config.eval.num_example_pngs = 2
+    config.train.num_steps = workdir_steps
+    config.train.log_every_steps = 1
+    config.train.eval_every_steps = 2
+    config.train.checkpoint_every_steps = 2
+    config.train.num_image_summaries = 2
+    return config

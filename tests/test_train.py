@@ -1,0 +1,84 @@
+"""End to end: train_and_evaluate on a tiny synthetic config, exact resume, evaluate, predict."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from multimix_jax import checkpointing, inference, train
+from tests.conftest import tiny_train_config
+
+
+def _params(state):
+    return jax.tree_util.tree_map(np.asarray, state.params)
+
+
+def test_killed_and_resumed_run_equals_an_uninterrupted_run(tmp_path):
+    config = tiny_train_config(workdir_steps=4)
+    straight = train.train_and_evaluate(config, tmp_path / "straight")
+    first = train.train_and_evaluate(config, tmp_path / "resumed", stop_at_step=2)
+    assert int(first["state"].step) == 2
+    resumed = train.train_and_evaluate(config, tmp_path / "resumed")
+    assert int(resumed["state"].step) == 4
+    for a, b in zip(jax.tree_util.tree_leaves(_params(straight["state"])),
+                    jax.tree_util.tree_leaves(_params(resumed["state"]))):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(straight["state"].rng, resumed["state"].rng)
+    # the workdir holds what a user reads
+    workdir = tmp_path / "straight"
+    assert (workdir / "config.json").exists()
+    assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
+    logged = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert any("train/loss" in row for row in logged) and any("val_seg/dice" in row for row in logged)
+    assert json.loads((workdir / "best" / "best.json").read_text())["criterion"] == "val_score"
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    config = tiny_train_config(workdir_steps=6)
+    train.train_and_evaluate(config, tmp_path, stop_at_step=2)
+    config.optim.learning_rate = float("inf")
+    with pytest.raises(train.NonFiniteLossError, match="last good checkpoint \\(step 2\\)"):
+        train.train_and_evaluate(config, tmp_path)
+    checkpointer = checkpointing.Checkpointer(tmp_path)
+    assert checkpointer.latest_step() == 2
+    checkpointer.close()
+
+
+def test_evaluate_and_predict_write_their_files(tmp_path):
+    config = tiny_train_config(workdir_steps=2)
+    workdir = tmp_path / "run"
+    train.train_and_evaluate(config, workdir)
+    # an extra classification folder and segmentation folder at another resolution
+    rng = np.random.default_rng(0)
+    cls_dir, seg_dir = tmp_path / "cls", tmp_path / "seg"
+    for name in ("NORMAL", "PNEUMONIA"):
+        (cls_dir / name).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 255, (50, 70), dtype=np.uint8)).save(cls_dir / name / f"{i}.png")
+    (seg_dir / "images").mkdir(parents=True)
+    (seg_dir / "masks").mkdir()
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (45, 45), dtype=np.uint8)).save(seg_dir / "images" / f"s{i}.png")
+        mask = np.zeros((45, 45), np.uint8)
+        mask[10:30, 5:20] = 255
+        Image.fromarray(mask).save(seg_dir / "masks" / f"s{i}.png")
+    results = inference.evaluate(config, workdir, extra_sets={"mine": ("classification", str(cls_dir)),
+                                                              "mylungs": ("segmentation", str(seg_dir))})
+    assert {"val_cls", "val_seg", "test_cls", "test_seg", "mine", "mylungs"} <= set(results)
+    assert results["mine"]["n"] == 6 and results["mylungs"]["n"] == 3
+    saved = json.loads((workdir / "results.json").read_text())
+    assert saved["sets"]["test_cls"]["n"] == 6 and "paper_row" in saved
+    table = (workdir / "results.md").read_text()
+    assert table.splitlines()[0].startswith("| model | D_l^c/D_l^s | Acc | F1-N | F1-P | DS | HD | SSIM")
+    assert len(list((workdir / "examples").glob("*.png"))) >= 4
+
+    rows = inference.predict_files(config, workdir, [str(cls_dir / "NORMAL")], tmp_path / "pred")
+    assert len(rows) == 3
+    for row in rows:
+        assert row["prob_normal"] + row["prob_pneumonia"] == pytest.approx(1.0)
+        for kind in ("mask", "saliency", "overlay"):
+            png = Image.open(tmp_path / "pred" / f"{row['outputs']}_{kind}.png")
+            assert png.size == (32, 32)
+    assert (tmp_path / "pred" / "predictions.csv").read_text().count("\n") == 4
