@@ -8,6 +8,11 @@ from __future__ import annotations
 import ml_collections
 
 
+def int_or_str(value) -> ml_collections.FieldReference:
+    """A field that takes a count or a word ('all', 'split:validation') from the command line."""
+    return ml_collections.FieldReference(value, field_type=object)
+
+
 def base_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.seed = 0
@@ -25,8 +30,9 @@ def base_config() -> ml_collections.ConfigDict:
         kind="synthetic", path="", name="", data_dir="", num_examples=2000))
     config.data.seg = ml_collections.ConfigDict(dict(
         kind="synthetic", path="", name="", data_dir="", num_examples=400))
-    config.data.val_cls = 200  # held out of training, never trained on
-    config.data.val_seg = 40
+    # Held out of training, never trained on: a count, or 'split:NAME' for a dataset's own split.
+    config.data.val_cls = int_or_str(200)
+    config.data.val_seg = int_or_str(40)
     config.data.synthetic_pneumonia_fraction = 0.5
     config.data.synthetic_seed = 0  # the embedded dataset does not change with config.seed
     config.data.split_seed = 0  # validation hold-out and label-budget draws
@@ -40,7 +46,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.augment.seg_joint = False  # the original does not augment segmentation images
 
     # Label budgets |D_l^c| and |D_l^s|: an int or 'all'.
-    config.labels = ml_collections.ConfigDict(dict(cls=100, seg=10))
+    config.labels = ml_collections.ConfigDict(dict(cls=int_or_str(100), seg=int_or_str(10)))
 
     config.model = ml_collections.ConfigDict()
     config.model.widths = (16, 32, 64, 128, 256)

@@ -119,6 +119,8 @@ def eval_sources(config, splits: input_pipeline.DataSplits | None = None,
     data = config.data
     for name, spec in data.eval_sets.items():
         task = spec["task"]
+        if not config.tasks.get(task):
+            continue  # e.g. no classification sets for the U-Net baseline
         stream_id = 0 if task == input_pipeline.CLASSIFICATION else 1
         sets[name] = (task, input_pipeline.load_source(
             spec, task, data.image_size, split=spec.get("split", "test"),

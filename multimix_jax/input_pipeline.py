@@ -131,20 +131,29 @@ class DataSplits:
 
 
 def make_splits(config) -> DataSplits:
-    """Validation hold-out first (never trained on), then the label budgets from the rest."""
+    """Validation first (never trained on), then the label budgets from the rest.
+
+    ``data.val_cls`` / ``data.val_seg``: a count held out of the training set by seed, or
+    'split:NAME' to use the dataset's own split NAME (e.g. a TFDS 'validation' split).
+    """
     data, splits = config.data, DataSplits()
     size, seed = data.image_size, config.data.split_seed
     tasks = ((CLASSIFICATION, "cls", data.cls, data.val_cls, config.labels.cls, 0),
              (SEGMENTATION, "seg", data.seg, data.val_seg, config.labels.seg, 1))
-    for task, short, spec, num_val, budget, stream_id in tasks:
+    for task, short, spec, val, budget, stream_id in tasks:
         if not config.tasks.get(task):
             continue
-        source = load_source(spec, task, size, synthetic_seed=data.synthetic_seed + stream_id,
-                             pneumonia_fraction=data.synthetic_pneumonia_fraction)
-        val_idx, train_idx = split_off(len(source), num_val, seed * 1000 + stream_id)
-        train = SubsetSource(source, train_idx)
+        load = lambda split: load_source(spec, task, size, split=split,
+                                         synthetic_seed=data.synthetic_seed + stream_id,
+                                         pneumonia_fraction=data.synthetic_pneumonia_fraction)
+        source = load("train")
+        if isinstance(val, str) and val.startswith("split:"):
+            val_source, train = load(val[len("split:"):]), source
+        else:
+            val_idx, train_idx = split_off(len(source), val, seed * 1000 + stream_id)
+            val_source, train = SubsetSource(source, val_idx), SubsetSource(source, train_idx)
         labeled, unlabeled = split_off(len(train), budget, seed * 1000 + 10 + stream_id)
-        setattr(splits, f"{short}_val", SubsetSource(source, val_idx))
+        setattr(splits, f"{short}_val", val_source)
         setattr(splits, f"{short}_labeled", SubsetSource(train, labeled))
         setattr(splits, f"{short}_unlabeled", SubsetSource(train, unlabeled))
     return splits
