@@ -3,15 +3,19 @@
   python -m multimix_jax.main --config configs/default.py --workdir runs/default
 
 64x64 images, the paper's widths, budgets |D_l^c|=100, |D_l^s|=10, 5 streams x 10 images.
+Baselines and ablations: ``--config configs/default.py:umtls`` (unet, enc, encssl, umtl,
+umtls, umtl_ssl, umtl_ssl_s, multimix, multimix_original_kl; see multimix_jax/variants.py).
 Expected figures and time: see the docstring's last lines (filled from a measured run).
 """
 
 import ml_collections
 
 from multimix_jax.config_base import base_config
+from multimix_jax.variants import apply_variant
 
 
-def get_config() -> ml_collections.ConfigDict:
+def get_config(variant: str = "multimix") -> ml_collections.ConfigDict:
+    """``configs/default.py:VARIANT`` picks a baseline or ablation (multimix_jax/variants.py)."""
     config = base_config()
     config.data.image_size = 64
     config.data.cls.num_examples = 3000
@@ -29,4 +33,4 @@ def get_config() -> ml_collections.ConfigDict:
     config.train.log_every_steps = 25
     config.train.eval_every_steps = 100
     config.train.checkpoint_every_steps = 100
-    return config
+    return apply_variant(config, variant)

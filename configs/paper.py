@@ -20,9 +20,11 @@ import os
 import ml_collections
 
 from multimix_jax.config_base import base_config
+from multimix_jax.variants import apply_variant
 
 
-def get_config() -> ml_collections.ConfigDict:
+def get_config(variant: str = "multimix") -> ml_collections.ConfigDict:
+    """``configs/paper.py:VARIANT`` picks a baseline or ablation (multimix_jax/variants.py)."""
     config = base_config()
     # One reference shared by every dataset spec, so --config.data_dir=DIR moves them all.
     data_dir = ml_collections.FieldReference(
@@ -50,4 +52,4 @@ def get_config() -> ml_collections.ConfigDict:
     config.train.num_epochs = 100
     config.train.eval_every_steps = 500
     config.train.checkpoint_every_steps = 500
-    return config
+    return apply_variant(config, variant)

@@ -15,11 +15,13 @@ import os
 import ml_collections
 
 from multimix_jax.config_base import base_config
+from multimix_jax.variants import apply_variant
 
 DEFAULT_ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
 
 
-def get_config() -> ml_collections.ConfigDict:
+def get_config(variant: str = "multimix") -> ml_collections.ConfigDict:
+    """``configs/shared_real.py:VARIANT`` picks a baseline or ablation (multimix_jax/variants.py)."""
     config = base_config()
     root = ml_collections.FieldReference(os.environ.get("MULTIMIX_DATA_ROOT", DEFAULT_ROOT))
     config.data_root = root
@@ -36,7 +38,6 @@ def get_config() -> ml_collections.ConfigDict:
     config.labels.cls, config.labels.seg = 100, 10
     config.eval.table = ml_collections.ConfigDict(dict(
         in_cls="val_cls", in_seg="val_seg", cross_cls="", cross_seg=""))
-    config.eval.model_name = "MultiMix"
     config.optim.learning_rate = 1e-3
     config.optim.lr_decay_epochs = 0
     config.optim.ema_decay = 0.99
@@ -44,4 +45,4 @@ def get_config() -> ml_collections.ConfigDict:
     config.train.log_every_steps = 50
     config.train.eval_every_steps = 250
     config.train.checkpoint_every_steps = 250
-    return config
+    return apply_variant(config, variant)

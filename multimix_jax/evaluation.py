@@ -62,7 +62,7 @@ def paper_row(results: Mapping[str, dict], layout: Mapping[str, str]) -> dict:
             "x-Acc": get("cross_cls", "accuracy"), "x-DS": get("cross_seg", "dice")}
 
 
-def _fmt(value) -> str:
+def format_value(value) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     if isinstance(value, (int, np.integer)):
@@ -76,13 +76,13 @@ def markdown_tables(results: Mapping[str, dict], layout: Mapping[str, str], mode
     row = paper_row(results, layout)
     lines = ["| model | D_l^c/D_l^s | " + " | ".join(PAPER_COLUMNS) + " |",
              "|---|---|" + "---|" * len(PAPER_COLUMNS),
-             f"| {model_name} | {budgets} | " + " | ".join(_fmt(row[c]) for c in PAPER_COLUMNS) + " |",
+             f"| {model_name} | {budgets} | " + " | ".join(format_value(row[c]) for c in PAPER_COLUMNS) + " |",
              "", "| set | n | accuracy | F1-N | F1-P | ROC-AUC | Dice | Jaccard | HD | HD95 | SSIM |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     keys = ("accuracy", "f1_normal", "f1_pneumonia", "roc_auc", "dice", "jaccard", "hd", "hd95", "ssim")
     for name, values in results.items():
-        lines.append(f"| {name} | {_fmt(values.get('n'))} | " +
-                     " | ".join(_fmt(values.get(k, math.nan)) for k in keys) + " |")
+        lines.append(f"| {name} | {format_value(values.get('n'))} | " +
+                     " | ".join(format_value(values.get(k, math.nan)) for k in keys) + " |")
     return "\n".join(lines) + "\n"
 
 
