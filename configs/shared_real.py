@@ -38,10 +38,11 @@ def get_config(variant: str = "multimix") -> ml_collections.ConfigDict:
     config.labels.cls, config.labels.seg = 100, 10
     config.eval.table = ml_collections.ConfigDict(dict(
         in_cls="val_cls", in_seg="val_seg", cross_cls="", cross_seg=""))
+    config.augment.seg_joint = True  # 10 masks: joint flip/crop/rotation of image and mask
     config.optim.learning_rate = 1e-3
-    config.optim.lr_decay_epochs = 0
+    config.optim.lr_decay_epochs = 2.4  # one x0.1 step at ~1100 of 1500 steps (461 steps/epoch)
     config.optim.ema_decay = 0.99
-    config.train.num_steps = 2000
+    config.train.num_steps = 1500
     config.train.log_every_steps = 50
     config.train.eval_every_steps = 250
     config.train.checkpoint_every_steps = 250

@@ -13,6 +13,8 @@ processes, and the iterator state (a position) can be checkpointed and restored.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import logging
 from typing import Any, Iterator, Mapping, Sequence
 
 import grain
@@ -22,6 +24,7 @@ from grain.experimental import ZipMapDataset
 from multimix_jax import augment
 from multimix_jax.synthetic import SyntheticCXR
 
+log = logging.getLogger("multimix_jax")
 CLASSIFICATION, SEGMENTATION = "classification", "segmentation"
 # Disjoint index ranges of the synthetic generator for the held-out test sets.
 SYNTHETIC_TEST_OFFSET = 1_000_000
@@ -64,13 +67,15 @@ class SubsetSource:
         return f"SubsetSource({self._source!r}, n={len(self)})"
 
 
-def load_source(spec, task: str, image_size: int, *, split: str = "train",
+def load_source(spec, task: str, image_size: int, *, split: str | None = None,
                 synthetic_offset: int = 0, synthetic_seed: int = 0,
                 pneumonia_fraction: float = 0.5, num_examples: int | None = None):
     """A random-access source from a data spec (``config.data.cls`` / ``.seg`` / extra sets).
 
     kinds: 'synthetic' (embedded generator), 'folder' (a class-subfolder or images/+masks/
     folder, read into memory), 'tfds' (a dataset built by ``scripts/build_dataset.py``).
+    ``split``: a folder with split sub-folders (``ROOT/<split>/<class>/*``) gives only that
+    split (None: all of it); a folder without them is all one split; tfds default 'train'.
     """
     kind = spec.get("kind", "synthetic")
     if kind == "synthetic":
@@ -83,14 +88,32 @@ def load_source(spec, task: str, image_size: int, *, split: str = "train",
         if not spec.get("path"):
             raise ValueError(f"data spec {dict(spec)} of kind 'folder' needs a path")
         arrays = load_folder_arrays(spec["path"], task, image_size)
-        arrays.pop("split", None)
         arrays.pop("key", None)
-        return ArraySource(arrays)
+        folder_splits = arrays.pop("split", None)
+        if folder_splits is not None and split is not None:  # never pool train/val/test
+            from multimix_jax.datasets.layouts import SPLIT_ALIASES
+            keep = folder_splits == SPLIT_ALIASES.get(split.lower(), split)
+            if not keep.any():
+                raise ValueError(f"{spec['path']} has no split {split!r}; its splits are "
+                                 f"{sorted(set(folder_splits.tolist()))}")
+            arrays = {k: v[keep] for k, v in arrays.items()}
+        return ArraySource(drop_duplicate_images(arrays, spec["path"]))
     if kind == "tfds":
         from multimix_jax.datasets.builders import make_builder
         builder = make_builder(spec["name"], spec["data_dir"], image_size)
-        return builder.as_data_source(split=spec.get("split", split) or split)
+        return builder.as_data_source(split=spec.get("split", split) or split or "train")
     raise ValueError(f"unknown data kind {kind!r} in {dict(spec)}; use synthetic, folder or tfds")
+
+
+def drop_duplicate_images(arrays: dict, where: str = "") -> dict:
+    """Keep the first of identical images (Kermany has ~30 duplicate groups), so a
+    validation split can never hold a copy of a training image."""
+    digests = [hashlib.blake2b(image.tobytes(), digest_size=16).digest() for image in arrays["image"]]
+    _, first = np.unique(np.asarray(digests, dtype=object), return_index=True)
+    keep = np.sort(first)
+    if len(keep) < len(digests):
+        log.info("%s: dropped %d duplicate images", where, len(digests) - len(keep))
+    return {k: v[keep] for k, v in arrays.items()}
 
 
 def materialize(source) -> ArraySource:
@@ -127,7 +150,9 @@ class DataSplits:
     seg_val: Any = None
 
     def summary(self) -> dict:
-        return {k: (len(v) if v is not None else 0) for k, v in dataclasses.asdict(self).items()}
+        # Not dataclasses.asdict: it deep-copies every source (~1 GB at the default 256 px).
+        return {f.name: (len(getattr(self, f.name)) if getattr(self, f.name) is not None else 0)
+                for f in dataclasses.fields(self)}
 
 
 def make_splits(config) -> DataSplits:
@@ -148,6 +173,9 @@ def make_splits(config) -> DataSplits:
                                          pneumonia_fraction=data.synthetic_pneumonia_fraction)
         source = load("train")
         if isinstance(val, str) and val.startswith("split:"):
+            if spec.get("kind", "synthetic") == "synthetic":  # it would repeat the train set
+                raise ValueError(f"data.val_{short}={val!r}: synthetic data have no named "
+                                 "splits; hold out a count instead")
             val_source, train = load(val[len("split:"):]), source
         else:
             val_idx, train_idx = split_off(len(source), val, seed * 1000 + stream_id)
@@ -225,10 +253,20 @@ def train_dataset(config, splits: DataSplits, streams: Sequence[str]) -> grain.I
     zipped = ZipMapDataset(per_stream).map(lambda batches: dict(zip(names, batches)))
     iter_ds = zipped.to_iter_dataset()
     if config.data.worker_count > 0:
+        _allow_workers_without_absl_app()
         iter_ds = iter_ds.mp_prefetch(grain.MultiprocessingOptions(
             num_workers=config.data.worker_count,
             per_worker_buffer_size=config.data.worker_buffer_size))
     return iter_ds
+
+
+def _allow_workers_without_absl_app() -> None:
+    """Grain's worker start reads an absl flag (grain_enable_multiprocess_worker_profiling);
+    outside ``absl.app.run`` (tests, notebooks, scripts) that raises UnparsedFlagAccessError.
+    There, take every flag's default, as Grain's own tests do."""
+    from absl import flags
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()
 
 
 def steps_per_epoch(config, splits: DataSplits) -> int:
