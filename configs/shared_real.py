@@ -17,7 +17,7 @@ import ml_collections
 from multimix_jax.config_base import base_config
 from multimix_jax.variants import apply_variant
 
-DEFAULT_ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
+DEFAULT_ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data"))
 
 
 def get_config(variant: str = "multimix") -> ml_collections.ConfigDict:

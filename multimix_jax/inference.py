@@ -63,6 +63,8 @@ def write_example_pngs(out_dir: pathlib.Path, source, predictions: dict, count: 
         true = predictions["mask"][i] if "mask" in predictions else None
         strip = np.concatenate([np.stack([image] * 3, -1), saliency_rgb(predictions["saliency"][i]),
                                 overlay_rgb(image, predictions["mask_prob"][i], true)], axis=1)
+        scale = max(1, 192 // image.shape[0])  # small models: enlarge (nearest) for viewing
+        strip = np.repeat(np.repeat(strip, scale, axis=0), scale, axis=1)
         path = out_dir / f"{prefix}_{i:02d}.png"
         save_png(path, strip)
         paths.append(path)

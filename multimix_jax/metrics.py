@@ -216,14 +216,22 @@ def averaged_hausdorff(pred, true) -> float:
     Both empty -> 0.0; exactly one empty -> NaN (see module docstring).
     """
     p, t = _pair(pred, true)
-    np_, nt = bool(p.any()), bool(t.any())
-    if not np_ and not nt:
-        return 0.0
-    if np_ != nt:
-        return float("nan")
+    empty = _distance_for_empty(p, t)
+    if empty is not None:
+        return empty
     d_pt = _dist_to(t)[p].mean()
     d_tp = _dist_to(p)[t].mean()
     return float(0.5 * (d_pt + d_tp))
+
+
+def _distance_for_empty(p: np.ndarray, t: np.ndarray) -> float | None:
+    """Both empty -> 0.0; exactly one empty -> NaN; both non-empty -> None (compute)."""
+    has_p, has_t = bool(p.any()), bool(t.any())
+    if not has_p and not has_t:
+        return 0.0
+    if has_p != has_t:
+        return float("nan")
+    return None
 
 
 def hd95(pred, true) -> float:
@@ -238,11 +246,9 @@ def hd95(pred, true) -> float:
     Both empty -> 0.0; exactly one empty -> NaN.
     """
     p, t = _pair(pred, true)
-    np_, nt = bool(p.any()), bool(t.any())
-    if not np_ and not nt:
-        return 0.0
-    if np_ != nt:
-        return float("nan")
+    empty = _distance_for_empty(p, t)
+    if empty is not None:
+        return empty
     bp, bt = _boundary(p), _boundary(t)
     d = np.concatenate([_dist_to(bt)[bp], _dist_to(bp)[bt]])
     return float(np.percentile(d, 95))

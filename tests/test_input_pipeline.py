@@ -296,7 +296,6 @@ def test_streams_are_shuffled_independently():
     assert seg_order != batch["cls_labeled"]["label"].tolist()
 
 
-@pytest.mark.slow  # starting and stopping a Grain worker process takes ~20 s on 2 cores
 def test_worker_processes_give_the_same_batches(config, splits):
     in_process = take(iterator(config, splits), 3)
     mp_config = pipeline_config(**{"data.worker_count": 1})
