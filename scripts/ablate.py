@@ -240,6 +240,9 @@ def main(argv: list[str]) -> None:
                          flag_values=fv)
     flags.DEFINE_bool("report_only", False, "Only write the report from finished cells.",
                       flag_values=fv)
+    if any(a in ("-h", "--help", "--helpfull") for a in argv[1:]):
+        print(__doc__ + "\nflags:\n" + fv.get_help())
+        return
     fv([a.replace("--report-only", "--report_only") for a in argv])
     if fv.outdir is None:
         raise flags.ValidationError("--outdir is required")
@@ -257,8 +260,12 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    from absl import flags as absl_flags
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname).1s %(message)s")
     logging.getLogger("multimix_jax").setLevel(logging.INFO)
     for noisy in ("absl", "orbax", "jax"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    main(sys.argv)
+    try:
+        main(sys.argv)
+    except absl_flags.Error as e:
+        sys.exit(f"ablate.py: {e} (see --help)")

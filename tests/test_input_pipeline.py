@@ -131,6 +131,16 @@ def test_empty_stream_is_an_error(config, splits):
 
 
 # --------------------------------------------------------------------------- splits
+def test_summary_does_not_copy_the_sources():
+    class NoCopy(input_pipeline.ArraySource):
+        def __deepcopy__(self, memo):
+            raise AssertionError("summary() deep-copied a source")
+
+    source = NoCopy({"image": np.zeros((5, S, S), np.uint8)})
+    splits = input_pipeline.DataSplits(cls_labeled=source, cls_val=source)
+    assert splits.summary()["cls_labeled"] == 5 and splits.summary()["seg_val"] == 0
+
+
 def test_split_sizes_and_disjoint_validation(config, splits):
     n_cls, n_seg = config.data.cls.num_examples, config.data.seg.num_examples
     assert splits.summary() == {
