@@ -97,6 +97,9 @@ def load_source(spec, task: str, image_size: int, *, split: str | None = None,
                 raise ValueError(f"{spec['path']} has no split {split!r}; its splits are "
                                  f"{sorted(set(folder_splits.tolist()))}")
             arrays = {k: v[keep] for k, v in arrays.items()}
+        elif folder_splits is None and split not in (None, "train"):
+            raise ValueError(f"{spec['path']} has no split sub-folders, so it has no {split!r} "
+                             "split: hold out a count instead (e.g. data.val_cls=500)")
         return ArraySource(drop_duplicate_images(arrays, spec["path"]))
     if kind == "tfds":
         from multimix_jax.datasets.builders import make_builder
