@@ -85,12 +85,9 @@ def evaluate(config, workdir: str | pathlib.Path, *, which: str = "best",
     sets = evaluation.eval_sources(config, splits, extra_sets)
     results, size, batch_size = {}, config.data.image_size, config.data.eval_batch_size
     for name, (task, source) in sets.items():
-        out = evaluation.run_predictions(predict_fn, params, source, batch_size, size, mesh)
-        if task == input_pipeline.CLASSIFICATION:
-            results[name] = evaluation.metrics.classification_metrics(out["label"], out["prob_pneumonia"])
-        else:
-            results[name] = evaluation.metrics.segmentation_metrics(
-                evaluation.metrics.binarize(out["mask_prob"]), out["mask"] > 0)
+        results[name] = evaluation.evaluate_set(predict_fn, params, source, task, batch_size,
+                                                size, mesh)
+        if task == input_pipeline.SEGMENTATION:
             count = config.eval.num_example_pngs
             if count > 0:
                 subset = input_pipeline.SubsetSource(source, range(min(count, len(source))))
