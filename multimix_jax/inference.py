@@ -9,7 +9,6 @@ import logging
 import pathlib
 from typing import Mapping, Sequence
 
-import jax
 import numpy as np
 from matplotlib import colormaps
 from PIL import Image

@@ -28,7 +28,7 @@ Conventions shared by the segmentation metrics
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple
+from typing import Dict, Tuple
 
 import numpy as np
 from scipy import ndimage

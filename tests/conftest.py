@@ -41,7 +41,7 @@ def tiny():
     return tiny_config()
 
 
-def tiny_train_config(workdir_steps: int = 4):
+def tiny_train_config(num_steps: int = 4):
     """A complete synthetic config that trains in seconds (32 px, tiny widths)."""
     import ml_collections
     config = tiny_config()
@@ -55,7 +55,7 @@ def tiny_train_config(workdir_steps: int = 4):
     })
     config.eval.table.in_cls, config.eval.table.in_seg = "test_cls", "test_seg"
     config.eval.num_example_pngs = 2
-    config.train.num_steps = workdir_steps
+    config.train.num_steps = num_steps
     config.train.log_every_steps = 1
     config.train.eval_every_steps = 2
     config.train.checkpoint_every_steps = 2

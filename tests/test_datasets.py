@@ -7,7 +7,6 @@ is built with TFDS at size 32 into tmp_path and read back through
 
 from __future__ import annotations
 
-import io
 import sys
 import time
 from pathlib import Path

@@ -16,7 +16,7 @@ def _params(state):
 
 
 def test_killed_and_resumed_run_equals_an_uninterrupted_run(tmp_path):
-    config = tiny_train_config(workdir_steps=4)
+    config = tiny_train_config(num_steps=4)
     straight = train.train_and_evaluate(config, tmp_path / "straight")
     first = train.train_and_evaluate(config, tmp_path / "resumed", stop_at_step=2)
     assert int(first["state"].step) == 2
@@ -36,7 +36,7 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_run(tmp_path):
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
-    config = tiny_train_config(workdir_steps=6)
+    config = tiny_train_config(num_steps=6)
     train.train_and_evaluate(config, tmp_path, stop_at_step=2)
     config.optim.learning_rate = float("inf")
     with pytest.raises(train.NonFiniteLossError, match="last good checkpoint \\(step 2\\)"):
@@ -47,7 +47,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
 
 
 def test_evaluate_and_predict_write_their_files(tmp_path):
-    config = tiny_train_config(workdir_steps=2)
+    config = tiny_train_config(num_steps=2)
     workdir = tmp_path / "run"
     train.train_and_evaluate(config, workdir)
     # an extra classification folder and segmentation folder at another resolution
