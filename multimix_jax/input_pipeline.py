@@ -75,7 +75,8 @@ def load_source(spec, task: str, image_size: int, *, split: str | None = None,
     kinds: 'synthetic' (embedded generator), 'folder' (a class-subfolder or images/+masks/
     folder, read into memory), 'tfds' (a dataset built by ``scripts/build_dataset.py``).
     ``split``: a folder with split sub-folders (``ROOT/<split>/<class>/*``) gives only that
-    split (None: all of it); a folder without them is all one split; tfds default 'train'.
+    split (None: all of it); a folder without them is all one split; tfds: ``split``, else
+    the spec's 'split', else 'train'.
     """
     kind = spec.get("kind", "synthetic")
     if kind == "synthetic":
@@ -104,7 +105,9 @@ def load_source(spec, task: str, image_size: int, *, split: str | None = None,
     if kind == "tfds":
         from multimix_jax.datasets.builders import make_builder
         builder = make_builder(spec["name"], spec["data_dir"], image_size)
-        return builder.as_data_source(split=spec.get("split", split) or split or "train")
+        # An explicit ``split`` (a validation or test request) wins over the spec's own
+        # 'split' key, which names the split the spec is *trained* on.
+        return builder.as_data_source(split=split or spec.get("split") or "train")
     raise ValueError(f"unknown data kind {kind!r} in {dict(spec)}; use synthetic, folder or tfds")
 
 
@@ -174,7 +177,7 @@ def make_splits(config) -> DataSplits:
         load = lambda split: load_source(spec, task, size, split=split,
                                          synthetic_seed=data.synthetic_seed + stream_id,
                                          pneumonia_fraction=data.synthetic_pneumonia_fraction)
-        source = load("train")
+        source = load(spec.get("split", "train"))
         if isinstance(val, str) and val.startswith("split:"):
             if spec.get("kind", "synthetic") == "synthetic":  # it would repeat the train set
                 raise ValueError(f"data.val_{short}={val!r}: synthetic data have no named "

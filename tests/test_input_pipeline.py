@@ -420,3 +420,21 @@ def test_shard_batch_places_streams_on_the_mesh(config, splits):
         assert array.sharding.is_equivalent_to(sharding, array.ndim)
         assert array.shape == host.shape and array.dtype == host.dtype
         np.testing.assert_array_equal(np.asarray(array), host)
+
+
+def test_tfds_validation_split_is_not_the_training_split(tmp_path):
+    """A tfds spec names its training split ('split': 'train', as configs/paper.py does);
+    'data.val_cls=split:validation' must still read the validation split, never the train one."""
+    from multimix_jax.datasets import builders
+    counts = _write_split_folder(tmp_path / "xray", np.random.default_rng(1))
+    builders.build_dataset("generic_classification_folder", tmp_path / "xray", tmp_path / "tfds", S)
+    config = pipeline_config(**{"tasks.segmentation": False, "data.val_cls": "split:validation",
+                                "labels.cls": 2})
+    config.data.cls = dict(kind="tfds", name="generic_classification_folder",
+                           data_dir=str(tmp_path / "tfds"), split="train")
+    splits = input_pipeline.make_splits(config)
+    summary = splits.summary()
+    assert summary["cls_val"] == counts["val"]
+    assert summary["cls_labeled"] + summary["cls_unlabeled"] == counts["train"]
+    train_images = set(image_bytes(splits.cls_labeled)) | set(image_bytes(splits.cls_unlabeled))
+    assert not train_images & set(image_bytes(splits.cls_val))
