@@ -90,6 +90,7 @@ def load_source(spec, task: str, image_size: int, *, split: str | None = None,
             raise ValueError(f"data spec {dict(spec)} of kind 'folder' needs a path")
         arrays = load_folder_arrays(spec["path"], task, image_size)
         arrays.pop("key", None)
+        arrays = drop_duplicate_images(arrays, spec["path"])  # across splits, before choosing one
         folder_splits = arrays.pop("split", None)
         if folder_splits is not None and split is not None:  # never pool train/val/test
             from multimix_jax.datasets.layouts import SPLIT_ALIASES
@@ -101,7 +102,7 @@ def load_source(spec, task: str, image_size: int, *, split: str | None = None,
         elif folder_splits is None and split not in (None, "train"):
             raise ValueError(f"{spec['path']} has no split sub-folders, so it has no {split!r} "
                              "split: hold out a count instead (e.g. data.val_cls=500)")
-        return ArraySource(drop_duplicate_images(arrays, spec["path"]))
+        return ArraySource(arrays)
     if kind == "tfds":
         from multimix_jax.datasets.builders import make_builder
         builder = make_builder(spec["name"], spec["data_dir"], image_size)
@@ -112,13 +113,28 @@ def load_source(spec, task: str, image_size: int, *, split: str | None = None,
 
 
 def drop_duplicate_images(arrays: dict, where: str = "") -> dict:
-    """Keep the first of identical images (Kermany has ~30 duplicate groups), so a
-    validation split can never hold a copy of a training image."""
+    """Keep one of identical images (Kermany has ~30 duplicate groups), so a validation split
+    can never hold a copy of a training image. With a 'split' array the copy in the earliest of
+    train, validation, test is kept (a held-out split loses its copies of training images);
+    otherwise the first one. The kept examples stay in their original order."""
     digests = [hashlib.blake2b(image.tobytes(), digest_size=16).digest() for image in arrays["image"]]
-    _, first = np.unique(np.asarray(digests, dtype=object), return_index=True)
-    keep = np.sort(first)
-    if len(keep) < len(digests):
-        log.info("%s: dropped %d duplicate images", where, len(digests) - len(keep))
+    n = len(digests)
+    rank = np.zeros(n, np.int64)
+    if "split" in arrays:
+        order_of = {"train": 0, "validation": 1, "test": 2}
+        rank = np.asarray([order_of.get(str(s), 3) for s in arrays["split"]], np.int64)
+    seen, keep = set(), []
+    for i in np.lexsort((np.arange(n), rank)):  # by split rank, then position
+        if digests[i] not in seen:
+            seen.add(digests[i])
+            keep.append(i)
+    keep = np.sort(np.asarray(keep, np.int64))
+    if len(keep) < n:
+        dropped = np.setdiff1d(np.arange(n), keep)
+        by_split = ({str(s): int(c) for s, c in zip(*np.unique(arrays["split"][dropped],
+                                                               return_counts=True))}
+                    if "split" in arrays else {})
+        log.info("%s: dropped %d duplicate images %s", where, len(dropped), by_split or "")
     return {k: v[keep] for k, v in arrays.items()}
 
 

@@ -219,6 +219,22 @@ def test_folder_with_split_subfolders_gives_only_the_requested_split(tmp_path):
     assert splits.summary()["cls_labeled"] + splits.summary()["cls_unlabeled"] == counts["train"]
 
 
+
+def test_a_held_out_split_loses_its_copies_of_training_images(tmp_path):
+    """Duplicates are found across the folder's splits; the training split keeps its image."""
+    import shutil
+    counts = _write_split_folder(tmp_path / "xray", np.random.default_rng(2))
+    root = tmp_path / "xray"
+    train_file = sorted((root / "train" / "NORMAL").glob("*.png"))[0]
+    shutil.copy(train_file, root / "val" / "NORMAL" / "copy_of_train.png")
+    shutil.copy(train_file, root / "test" / "PNEUMONIA" / "copy_of_train.png")
+    spec = {"kind": "folder", "path": str(root)}
+    load = lambda split: input_pipeline.load_source(spec, "classification", S, split=split)
+    assert (len(load("train")), len(load("val")), len(load("test"))) == (
+        counts["train"], counts["val"], counts["test"])
+    train, val = set(image_bytes(load("train"))), set(image_bytes(load("val")))
+    assert len(train) == counts["train"] and not train & val
+
 # --------------------------------------------------------------------------- augmentation
 def test_streams_carry_their_source_examples_and_weak_strong_share_one(monkeypatch, splits):
     """pad 0 and an identity-only RandAugment pool: every augmented image is its source or
