@@ -12,6 +12,7 @@ processes, and the iterator state (a position) can be checkpointed and restored.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 import logging
@@ -117,24 +118,17 @@ def drop_duplicate_images(arrays: dict, where: str = "") -> dict:
     can never hold a copy of a training image. With a 'split' array the copy in the earliest of
     train, validation, test is kept (a held-out split loses its copies of training images);
     otherwise the first one. The kept examples stay in their original order."""
-    digests = [hashlib.blake2b(image.tobytes(), digest_size=16).digest() for image in arrays["image"]]
-    n = len(digests)
-    rank = np.zeros(n, np.int64)
-    if "split" in arrays:
-        order_of = {"train": 0, "validation": 1, "test": 2}
-        rank = np.asarray([order_of.get(str(s), 3) for s in arrays["split"]], np.int64)
-    seen, keep = set(), []
-    for i in np.lexsort((np.arange(n), rank)):  # by split rank, then position
-        if digests[i] not in seen:
-            seen.add(digests[i])
-            keep.append(i)
-    keep = np.sort(np.asarray(keep, np.int64))
-    if len(keep) < n:
-        dropped = np.setdiff1d(np.arange(n), keep)
-        by_split = ({str(s): int(c) for s, c in zip(*np.unique(arrays["split"][dropped],
-                                                               return_counts=True))}
-                    if "split" in arrays else {})
-        log.info("%s: dropped %d duplicate images %s", where, len(dropped), by_split or "")
+    digests = np.asarray([hashlib.blake2b(image.tobytes(), digest_size=16).digest()
+                          for image in arrays["image"]], dtype=object)
+    split_rank = {"train": 0, "validation": 1, "test": 2}
+    rank = [split_rank.get(str(s), 3) for s in arrays.get("split", [0] * len(digests))]
+    order = np.lexsort((np.arange(len(digests)), rank))  # by split rank, then position
+    _, first = np.unique(digests[order], return_index=True)
+    keep = np.sort(order[first])
+    if len(keep) < len(digests):
+        dropped = np.setdiff1d(np.arange(len(digests)), keep)
+        dropped_per_split = collections.Counter(arrays["split"][dropped].tolist()) if "split" in arrays else ""
+        log.info("%s: dropped %d duplicate images %s", where, len(dropped), dropped_per_split)
     return {k: v[keep] for k, v in arrays.items()}
 
 
