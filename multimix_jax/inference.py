@@ -95,7 +95,9 @@ def evaluate(config, workdir: str | pathlib.Path, *, which: str = "best",
                 write_example_pngs(output_dir / "examples", subset, preds, count, name)
         log.info("%s (%s, n=%d): %s", name, task, len(source),
                  {k: round(float(v), 4) for k, v in results[name].items()})
-    budgets = f"{config.labels.cls}/{config.labels.seg}"
+    budgets = "/".join(str(n) if config.tasks.get(task) else "-"  # '-': task switched off
+                       for n, task in ((config.labels.cls, input_pipeline.CLASSIFICATION),
+                                       (config.labels.seg, input_pipeline.SEGMENTATION)))
     json_path, md_path = evaluation.write_results(
         output_dir, results, config.eval.table, config.eval.model_name, budgets,
         extra={"checkpoint": which, "step": int(step), "workdir": str(workdir)})
