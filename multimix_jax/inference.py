@@ -13,11 +13,10 @@ import numpy as np
 from matplotlib import colormaps
 from PIL import Image
 
-from multimix_jax import checkpointing, evaluation, input_pipeline, steps, summaries
+from multimix_jax import checkpointing, evaluation, input_pipeline, metrics, steps, summaries
 from multimix_jax.datasets import image_io
 
 log = logging.getLogger("multimix_jax")
-CLASS_NAMES = ("NORMAL", "PNEUMONIA")
 
 
 def load_for_inference(config, workdir: str | pathlib.Path, which: str = "best"):
@@ -26,8 +25,7 @@ def load_for_inference(config, workdir: str | pathlib.Path, which: str = "best")
     model, tx, state = steps.setup(config, mesh, steps_per_epoch=1)
     state, step = checkpointing.restore_state_for_inference(
         workdir, checkpointing.abstract_like(state), which)
-    params = state.ema_params if config.optim.ema_decay > 0 else state.params
-    return model, params, mesh, step
+    return model, steps.inference_params(state, config), mesh, step
 
 
 # --------------------------------------------------------------------------- pictures
@@ -146,7 +144,7 @@ def predict_files(config, workdir: str | pathlib.Path, inputs: Sequence[str],
         save_png(output_dir / f"{stem}_saliency.png", saliency_rgb(out["saliency"][i]))
         save_png(output_dir / f"{stem}_overlay.png", overlay_rgb(images[i], out["mask_prob"][i]))
         rows.append({"file": str(path), "prob_normal": 1.0 - p, "prob_pneumonia": p,
-                     "predicted": CLASS_NAMES[int(p >= 0.5)], "outputs": stem})
+                     "predicted": metrics.CLASS_NAMES[int(p >= 0.5)], "outputs": stem})
     (output_dir / "predictions.json").write_text(json.dumps(rows, indent=2))
     with open(output_dir / "predictions.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))

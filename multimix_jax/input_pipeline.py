@@ -27,6 +27,9 @@ from multimix_jax.synthetic import SyntheticCXR
 
 log = logging.getLogger("multimix_jax")
 CLASSIFICATION, SEGMENTATION = "classification", "segmentation"
+# The training batch's streams (one definition; steps.py and the tests use these names).
+SEG_LABELED, SEG_UNLABELED, CLS_LABELED, CLS_UNLABELED = STREAMS = (
+    "seg_labeled", "seg_unlabeled", "cls_labeled", "cls_unlabeled")
 # Disjoint index ranges of the synthetic generator for the held-out test sets.
 SYNTHETIC_TEST_OFFSET = 1_000_000
 
@@ -228,19 +231,19 @@ class StreamTransform(grain.transforms.RandomMap):
 
     def random_map(self, element: dict, rng: np.random.Generator) -> dict:
         image = _as_hw_uint8(element["image"], self.size)
-        if self.stream == "cls_labeled":
+        if self.stream == CLS_LABELED:
             return {"image": augment.weak_augment(image, rng, self.pad)[..., None],
                     "label": np.int32(element["label"])}
-        if self.stream == "cls_unlabeled":
+        if self.stream == CLS_UNLABELED:
             return {"weak": augment.weak_augment(image, rng, self.pad)[..., None],
                     "strong": augment.strong_augment(image, rng, self.pad, self.num_ops,
                                                      self.magnitude)[..., None]}
-        if self.stream == "seg_labeled":
+        if self.stream == SEG_LABELED:
             mask = _as_hw_uint8(element["mask"], self.size, "mask")
             if self.seg_joint:
                 image, mask = augment.joint_geometric_augment(image, mask, rng, self.pad)
             return {"image": image[..., None], "mask": mask[..., None]}
-        if self.stream == "seg_unlabeled":
+        if self.stream == SEG_UNLABELED:
             if self.seg_joint:
                 image = augment.weak_augment(image, rng, self.pad)
             return {"image": image[..., None]}
@@ -249,8 +252,7 @@ class StreamTransform(grain.transforms.RandomMap):
 
 # --------------------------------------------------------------------------- datasets
 def stream_seed(seed: int, stream: str) -> int:
-    names = ("seg_labeled", "seg_unlabeled", "cls_labeled", "cls_unlabeled")
-    return int(np.random.SeedSequence([seed, names.index(stream)]).generate_state(1)[0])
+    return int(np.random.SeedSequence([seed, STREAMS.index(stream)]).generate_state(1)[0])
 
 
 def train_dataset(config, splits: DataSplits, streams: Sequence[str]) -> grain.IterDataset:

@@ -37,6 +37,7 @@ from sklearn import metrics as skm
 
 NORMAL = 0
 PNEUMONIA = 1
+CLASS_NAMES = ("NORMAL", "PNEUMONIA")  # index = label
 
 # 4-connected (cross) structuring element used to extract mask boundaries,
 # as in medpy's hd95 (generate_binary_structure(2, connectivity=1)).

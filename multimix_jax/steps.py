@@ -23,6 +23,7 @@ from clu import metrics as clu_metrics
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from multimix_jax import losses
+from multimix_jax.input_pipeline import CLS_LABELED, CLS_UNLABELED, SEG_LABELED, SEG_UNLABELED
 from multimix_jax.models import MultiMix, build_model, init_params
 from multimix_jax.saliency import saliency_map
 
@@ -45,13 +46,13 @@ def required_streams(config) -> tuple[str, ...]:
     """The batch streams the configured tasks and losses consume."""
     streams = []
     if config.tasks.segmentation:
-        streams.append("seg_labeled")
+        streams.append(SEG_LABELED)
         if config.loss.kl != "none":
-            streams.append("seg_unlabeled")
+            streams.append(SEG_UNLABELED)
     if config.tasks.classification:
-        streams.append("cls_labeled")
+        streams.append(CLS_LABELED)
         if config.loss.fixmatch:
-            streams.append("cls_unlabeled")
+            streams.append(CLS_UNLABELED)
     if not streams:
         raise ValueError("config.tasks enables neither classification nor segmentation")
     return tuple(streams)
@@ -79,6 +80,11 @@ def _collection_for(names: tuple[str, ...]) -> type:
 def train_metrics_collection(config) -> type:
     """clu ``metrics.Collection`` class of the step's scalars (each an Average)."""
     return _collection_for(metric_names(config))
+
+
+def inference_params(state: "TrainState", config):
+    """The parameters evaluation and prediction use: the EMA average when the run keeps one."""
+    return state.ema_params if config.optim.ema_decay > 0 else state.params
 
 
 # --------------------------------------------------------------------------- optimizer
@@ -144,13 +150,13 @@ def compute_losses(params, batch: dict, dropout_rng: jax.Array, *, model: MultiM
     encoder_rng, decoder_rng = jax.random.split(dropout_rng)
     seg_images, cls_images = [], []
     if config.tasks.segmentation:
-        seg_images.append(batch["seg_labeled"]["image"])
+        seg_images.append(batch[SEG_LABELED]["image"])
         if loss_cfg.kl != "none":
-            seg_images.append(batch["seg_unlabeled"]["image"])
+            seg_images.append(batch[SEG_UNLABELED]["image"])
     if config.tasks.classification:
-        cls_images.append(batch["cls_labeled"]["image"])
+        cls_images.append(batch[CLS_LABELED]["image"])
         if loss_cfg.fixmatch:
-            cls_images += [batch["cls_unlabeled"]["weak"], batch["cls_unlabeled"]["strong"]]
+            cls_images += [batch[CLS_UNLABELED]["weak"], batch[CLS_UNLABELED]["strong"]]
     images = jnp.concatenate(seg_images + cls_images, axis=0)
     sizes = np.cumsum([0] + [x.shape[0] for x in seg_images + cls_images])
     chunk = lambda a, i: a[sizes[i]:sizes[i + 1]]
@@ -167,7 +173,7 @@ def compute_losses(params, batch: dict, dropout_rng: jax.Array, *, model: MultiM
                                  [s[:decode_n] for s in skips], train=True,
                                  rngs={"dropout": decoder_rng}, method=MultiMix.decode)
         labeled_seg = chunk(seg_logits, 0)
-        masks = batch["seg_labeled"]["mask"]
+        masks = batch[SEG_LABELED]["mask"]
         terms["dice"] = losses.dice_loss(labeled_seg, masks, loss_cfg.dice_smooth)
         scalars["dice_loss"] = terms["dice"]
         hard = (labeled_seg > 0).astype(masks.dtype)
@@ -178,7 +184,7 @@ def compute_losses(params, batch: dict, dropout_rng: jax.Array, *, model: MultiM
             scalars["kl_loss"] = terms["kl"]
     if config.tasks.classification:
         first = len(seg_images)
-        labeled_logits, labels = chunk(logits, first), batch["cls_labeled"]["label"]
+        labeled_logits, labels = chunk(logits, first), batch[CLS_LABELED]["label"]
         terms["cls"] = losses.classification_loss(labeled_logits, labels)
         scalars["cls_loss"] = terms["cls"]
         scalars["accuracy"] = (labeled_logits.argmax(-1) == labels).mean()

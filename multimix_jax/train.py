@@ -48,10 +48,6 @@ def _check_batch_divisible(config) -> None:
             raise ValueError(f"config.{name}={size} must be a multiple of the {n} devices")
 
 
-def _inference_params(state, config):
-    return state.ema_params if config.optim.ema_decay > 0 else state.params
-
-
 def validate(config, predict_fn, params, val_sets: dict, mesh) -> dict:
     return {name: evaluation.evaluate_set(predict_fn, params, source, task,
                                           config.data.eval_batch_size, config.data.image_size, mesh)
@@ -146,7 +142,7 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, *, stop_at_step: int
                 accumulated = None
             if done % config.train.eval_every_steps == 0 or last:
                 train_seconds += time.perf_counter() - interval_start
-                params = _inference_params(state, config)
+                params = steps.inference_params(state, config)
                 last_results = validate(config, predict_fn, params, val_sets, mesh)
                 score = evaluation.validation_score(last_results, config.train.best_metric)
                 if writer:

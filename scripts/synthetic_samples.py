@@ -15,9 +15,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 from PIL import Image  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from multimix_jax.metrics import CLASS_NAMES  # noqa: E402
 from multimix_jax.synthetic import make_example  # noqa: E402
 
-NAMES = ("NORMAL", "PNEUMONIA")
 
 
 def main(argv=None):
@@ -41,7 +41,7 @@ def main(argv=None):
         ax = axes.ravel()[i]
         ax.imshow(ex["image"], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
         ax.contour(ex["mask"], levels=[0.5], colors="#00d0ff", linewidths=0.8)
-        ax.set_title(f"#{i} {NAMES[ex['label']]}", fontsize=9,
+        ax.set_title(f"#{i} {CLASS_NAMES[ex['label']]}", fontsize=9,
                      color="tab:red" if ex["label"] else "black")
     fig.tight_layout(pad=0.3)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
