@@ -1,4 +1,4 @@
-"""The paper's protocol at 256x256 (method.md, Data): train on Kermany (CheX) + JSRT, report
+"""The paper's protocol at 256x256 (docs/multimix.md, Data): train on Kermany (CheX) + JSRT, report
 in-domain on their test splits and cross-domain on Montgomery (MCU) and NIH pneumonia (NIHX).
 For a GPU/TPU; on 2 CPU cores one step takes ~15 s.
 

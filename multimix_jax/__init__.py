@@ -1,7 +1,7 @@
 """multimix_jax: MultiMix (Haque et al., ISBI 2021) in JAX/Flax.
 
 Sparingly supervised multitask learning of pneumonia classification and lung
-segmentation from chest X-rays. See ``../shared/docs/method.md`` for the spec.
+segmentation from chest X-rays. The method as implemented: ``docs/multimix.md``.
 """
 
 __version__ = "0.1.0"

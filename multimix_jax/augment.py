@@ -1,4 +1,4 @@
-"""Data augmentation for MultiMix (method.md, Training: weak / strong augmentation).
+"""Data augmentation for MultiMix (docs/multimix.md, Augmentations).
 
 All functions work on 2-D ``np.uint8`` grayscale arrays (H, W) and return new
 ``np.uint8`` arrays of the same shape. Every random choice is drawn from an explicit
@@ -7,7 +7,8 @@ ever used, so a Grain ``RandomMap`` seeded per element is exactly reproducible.
 
 - ``weak_augment``: horizontal flip (p=0.5) + reflect-pad 32 px + random crop back to (H, W).
 - ``strong_augment``: the same flip + reflect-pad crop (32 px; the original's 4 px is a
-  CIFAR leftover, see method.md) followed by ``rand_augment`` (n=2, m=10).
+  CIFAR leftover: docs/multimix.md, Deviations from the original code) followed by
+  ``rand_augment`` (n=2, m=10).
 - ``rand_augment``: the FixMatch RandAugment variant ("RandAugmentMC", fixmatch pool)
   used by the original, without Cutout.
 - ``joint_geometric_augment``: optional identical geometric augmentation of an image and
@@ -119,7 +120,7 @@ def _flip_pad_crop(
 
 
 # ---------------------------------------------------------------------------
-# RandAugment op pool (FixMatch variant; method.md, Training: strong augmentation)
+# RandAugment op pool (FixMatch variant; docs/multimix.md, Augmentations)
 # Each op: (PIL 'L' image, strength v in 1..9, rng for the sign) -> PIL 'L' image.
 # ---------------------------------------------------------------------------
 
@@ -224,7 +225,7 @@ def rand_augment(
     num_ops: int = 2,
     magnitude: int = 10,
 ) -> np.ndarray:
-    """RandAugment, FixMatch variant without Cutout (method.md, Training: strong augmentation).
+    """RandAugment, FixMatch variant without Cutout (docs/multimix.md, Augmentations).
 
     Picks ``num_ops`` ops with replacement from ``RAND_AUGMENT_OPS``; for each draws a
     strength v uniformly from 1..magnitude-1 and applies the op with probability 0.5.
@@ -250,7 +251,7 @@ def weak_augment(
 ) -> np.ndarray:
     """Horizontal flip (p=0.5), reflect-pad by ``pad`` px, random crop back to (H, W).
 
-    method.md, Training: weak augmentation.
+    (docs/multimix.md, Augmentations)
     """
     _check_image(image)
     _check_rng(rng)
@@ -267,7 +268,7 @@ def strong_augment(
 ) -> np.ndarray:
     """Flip + reflect-pad crop (32 px, not the original's 4), then ``rand_augment``.
 
-    method.md, Training: strong augmentation.
+    (docs/multimix.md, Augmentations)
     """
     _check_image(image)
     _check_rng(rng)
@@ -291,7 +292,7 @@ def joint_geometric_augment(
     (H, W), then a rotation by an angle uniform in [-max_rotate, max_rotate] degrees about
     the centre (image: bilinear, mask: nearest so it stays {0, 1}; uncovered pixels are 0
     in both). Optional: the original does not augment segmentation images
-    (method.md, Training); the caller decides whether to use it.
+    (docs/multimix.md, Augmentations); the caller decides whether to use it.
     """
     _check_image(image, "image")
     _check_image(mask, "mask")

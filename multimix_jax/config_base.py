@@ -1,4 +1,4 @@
-"""The base ConfigDict every config in ``configs/`` derives from (method.md values).
+"""The base ConfigDict every config in ``configs/`` derives from (docs/multimix.md values).
 
 Every field can be overridden from the command line: ``--config.loss.kl=original``.
 """

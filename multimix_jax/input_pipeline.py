@@ -1,5 +1,5 @@
 """Grain input pipelines: the five training streams and the evaluation sets
-(method.md, Losses and Training; conventions.md, Data).
+(docs/multimix.md, Training; Training loop and input pipeline).
 
 Images travel as uint8 (N, S, S, 1) and are normalised to [-1, 1] on the device
 (``steps.normalize_batch``); masks as uint8 {0, 1}; labels as int32.
@@ -145,7 +145,7 @@ def split_off(num_examples: int, count: int | str, seed: int) -> tuple[np.ndarra
     """Seeded split of range(num_examples) into (first ``count``, rest); 'all' -> (all, all).
 
     Used for the validation hold-out and for the label budgets |D_l^c|, |D_l^s|: with 'all'
-    the unlabelled stream is the labelled set, labels ignored (method.md, Training).
+    the unlabelled stream is the labelled set, labels ignored (docs/multimix.md, Training).
     """
     order = np.random.default_rng(seed).permutation(num_examples)
     if count == "all":
@@ -218,7 +218,7 @@ def _as_hw_uint8(image: np.ndarray, size: int, what: str = "image") -> np.ndarra
 
 
 class StreamTransform(grain.transforms.RandomMap):
-    """Per-stream augmentation (method.md, Training): weak for labelled classification,
+    """Per-stream augmentation (docs/multimix.md, Augmentations): weak for labelled classification,
     weak + strong from the SAME image for the unlabelled one, none for segmentation unless
     ``augment.seg_joint`` (then a joint image+mask geometric transform)."""
 
@@ -288,7 +288,7 @@ def _allow_workers_without_absl_app() -> None:
 
 
 def steps_per_epoch(config, splits: DataSplits) -> int:
-    """An epoch is one pass over the unlabelled classification set (method.md, Training)."""
+    """An epoch is one pass over the unlabelled classification set (docs/multimix.md, Training)."""
     epoch_source = splits.cls_unlabeled if config.tasks.classification else splits.seg_unlabeled
     if epoch_source is None:
         epoch_source = splits.cls_labeled if config.tasks.classification else splits.seg_labeled

@@ -1,4 +1,4 @@
-"""The four MultiMix loss terms and their weighted sum (method.md, Losses).
+"""The four MultiMix loss terms and their weighted sum (docs/multimix.md, Losses).
 
 Total = L_cls + lambda * L_fix + alpha * L_dice + beta * L_kl, no ramp-up.
 Classification logits are (N, num_classes); segmentation logits are (N, H, W, 1).

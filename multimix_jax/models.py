@@ -1,4 +1,4 @@
-"""MultiMix network: encoder, classifier head and saliency-bridged decoder (method.md,
+"""MultiMix network: encoder, classifier head and saliency-bridged decoder (docs/multimix.md,
 Architecture). Modules only: losses live in ``losses.py``, the training step in ``steps.py``.
 
 All tensors are NHWC. The parameter tree is ``{'encoder', 'classifier', 'decoder'}``; with

@@ -1,4 +1,4 @@
-"""Saliency map for the bridge (method.md, Architecture: Saliency)."""
+"""Saliency map for the bridge (docs/multimix.md, Saliency bridge)."""
 
 from __future__ import annotations
 

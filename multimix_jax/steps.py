@@ -1,5 +1,5 @@
 """Train state, optimizer, the jitted data-parallel training step and the prediction step
-(method.md, Losses and Training; conventions.md, Training loop).
+(docs/multimix.md, Losses; Training; Training loop and input pipeline).
 
 A batch is a dict of streams, each a dict of NHWC float arrays in [-1, 1] (and int labels):
   seg_labeled   {'image', 'mask'}   labelled segmentation (x_s, y_s)
@@ -120,7 +120,7 @@ IMAGE_KEYS = ("image", "weak", "strong")
 
 def normalize_images(images: jnp.ndarray) -> jnp.ndarray:
     """uint8 [0, 255] -> float32 [-1, 1], the one normalisation used everywhere
-    (method.md, Training: original defects). Float inputs are taken as already normalised."""
+    (docs/multimix.md, Training). Float inputs are taken as already normalised."""
     if images.dtype == jnp.uint8:
         return images.astype(jnp.float32) / 127.5 - 1.0
     return images
@@ -138,7 +138,7 @@ def normalize_batch(batch: dict) -> dict:
 # --------------------------------------------------------------------------- losses
 def compute_losses(params, batch: dict, dropout_rng: jax.Array, *, model: MultiMix, config,
                    segment_all_images: bool = False):
-    """Forward pass of one step and the weighted loss (method.md, Losses).
+    """Forward pass of one step and the weighted loss (docs/multimix.md, Losses).
 
     The encoder runs once on all images. The saliency pass and the decoder run ONLY on the
     segmentation streams: no layer couples images, so this equals the original's decoding

@@ -1,4 +1,4 @@
-"""The paper's baselines and ablations as switches on any config (method.md, Paper results).
+"""The paper's baselines and ablations as switches on any config (docs/multimix.md, Paper results).
 
 Each variant only flips component flags, so users can build their own combination with the
 same flags: tasks.{classification,segmentation}, loss.fixmatch, model.use_bridge, loss.kl.

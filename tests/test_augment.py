@@ -1,4 +1,4 @@
-"""Tests for multimix_jax.augment (method.md, Training: weak / strong augmentation).
+"""Tests for multimix_jax.augment (docs/multimix.md, Augmentations).
 
 Images are deliberately non-square (H=48, W=64) so swapped axes are caught.
 """
