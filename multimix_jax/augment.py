@@ -27,6 +27,7 @@ from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
+from scipy import ndimage
 
 __all__ = [
     "RAND_AUGMENT_OPS",
@@ -326,3 +327,72 @@ def joint_geometric_augment(
             dtype=np.uint8,
         )
     return img_out, mask_out
+
+
+# ---------------------------------------------------------------------------
+# Acquisition and disease augmentation (docs/multimix.md, Recipe for unseen films):
+# the films of other hospitals differ in exposure curve, sharpness, noise, framing and
+# aspect ratio, and diseased lungs are opaque where a normal lung is dark.
+# ---------------------------------------------------------------------------
+
+
+def _to_uint8(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(x), 0, 255).astype(np.uint8)
+
+
+def affine(image: np.ndarray, mask: np.ndarray | None, angle_deg: float, zoom: float,
+           aspect: float, shift: tuple[float, float] = (0.0, 0.0)):
+    """Rotate by ``angle_deg``, scale by ``zoom`` (x sqrt(aspect) across, / sqrt(aspect) down)
+    about the centre and shift by ``shift`` (rows, cols) pixels. Image: bilinear with edge
+    fill; mask: nearest with 0 fill. Returns (image, mask or None). scipy.ndimage serves."""
+    a = np.deg2rad(angle_deg)
+    scale = np.array([zoom / np.sqrt(aspect), zoom * np.sqrt(aspect)])  # (rows, cols)
+    rotation = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    matrix = np.linalg.inv(rotation @ np.diag(scale))  # output -> input coordinates
+    centre = (np.array(image.shape) - 1) / 2.0
+    offset = centre - matrix @ (centre + np.asarray(shift))
+    warp = lambda x, order, mode: ndimage.affine_transform(
+        x, matrix, offset=offset, order=order, mode=mode)
+    out = _to_uint8(warp(image.astype(np.float32), 1, "nearest"))
+    return out, (warp(mask, 0, "constant") if mask is not None else None)
+
+
+def geometric_jitter(image: np.ndarray, mask: np.ndarray | None, rng: np.random.Generator,
+                     max_rotate: float = 10.0, max_zoom: float = 0.1, max_aspect: float = 0.15):
+    """Random rotation, isotropic zoom and aspect-ratio change (the Kermany films were resized
+    to a square without keeping their aspect ratio, differently per class)."""
+    log_aspect = np.log1p(max_aspect)
+    return affine(image, mask, rng.uniform(-max_rotate, max_rotate),
+                  rng.uniform(1 - max_zoom, 1 + max_zoom),
+                  float(np.exp(rng.uniform(-log_aspect, log_aspect))))
+
+
+def photometric_jitter(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Exposure-curve jitter (gamma 0.7-1.4, contrast 0.75-1.25, brightness +-8%) and, each
+    with p=0.25, a Gaussian blur (sigma up to 1 px at 64 px) and Gaussian noise (std up to 8)."""
+    x = (image.astype(np.float32) / 255.0) ** np.exp(rng.uniform(-0.35, 0.35))
+    x = (0.5 + (x - 0.5) * rng.uniform(0.75, 1.25) + rng.uniform(-0.08, 0.08)) * 255.0
+    if rng.random() < 0.25:
+        x = ndimage.gaussian_filter(x, rng.uniform(0.3, 1.0) * image.shape[0] / 64)
+    if rng.random() < 0.25:
+        x = x + rng.normal(0.0, rng.uniform(2.0, 8.0), image.shape)
+    return _to_uint8(x)
+
+
+def paint_opacity(image: np.ndarray, alpha: np.ndarray, density: float) -> np.ndarray:
+    """Blend ``image`` towards the soft-tissue gray ``density`` with weight ``alpha`` in [0, 1]
+    where it is darker: an opacity replaces dark, air-filled lung by tissue-bright shadow."""
+    x = image.astype(np.float32)
+    return _to_uint8(x + alpha * np.maximum(density - x, 0.0))
+
+
+def random_opacity(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Smooth random-noise opacities inside the lung ``mask`` (the mask stays true): a
+    low-frequency Gaussian field thresholded at a random level, softened and scaled."""
+    if not mask.any():
+        return image
+    field = ndimage.gaussian_filter(rng.normal(size=image.shape), image.shape[0] * rng.uniform(0.04, 0.1))
+    field = (field - field.mean()) / (field.std() + 1e-6) - rng.uniform(0.0, 1.5)
+    alpha = np.clip(field, 0, 1) * rng.uniform(0.5, 0.95) * (mask > 0)
+    density = np.percentile(image, rng.uniform(80, 95))
+    return paint_opacity(image, ndimage.gaussian_filter(alpha, 1.0), density)

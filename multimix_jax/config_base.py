@@ -36,6 +36,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.data.synthetic_pneumonia_fraction = 0.5
     config.data.synthetic_seed = 0  # the embedded dataset does not change with config.seed
     config.data.split_seed = 0  # validation hold-out and label-budget draws
+    config.data.balance_labeled = False  # labelled cls stream: each class equally often
     # Test sets: name -> {task, kind, path | name+data_dir+split | num_examples}.
     config.data.eval_sets = ml_collections.ConfigDict()
 
@@ -44,6 +45,10 @@ def base_config() -> ml_collections.ConfigDict:
     config.augment.randaugment_num_ops = 2
     config.augment.randaugment_magnitude = 10
     config.augment.seg_joint = False  # the original does not augment segmentation images
+    # Recipe for unseen films (docs/multimix.md): acquisition jitter on every view but the
+    # pseudo-labelling weak one; random opacities painted inside the labelled lung masks.
+    config.augment.acquisition = False
+    config.augment.opacity_prob = 0.0
 
     # Label budgets |D_l^c| and |D_l^s|: an int or 'all'.
     config.labels = ml_collections.ConfigDict(dict(cls=int_or_str(100), seg=int_or_str(10)))

@@ -157,6 +157,16 @@ def split_off(num_examples: int, count: int | str, seed: int) -> tuple[np.ndarra
     return np.sort(order[:count]), np.sort(rest)
 
 
+def balanced_oversample(indices: np.ndarray, labels: Sequence[int]) -> np.ndarray:
+    """``indices`` with every class repeated (cyclically) up to the largest class's count, so
+    the labelled stream sees each class equally often whatever the pool's prior
+    (docs/multimix.md, Recipe for unseen films)."""
+    labels = np.asarray(labels)
+    per_class = [indices[labels == c] for c in np.unique(labels)]
+    most = max(len(c) for c in per_class)
+    return np.sort(np.concatenate([np.resize(c, most) for c in per_class]))
+
+
 @dataclasses.dataclass
 class DataSplits:
     """Training streams' sources and the held-out validation sets."""
@@ -200,6 +210,8 @@ def make_splits(config) -> DataSplits:
             val_idx, train_idx = split_off(len(source), val, seed * 1000 + stream_id)
             val_source, train = SubsetSource(source, val_idx), SubsetSource(source, train_idx)
         labeled, unlabeled = split_off(len(train), budget, seed * 1000 + 10 + stream_id)
+        if task == CLASSIFICATION and data.get("balance_labeled", False):
+            labeled = balanced_oversample(labeled, [train[int(i)]["label"] for i in labeled])
         setattr(splits, f"{short}_val", val_source)
         setattr(splits, f"{short}_labeled", SubsetSource(train, labeled))
         setattr(splits, f"{short}_unlabeled", SubsetSource(train, unlabeled))
@@ -220,7 +232,13 @@ def _as_hw_uint8(image: np.ndarray, size: int, what: str = "image") -> np.ndarra
 class StreamTransform(grain.transforms.RandomMap):
     """Per-stream augmentation (docs/multimix.md, Augmentations): weak for labelled classification,
     weak + strong from the SAME image for the unlabelled one, none for segmentation unless
-    ``augment.seg_joint`` (then a joint image+mask geometric transform)."""
+    ``augment.seg_joint`` (then a joint image+mask geometric transform).
+
+    ``augment.acquisition`` adds acquisition-style jitter (rotation, zoom, aspect ratio,
+    exposure curve, blur, noise) to every view except the weak view that makes the FixMatch
+    pseudo-labels; ``augment.opacity_prob`` paints random opacities inside the labelled lung
+    masks (docs/multimix.md, Recipe for unseen films). Both off: the original's augmentation.
+    """
 
     def __init__(self, stream: str, image_size: int, augment_config):
         self.stream, self.size = stream, image_size
@@ -228,24 +246,37 @@ class StreamTransform(grain.transforms.RandomMap):
         self.num_ops = augment_config.randaugment_num_ops
         self.magnitude = augment_config.randaugment_magnitude
         self.seg_joint = augment_config.seg_joint
+        self.acquisition = augment_config.get("acquisition", False)
+        self.opacity_prob = augment_config.get("opacity_prob", 0.0)
+
+    def _acquire(self, image: np.ndarray, mask, rng: np.random.Generator):
+        """Acquisition jitter of an image (and its mask), when switched on."""
+        if not self.acquisition:
+            return image, mask
+        image, mask = augment.geometric_jitter(image, mask, rng)
+        return augment.photometric_jitter(image, rng), mask
 
     def random_map(self, element: dict, rng: np.random.Generator) -> dict:
         image = _as_hw_uint8(element["image"], self.size)
         if self.stream == CLS_LABELED:
-            return {"image": augment.weak_augment(image, rng, self.pad)[..., None],
-                    "label": np.int32(element["label"])}
+            image, _ = self._acquire(augment.weak_augment(image, rng, self.pad), None, rng)
+            return {"image": image[..., None], "label": np.int32(element["label"])}
         if self.stream == CLS_UNLABELED:
-            return {"weak": augment.weak_augment(image, rng, self.pad)[..., None],
-                    "strong": augment.strong_augment(image, rng, self.pad, self.num_ops,
-                                                     self.magnitude)[..., None]}
+            weak = augment.weak_augment(image, rng, self.pad)  # rng order: weak, then strong
+            strong = augment.strong_augment(image, rng, self.pad, self.num_ops, self.magnitude)
+            return {"weak": weak[..., None], "strong": self._acquire(strong, None, rng)[0][..., None]}
         if self.stream == SEG_LABELED:
             mask = _as_hw_uint8(element["mask"], self.size, "mask")
             if self.seg_joint:
                 image, mask = augment.joint_geometric_augment(image, mask, rng, self.pad)
+            if self.opacity_prob and rng.random() < self.opacity_prob:
+                image = augment.random_opacity(image, mask, rng)
+            image, mask = self._acquire(image, mask, rng)
             return {"image": image[..., None], "mask": mask[..., None]}
         if self.stream == SEG_UNLABELED:
             if self.seg_joint:
                 image = augment.weak_augment(image, rng, self.pad)
+            image, _ = self._acquire(image, None, rng)
             return {"image": image[..., None]}
         raise ValueError(f"unknown stream {self.stream!r}")
 

@@ -218,9 +218,7 @@ def train_step(state: TrainState, batch: dict, *, model: MultiMix,
     return new_state, collection
 
 
-def predict(params, images: jnp.ndarray, *, model: MultiMix) -> dict:
-    """Inference (no dropout): class probabilities, mask probabilities and the saliency map."""
-    images = normalize_images(images)
+def _predict_normalized(params, images: jnp.ndarray, model: MultiMix) -> dict:
     saliency = saliency_map(model, params, images)
     skips, logits = model.apply({"params": params}, images, train=False, method=MultiMix.encode)
     seg_logits = model.apply({"params": params}, images, saliency if model.use_bridge else None,
@@ -228,6 +226,21 @@ def predict(params, images: jnp.ndarray, *, model: MultiMix) -> dict:
     return {"class_probs": jax.nn.softmax(logits, -1),
             "mask_probs": jax.nn.sigmoid(seg_logits[..., 0]),
             "saliency": saliency[..., 0]}
+
+
+def predict(params, images: jnp.ndarray, *, model: MultiMix, flip_tta: bool = False) -> dict:
+    """Inference (no dropout): class probabilities, mask probabilities and the saliency map.
+
+    ``flip_tta``: also predict the horizontally flipped images and average the two (maps
+    flipped back), as the training's weak augmentation flips too (docs/multimix.md, Recipe
+    for unseen films)."""
+    images = normalize_images(images)
+    out = _predict_normalized(params, images, model)
+    if flip_tta:
+        flipped = _predict_normalized(params, images[:, :, ::-1], model)
+        out = {k: (v + (flipped[k] if k == "class_probs" else flipped[k][:, :, ::-1])) / 2
+               for k, v in out.items()}
+    return out
 
 
 # --------------------------------------------------------------------------- sharding
@@ -261,8 +274,8 @@ def jit_train_step(model: MultiMix, tx: optax.GradientTransformation, config, me
                    out_shardings=(replicated(mesh), replicated(mesh)), donate_argnums=0)
 
 
-def jit_predict(model: MultiMix, mesh: Mesh) -> Callable:
-    return jax.jit(functools.partial(predict, model=model),
+def jit_predict(model: MultiMix, mesh: Mesh, flip_tta: bool = False) -> Callable:
+    return jax.jit(functools.partial(predict, model=model, flip_tta=flip_tta),
                    in_shardings=(replicated(mesh), data_sharding(mesh)),
                    out_shardings=data_sharding(mesh))
 
