@@ -1,47 +1,37 @@
-"""Bilinear resizing with ``align_corners=True`` semantics (method.md, Architecture).
+"""Bilinear resizing with ``align_corners=True`` semantics (docs/multimix.md, Architecture).
 
-Hand-written because ``jax.image.resize`` uses half-pixel centres and antialiases when
-shrinking, which is a different operation from PyTorch's
-``F.interpolate(..., mode='bilinear', align_corners=True)`` that the original uses.
-Implemented as two small dense interpolation matrices (one per spatial axis), which XLA
-turns into matmuls on every backend and whose transpose is the exact gradient.
+PyTorch's ``F.interpolate(..., mode='bilinear', align_corners=True)``, which the original
+uses, samples output pixel i at input coordinate i * (in - 1) / (out - 1). That is
+``jax.image.scale_and_translate`` (half-pixel convention) with scale (out - 1) / (in - 1),
+translation 0.5 * (1 - scale) and no antialiasing, as its documentation states; it
+contracts each spatial axis with a small interpolation matrix (matmuls on every backend).
 """
 
 from __future__ import annotations
 
-import functools
-
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 
-@functools.lru_cache(maxsize=None)
-def align_corners_matrix(in_size: int, out_size: int) -> np.ndarray:
-    """(out_size, in_size) linear-interpolation weights; src = i * (in-1) / (out-1)."""
-    if in_size < 1 or out_size < 1:
-        raise ValueError(f"sizes must be positive, got in={in_size} out={out_size}")
-    weights = np.zeros((out_size, in_size), np.float32)
-    if out_size == 1 or in_size == 1:
-        weights[:, 0] = 1.0
-        return weights
-    src = np.arange(out_size, dtype=np.float64) * (in_size - 1) / (out_size - 1)
-    lo = np.clip(np.floor(src).astype(np.int64), 0, in_size - 1)
-    hi = np.minimum(lo + 1, in_size - 1)
-    frac = (src - lo).astype(np.float32)
-    rows = np.arange(out_size)
-    np.add.at(weights, (rows, lo), 1.0 - frac)
-    np.add.at(weights, (rows, hi), frac)
-    return weights
-
-
 def resize_bilinear_align_corners(x: jnp.ndarray, height: int, width: int) -> jnp.ndarray:
     """Resize an NHWC batch to (height, width) like torch bilinear, align_corners=True."""
-    _, in_h, in_w, _ = x.shape
-    if (in_h, in_w) == (height, width):
+    if height < 1 or width < 1:
+        raise ValueError(f"output size must be positive, got {height}x{width}")
+    axes, scales = [], []
+    for axis, out_size in ((1, height), (2, width)):
+        in_size = x.shape[axis]
+        if out_size == 1 or in_size == 1:  # a 1-pixel axis: torch samples index 0 only
+            x = jnp.repeat(x[(slice(None),) * axis + (slice(0, 1),)], out_size, axis=axis)
+        elif in_size != out_size:
+            axes.append(axis)
+            scales.append((out_size - 1) / (in_size - 1))
+    if not axes:
         return x
-    rows = jnp.asarray(align_corners_matrix(in_h, height), x.dtype)
-    cols = jnp.asarray(align_corners_matrix(in_w, width), x.dtype)
-    return jnp.einsum("oh,bhwc,pw->bopc", rows, x, cols)
+    scale = np.asarray(scales, np.float32)
+    return jax.image.scale_and_translate(
+        x, (x.shape[0], height, width, x.shape[3]), spatial_dims=tuple(axes), scale=scale,
+        translation=0.5 * (1.0 - scale), method="linear", antialias=False)
 
 
 def upsample2x(x: jnp.ndarray) -> jnp.ndarray:

@@ -47,6 +47,16 @@ def test_dropout_only_in_training_mode():
     assert not np.allclose(classify(True, jax.random.PRNGKey(2)), classify(True, jax.random.PRNGKey(3)))
 
 
+def _align_corners_reference(in_size: int, out_size: int) -> np.ndarray:
+    """torch's align_corners=True weights in float64: src = i * (in - 1) / (out - 1)."""
+    weights = np.zeros((out_size, in_size))
+    src = np.arange(out_size) * (in_size - 1) / (out_size - 1)
+    lo = np.minimum(np.floor(src).astype(int), in_size - 2)
+    weights[np.arange(out_size), lo] = 1 - (src - lo)
+    weights[np.arange(out_size), lo + 1] += src - lo
+    return weights
+
+
 def test_align_corners_resize_matches_the_definition():
     # upsampling 4 -> 7: src = i * 3 / 6, so values are 0, .5, 1, ..., 3
     x = jnp.arange(4.0).reshape(1, 4, 1, 1) * jnp.ones((1, 1, 4, 1))
@@ -56,17 +66,28 @@ def test_align_corners_resize_matches_the_definition():
     y = jax.random.normal(jax.random.PRNGKey(0), (2, 9, 9, 3))
     down = resize.resize_bilinear_align_corners(y, 3, 3)
     np.testing.assert_allclose(down, y[:, ::4, ::4], atol=1e-6)
-    # the bridge's 1/8 scale: 256 -> 32 keeps the corner pixels
+    # the decoder's x2 upsampling equals the float64 reference weights (up to jax.image's
+    # float32 sample coordinates: ~1e-7 px per pixel of position)
+    for side in (2, 4, 16, 32):
+        v = np.asarray(jax.random.normal(jax.random.PRNGKey(side), (2, side, side, 3)))
+        ref = _align_corners_reference(side, 2 * side)
+        np.testing.assert_allclose(resize.upsample2x(jnp.asarray(v)),
+                                   np.einsum("oh,bhwc,pw->bopc", ref, v, ref), atol=2e-5)
+    # the bridge's 1/8 scale: 256 -> 32 keeps the corner pixels. jax.image computes the sample
+    # coordinates (up to 255) in float32, ~1.5e-5 px off, hence 1e-4 on unit-variance values.
     z = jax.random.normal(jax.random.PRNGKey(1), (1, 256, 256, 2))
     small = resize.scale_by(z, 1 / 8)
     assert small.shape == (1, 32, 32, 2)
     np.testing.assert_allclose(small[0, [0, 0, -1, -1], [0, -1, 0, -1]],
-                               z[0, [0, 0, -1, -1], [0, -1, 0, -1]], atol=1e-6)
+                               z[0, [0, 0, -1, -1], [0, -1, 0, -1]], atol=1e-4)
     # an interior value: output row 1 samples input row 255/31 ~ 8.226
     src = 255 / 31
     lo = int(src)
     expected = (1 - (src - lo)) * z[0, lo, 0] + (src - lo) * z[0, lo + 1, 0]
-    np.testing.assert_allclose(small[0, 1, 0], expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(small[0, 1, 0], expected, rtol=1e-5, atol=1e-4)
+    # 1-pixel axes: torch samples index 0 only
+    np.testing.assert_allclose(resize.resize_bilinear_align_corners(y, 1, 3)[:, 0],
+                               jnp.broadcast_to(y[:, :1, ::4], (2, 1, 3, 3))[:, 0], atol=1e-6)
 
 
 def test_saliency_equals_finite_differences():
