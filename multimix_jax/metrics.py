@@ -1,34 +1,26 @@
-"""Host-side (numpy) evaluation metrics for MultiMix.
-
-Everything here runs on the host on numpy arrays (jax arrays are accepted and
-converted with ``np.asarray``).  Definitions follow ``shared/docs/method.md``
-("Metrics"); every convention, including the empty-mask cases, is stated in the
-docstring next to the code.
+"""Host-side (numpy) evaluation metrics (docs/multimix.md, Metrics).
 
 Classification (class 0 = NORMAL, class 1 = PNEUMONIA)
-    accuracy, f1_per_class, roc_auc, confusion, classification_metrics
+    classification_metrics at a decision threshold on P(pneumonia); balanced_threshold, the
+    threshold that maximises balanced accuracy.
 
 Segmentation (binary lung masks, H x W)
     binarize, dice, jaccard, averaged_hausdorff (reported as "HD"), hd95, ssim,
-    segmentation_metrics_per_image, segmentation_metrics
+    segmentation_metrics.
 
 Conventions shared by the segmentation metrics
-    * Masks: a bool array is used as is; any other dtype is binarised with
-      ``binarize(x, 0.5)`` i.e. ``x >= 0.5`` (so {0,1} ints, {0.,1.} floats
-      and sigmoid probabilities all work; {0,255} uint8 also works).
-    * Distances are Euclidean distances between pixel centres, in pixels
-      (``scipy.ndimage.distance_transform_edt`` on the complement of a mask).
-    * Both masks empty: dice = jaccard = 1.0, hd = hd95 = 0.0 (perfect
-      agreement).  Exactly one mask empty: dice = jaccard = 0.0 and
-      hd = hd95 = NaN (a point-to-set distance to the empty set is undefined;
-      NaN, like MONAI, rather than inf so that batch means stay finite).  The
-      batch aggregate uses a NaN-aware mean and reports how many images were
-      undefined (``hd_undefined`` / ``hd95_undefined``).
+    * Masks: a bool array is used as is; any other dtype is binarised with ``x >= 0.5``.
+    * Distances are Euclidean distances between pixel centres, in pixels.
+    * Both masks empty: dice = jaccard = 1, hd = hd95 = 0 (perfect agreement).
+    * Exactly one mask empty (in practice: the model predicted no lung): dice = jaccard = 0 and
+      hd = hd95 = the image diagonal ``hypot(H, W)``, a penalty larger than any distance between
+      two pixel centres. Such an image therefore weighs in the HD/HD95 means as the worst
+      possible result instead of silently leaving them; ``segmentation_metrics`` also counts
+      the empty predicted masks (``empty_pred``) and the penalised images (``hd_penalised``),
+      and every results table shows the count.
 """
 
 from __future__ import annotations
-
-from typing import Dict, Tuple
 
 import numpy as np
 from scipy import ndimage
@@ -60,107 +52,93 @@ def _mask(x) -> np.ndarray:
     return x >= 0.5
 
 
-def _pair(pred, true) -> Tuple[np.ndarray, np.ndarray]:
+def _pair(pred, true) -> tuple[np.ndarray, np.ndarray]:
     p, t = _mask(pred), _mask(true)
     if p.shape != t.shape:
         raise ValueError(f"mask shapes differ: {p.shape} vs {t.shape}")
     return p, t
 
 
-def _valid_index(n: int, valid) -> np.ndarray:
-    """Boolean selector of length n (all True when ``valid`` is None)."""
-    if valid is None:
-        return np.ones(n, dtype=bool)
-    v = np.asarray(valid).astype(bool).reshape(-1)
-    if v.shape[0] != n:
-        raise ValueError(f"valid has {v.shape[0]} entries, expected {n}")
-    return v
-
-
-def _nanmean(x: np.ndarray) -> float:
-    """Mean over non-NaN entries; NaN (without a warning) when none."""
-    x = np.asarray(x, dtype=np.float64)
-    ok = ~np.isnan(x)
-    return float(x[ok].mean()) if ok.any() else float("nan")
+def _mean(x: np.ndarray) -> float:
+    """Mean; NaN (without a warning) for an empty array."""
+    return float(np.mean(x)) if np.size(x) else float("nan")
 
 
 # --------------------------------------------------------------------------
 # classification
 # --------------------------------------------------------------------------
-def accuracy(labels, preds) -> float:
-    """Fraction of examples with ``preds == labels``
-    (``sklearn.metrics.accuracy_score``).  NaN for an empty input."""
-    labels, preds = np.asarray(labels).reshape(-1), np.asarray(preds).reshape(-1)
-    if labels.size == 0:
-        return float("nan")
-    return float(skm.accuracy_score(labels, preds))
-
-
-def f1_per_class(labels, preds) -> Tuple[float, float]:
-    """Per-class F1 ``(f1_normal, f1_pneumonia)``.
-
-    For class c: F1_c = 2 TP_c / (2 TP_c + FP_c + FN_c) with class c taken as
-    the positive class (``sklearn.metrics.f1_score(labels=[0, 1],
-    average=None)``).  Convention: a class absent from both ``labels`` and
-    ``preds`` (TP = FP = FN = 0) has F1 = 1.0 (``zero_division=1.0``: nothing
-    to find and nothing falsely found).  A class present in the labels but
-    never predicted (or predicted but absent) gets F1 = 0.0 as usual.
-    Empty input -> (NaN, NaN).
-    """
-    labels, preds = np.asarray(labels).reshape(-1), np.asarray(preds).reshape(-1)
-    if labels.size == 0:
-        return float("nan"), float("nan")
-    f1 = skm.f1_score(labels, preds, labels=[NORMAL, PNEUMONIA], average=None,
-                      zero_division=1.0)
-    return float(f1[0]), float(f1[1])
-
-
-def roc_auc(labels, prob_pneumonia) -> float:
-    """Area under the ROC curve of ``prob_pneumonia`` for class 1
-    (``sklearn.metrics.roc_auc_score``; ties count 1/2).  NaN when the labels
-    contain only one class (or are empty): the AUC is undefined there."""
-    labels = np.asarray(labels).reshape(-1)
-    prob = np.asarray(prob_pneumonia, dtype=np.float64).reshape(-1)
-    if np.unique(labels).size < 2:
-        return float("nan")
-    return float(skm.roc_auc_score(labels, prob))
-
-
-def confusion(labels, preds) -> np.ndarray:
-    """2x2 confusion matrix ``C[i, j]`` = #examples with true class i and
-    predicted class j, classes ordered (NORMAL, PNEUMONIA)
-    (``sklearn.metrics.confusion_matrix(labels=[0, 1])``)."""
-    labels, preds = np.asarray(labels).reshape(-1), np.asarray(preds).reshape(-1)
-    if labels.size == 0:
-        return np.zeros((2, 2), dtype=np.int64)
-    return skm.confusion_matrix(labels, preds, labels=[NORMAL, PNEUMONIA])
-
-
-def classification_metrics(labels, prob_pneumonia, valid=None,
-                           threshold: float = 0.5) -> Dict[str, float]:
-    """Classification summary over a (possibly padded) evaluation set.
-
-    ``preds = prob_pneumonia >= threshold`` (threshold 0.5).  Entries with
-    ``valid == False`` (padding) are dropped before anything is computed.
-    Returns ``{"accuracy", "f1_normal", "f1_pneumonia", "roc_auc", "n"}``
-    where ``n`` is the number of valid examples (an int); see
-    :func:`accuracy`, :func:`f1_per_class` and :func:`roc_auc` for the
-    definitions and degenerate cases.
-    """
+def _labels_and_probs(labels, prob_pneumonia) -> tuple[np.ndarray, np.ndarray]:
     labels = np.asarray(labels).reshape(-1).astype(np.int64)
     prob = np.asarray(prob_pneumonia, dtype=np.float64).reshape(-1)
     if labels.shape != prob.shape:
         raise ValueError(f"labels {labels.shape} vs prob {prob.shape}")
-    keep = _valid_index(labels.shape[0], valid)
-    labels, prob = labels[keep], prob[keep]
+    return labels, prob
+
+
+def _has_both_classes(labels: np.ndarray) -> bool:
+    return bool((labels == NORMAL).any() and (labels == PNEUMONIA).any())
+
+
+def balanced_threshold(labels, prob_pneumonia) -> float:
+    """The threshold t on P(pneumonia) (predict PNEUMONIA when ``prob >= t``) that maximises
+    balanced accuracy = (sensitivity + specificity) / 2, i.e. Youden's J = TPR - FPR
+    (docs/multimix.md, Metrics).
+
+    ``sklearn.metrics.roc_curve`` lists every cut; a cut at score ``s_k`` gives the same
+    predictions for every t in ``(s_{k+1}, s_k]``, and the returned t is, among all maximising
+    thresholds, the one closest to 0.5 (so 0.5 itself whenever it is among the best).
+    0.5 when ``labels`` lack one of the two classes (balanced accuracy is undefined).
+    """
+    labels, prob = _labels_and_probs(labels, prob_pneumonia)
+    if not _has_both_classes(labels):
+        return 0.5
+    fpr, tpr, upper = skm.roc_curve(labels, prob, drop_intermediate=False)
+    youden = tpr - fpr
+    best = np.flatnonzero(youden >= youden.max() - 1e-12)
+    lower = np.r_[upper[1:], -np.inf][best]  # exclusive lower end of each best interval
+    candidates = np.clip(0.5, np.nextafter(lower, np.inf), upper[best])
+    return float(candidates[np.argmin(np.abs(candidates - 0.5))])
+
+
+def classification_metrics(labels, prob_pneumonia, threshold: float = 0.5) -> dict[str, float]:
+    """Classification summary of one evaluation set at a decision threshold
+    (docs/multimix.md, Metrics).
+
+    Predicted class: PNEUMONIA when ``prob_pneumonia >= threshold``. Returns
+
+    * ``accuracy``, ``balanced_accuracy`` (mean of the two per-class recalls; NaN unless both
+      classes occur in ``labels``), ``f1_normal``, ``f1_pneumonia``, ``precision_pneumonia``,
+      ``recall_pneumonia`` (sensitivity) -- all at ``threshold``;
+    * ``accuracy_at_0.5``, for comparison with the default threshold;
+    * ``roc_auc`` of ``prob_pneumonia`` (threshold-free; NaN unless both classes occur);
+    * ``threshold`` (the one used) and ``n`` (the number of examples).
+
+    F1 of class c = 2 TP / (2 TP + FP + FN) with c positive; a class absent from both labels
+    and predictions scores 1 (nothing to find, nothing falsely found). Precision of a class
+    never predicted is NaN. Everything but ``n`` and ``threshold`` is NaN for an empty set.
+    """
+    labels, prob = _labels_and_probs(labels, prob_pneumonia)
+    n = int(labels.shape[0])
+    keys = ("accuracy", "balanced_accuracy", "f1_normal", "f1_pneumonia", "precision_pneumonia",
+            "recall_pneumonia", "accuracy_at_0.5", "roc_auc")
+    if n == 0:
+        return {**dict.fromkeys(keys, float("nan")), "threshold": float(threshold), "n": 0}
     preds = (prob >= threshold).astype(np.int64)
-    f1n, f1p = f1_per_class(labels, preds)
+    precision, recall, f1, _ = skm.precision_recall_fscore_support(
+        labels, preds, labels=[NORMAL, PNEUMONIA], zero_division=np.nan)
+    f1 = np.nan_to_num(f1, nan=1.0)  # NaN only when the class is absent from both
+    both = _has_both_classes(labels)
     return {
-        "accuracy": accuracy(labels, preds),
-        "f1_normal": f1n,
-        "f1_pneumonia": f1p,
-        "roc_auc": roc_auc(labels, prob),
-        "n": int(labels.shape[0]),
+        "accuracy": float(np.mean(preds == labels)),
+        "balanced_accuracy": float(np.mean(recall)) if both else float("nan"),
+        "f1_normal": float(f1[NORMAL]),
+        "f1_pneumonia": float(f1[PNEUMONIA]),
+        "precision_pneumonia": float(precision[PNEUMONIA]),
+        "recall_pneumonia": float(recall[PNEUMONIA]),
+        "accuracy_at_0.5": float(np.mean((prob >= 0.5) == labels)),
+        "roc_auc": float(skm.roc_auc_score(labels, prob)) if both else float("nan"),
+        "threshold": float(threshold),
+        "n": n,
     }
 
 
@@ -206,6 +184,17 @@ def _boundary(mask: np.ndarray) -> np.ndarray:
     return mask ^ ndimage.binary_erosion(mask, structure=_CROSS, border_value=0)
 
 
+def _distance_for_empty(p: np.ndarray, t: np.ndarray) -> float | None:
+    """Both empty -> 0.0; exactly one empty -> the image diagonal (the penalty, see the module
+    docstring); both non-empty -> None (compute)."""
+    has_p, has_t = bool(p.any()), bool(t.any())
+    if not has_p and not has_t:
+        return 0.0
+    if has_p != has_t:
+        return float(np.hypot(*p.shape))
+    return None
+
+
 def averaged_hausdorff(pred, true) -> float:
     """Averaged Hausdorff distance ("HD" in the paper's table), in pixels.
 
@@ -214,7 +203,7 @@ def averaged_hausdorff(pred, true) -> float:
 
         AHD(P, T) = 1/2 * ( mean_{p in P} d(p, T) + mean_{t in T} d(t, P) )
 
-    Both empty -> 0.0; exactly one empty -> NaN (see module docstring).
+    Both empty -> 0.0; exactly one empty -> the image diagonal (module docstring).
     """
     p, t = _pair(pred, true)
     empty = _distance_for_empty(p, t)
@@ -223,16 +212,6 @@ def averaged_hausdorff(pred, true) -> float:
     d_pt = _dist_to(t)[p].mean()
     d_tp = _dist_to(p)[t].mean()
     return float(0.5 * (d_pt + d_tp))
-
-
-def _distance_for_empty(p: np.ndarray, t: np.ndarray) -> float | None:
-    """Both empty -> 0.0; exactly one empty -> NaN; both non-empty -> None (compute)."""
-    has_p, has_t = bool(p.any()), bool(t.any())
-    if not has_p and not has_t:
-        return 0.0
-    if has_p != has_t:
-        return float("nan")
-    return None
 
 
 def hd95(pred, true) -> float:
@@ -244,7 +223,7 @@ def hd95(pred, true) -> float:
     d(b, B_P) for every b in B_T; HD95 = ``np.percentile(all, 95)`` (linear
     interpolation) over that union of both directions.  (MONAI instead takes
     the max of the two directed 95th percentiles; slightly different.)
-    Both empty -> 0.0; exactly one empty -> NaN.
+    Both empty -> 0.0; exactly one empty -> the image diagonal (module docstring).
     """
     p, t = _pair(pred, true)
     empty = _distance_for_empty(p, t)
@@ -290,35 +269,22 @@ def _batch(masks) -> np.ndarray:
     return m
 
 
-def segmentation_metrics_per_image(pred_masks, true_masks,
-                                   valid=None) -> Dict[str, np.ndarray]:
-    """Per-image metric arrays (float64, one entry per *valid* image) for
-    keys dice, jaccard, hd (averaged Hausdorff), hd95, ssim.
+def segmentation_metrics(pred_masks, true_masks) -> dict[str, float]:
+    """Means over the images of dice, jaccard, hd, hd95 and ssim (docs/multimix.md, Metrics).
 
-    Masks are (N, H, W) or (N, H, W, 1); non-bool arrays are binarised with
-    ``>= 0.5``.  Images with ``valid == False`` are dropped.
+    Masks are (N, H, W) or (N, H, W, 1); non-bool arrays are binarised with ``>= 0.5``.
+    Also returns ``n`` (images), ``empty_pred`` (images whose predicted mask is empty) and
+    ``hd_penalised`` (images with exactly one empty mask, whose hd and hd95 are the image
+    diagonal: see the module docstring). The means are NaN when ``n == 0``.
     """
     p, t = _batch(pred_masks), _batch(true_masks)
     if p.shape != t.shape:
         raise ValueError(f"mask shapes differ: {p.shape} vs {t.shape}")
-    keep = np.flatnonzero(_valid_index(p.shape[0], valid))
-    return {k: np.array([f(p[i], t[i]) for i in keep], dtype=np.float64)
-            for k, f in _SEG_FUNCS.items()}
-
-
-def segmentation_metrics(pred_masks, true_masks, valid=None) -> Dict[str, float]:
-    """Batch means of the per-image segmentation metrics.
-
-    Returns ``{"dice", "jaccard", "hd", "hd95", "ssim", "n",
-    "hd_undefined", "hd95_undefined"}``: each metric is the mean over the
-    valid images; ``hd``/``hd95`` use a NaN-aware mean, skipping images where
-    exactly one of the two masks is empty, and ``hd_undefined`` /
-    ``hd95_undefined`` count those skipped images.  ``n`` = number of valid
-    images; all means are NaN when ``n == 0`` (or when every hd is undefined).
-    """
-    per = segmentation_metrics_per_image(pred_masks, true_masks, valid)
-    out: Dict[str, float] = {k: _nanmean(v) for k, v in per.items()}
-    out["n"] = int(per["dice"].shape[0])
-    out["hd_undefined"] = int(np.isnan(per["hd"]).sum())
-    out["hd95_undefined"] = int(np.isnan(per["hd95"]).sum())
+    per_image = {k: np.array([f(p[i], t[i]) for i in range(p.shape[0])], dtype=np.float64)
+                 for k, f in _SEG_FUNCS.items()}
+    out: dict[str, float] = {k: _mean(v) for k, v in per_image.items()}
+    pred_empty, true_empty = ~p.any(axis=(1, 2)), ~t.any(axis=(1, 2))
+    out["n"] = int(p.shape[0])
+    out["empty_pred"] = int(pred_empty.sum())
+    out["hd_penalised"] = int((pred_empty != true_empty).sum())
     return out

@@ -145,101 +145,139 @@ def test_empty_conventions():
     assert M.dice(e, e) == 1.0 and M.jaccard(e, e) == 1.0
     assert M.averaged_hausdorff(e, e) == 0.0 and M.hd95(e, e) == 0.0
     assert M.ssim(e, e) == pytest.approx(1.0)
-    # exactly one empty: no overlap, distances undefined (NaN)
+    # exactly one empty: no overlap, distances = the image diagonal (the penalty)
     for p, t in ((e, f), (f, e)):
         assert M.dice(p, t) == 0.0 and M.jaccard(p, t) == 0.0
-        assert math.isnan(M.averaged_hausdorff(p, t))
-        assert math.isnan(M.hd95(p, t))
+        assert M.averaged_hausdorff(p, t) == pytest.approx(16 * math.sqrt(2))
+        assert M.hd95(p, t) == pytest.approx(16 * math.sqrt(2))
+    # the penalty exceeds every real distance on that image (opposite corner pixels)
+    a, b = np.zeros((16, 16), bool), np.zeros((16, 16), bool)
+    a[0, 0], b[15, 15] = True, True
+    assert M.hd95(a, b) == pytest.approx(15 * math.sqrt(2))
+    assert M.hd95(a, b) < M.hd95(e, f)
 
 
-def test_segmentation_metrics_aggregate_and_nan_handling():
+def test_segmentation_metrics_penalise_and_count_empty_predictions():
     f = _square((16, 16), 4, 4, 6)
     g = _square((16, 16), 4, 5, 6)  # shifted by 1
     e = np.zeros((16, 16), bool)
-    pred = np.stack([f, f, e])
-    true = np.stack([f, g, f])
+    pred = np.stack([f, f, e, e])
+    true = np.stack([f, g, f, e])
     out = M.segmentation_metrics(pred, true)
-    assert out["n"] == 3
-    assert out["dice"] == pytest.approx((1 + 2 * 30 / 72 + 0) / 3)
-    # hd: nan-aware mean over the 2 defined images (0 and 1*2/(2*6))
-    assert out["hd"] == pytest.approx((0 + 1 / 6) / 2)
-    assert out["hd95"] == pytest.approx((0 + 1) / 2)
-    assert out["hd_undefined"] == 1 and out["hd95_undefined"] == 1
+    assert out["n"] == 4
+    assert out["dice"] == pytest.approx((1 + 2 * 30 / 72 + 0 + 1) / 4)
+    # hd: the empty prediction of image 2 scores the diagonal; image 3 (both empty) scores 0
+    diagonal = 16 * math.sqrt(2)
+    assert out["hd"] == pytest.approx((0 + 1 / 6 + diagonal + 0) / 4)
+    assert out["hd95"] == pytest.approx((0 + 1 + diagonal + 0) / 4)
+    assert out["empty_pred"] == 2 and out["hd_penalised"] == 1
     # NHWC with one channel and float probabilities are accepted
     out2 = M.segmentation_metrics(pred[..., None] * 0.8, true[..., None].astype(np.float32))
-    for k in out:
-        assert out2[k] == pytest.approx(out[k], nan_ok=True)
+    assert out2 == pytest.approx(out)
 
 
-def test_segmentation_valid_mask_ignores_padding():
-    rng = np.random.default_rng(1)
-    f = _square((16, 16), 3, 3, 8)
-    g = _square((16, 16), 4, 5, 7)
-    pred, true = np.stack([f, g]), np.stack([g, g])
-    ref = M.segmentation_metrics(pred, true)
-    valid = np.array([True, False, True, False])
-    for _ in range(2):  # arbitrary garbage in the padded slots
-        pp = np.stack([f, rng.random((16, 16)) < 0.5, g, np.zeros((16, 16), bool)])
-        tt = np.stack([g, rng.random((16, 16)) < 0.5, g, f])
-        out = M.segmentation_metrics(pp, tt, valid=valid)
-        assert out == pytest.approx(ref)
-    empty = M.segmentation_metrics(pp, tt, valid=np.zeros(4, bool))
-    assert empty["n"] == 0 and math.isnan(empty["dice"])
+def test_segmentation_metrics_of_an_empty_set():
+    out = M.segmentation_metrics(np.zeros((0, 8, 8), bool), np.zeros((0, 8, 8), bool))
+    assert out["n"] == 0 and out["empty_pred"] == 0 and math.isnan(out["dice"])
 
 
 # --------------------------------------------------------------------------
 # classification
 # --------------------------------------------------------------------------
 def _known_confusion():
-    # TN=3, FP=1, FN=2, TP=4
+    # TN=3, FP=1, FN=2, TP=4 at threshold 0.5; 0.5 exactly counts as PNEUMONIA
     labels = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
-    preds = np.array([0, 0, 0, 1, 0, 0, 1, 1, 1, 1])
-    return labels, preds
+    prob = np.array([0.1, 0.2, 0.3, 0.7, 0.4, 0.45, 0.5, 0.8, 0.9, 0.95])
+    return labels, prob
 
 
-def test_known_confusion_matrix():
-    labels, preds = _known_confusion()
-    np.testing.assert_array_equal(M.confusion(labels, preds), [[3, 1], [2, 4]])
-    assert M.accuracy(labels, preds) == pytest.approx(7 / 10)
-    f1n, f1p = M.f1_per_class(labels, preds)
-    # NORMAL as positive: TP=3, FP=2, FN=1 -> 6/9 ; PNEUMONIA: TP=4, FP=1, FN=2
-    assert f1n == pytest.approx(6 / 9)
-    assert f1p == pytest.approx(8 / 11)
+def test_classification_metrics_of_a_known_confusion():
+    labels, prob = _known_confusion()
+    out = M.classification_metrics(labels, prob)
+    assert out["n"] == 10 and out["threshold"] == 0.5
+    assert out["accuracy"] == pytest.approx(0.7) and out["accuracy_at_0.5"] == pytest.approx(0.7)
+    # NORMAL as positive: TP=3, FP=2, FN=1 -> 6/9 ; PNEUMONIA: TP=4, FP=1, FN=2 -> 8/11
+    assert out["f1_normal"] == pytest.approx(6 / 9)
+    assert out["f1_pneumonia"] == pytest.approx(8 / 11)
+    assert out["precision_pneumonia"] == pytest.approx(4 / 5)
+    assert out["recall_pneumonia"] == pytest.approx(4 / 6)
+    assert out["balanced_accuracy"] == pytest.approx((3 / 4 + 4 / 6) / 2)
+    # AUC by pair counting: 4 neg x 6 pos = 24 pairs; negatives 0.1/0.2/0.3
+    # are below every positive (18), negative 0.7 is below 0.8/0.9/0.95 (3).
+    assert out["roc_auc"] == pytest.approx(21 / 24)
 
 
-def test_f1_absent_class_convention():
-    assert M.f1_per_class([1, 1, 1], [1, 1, 1]) == (1.0, 1.0)
-    # present in labels but never predicted -> 0
-    assert M.f1_per_class([0, 1, 1], [1, 1, 1])[0] == 0.0
+def test_classification_metrics_at_another_threshold():
+    labels, prob = _known_confusion()
+    out = M.classification_metrics(labels, prob, threshold=0.4)
+    # >= 0.4: 0.7 (FP), 0.4, 0.45, 0.5, 0.8, 0.9, 0.95 -> TN=3, FP=1, FN=0, TP=6
+    assert out["threshold"] == 0.4
+    assert out["accuracy"] == pytest.approx(0.9) and out["accuracy_at_0.5"] == pytest.approx(0.7)
+    assert out["balanced_accuracy"] == pytest.approx((3 / 4 + 1) / 2)
+    assert out["f1_normal"] == pytest.approx(6 / 7) and out["f1_pneumonia"] == pytest.approx(12 / 13)
+    assert out["roc_auc"] == pytest.approx(21 / 24)  # threshold-free
+
+
+def test_classification_absent_class_conventions():
+    out = M.classification_metrics([1, 1, 1], [0.9, 0.8, 0.7])
+    assert out["f1_normal"] == 1.0 and out["f1_pneumonia"] == 1.0
+    assert math.isnan(out["roc_auc"]) and math.isnan(out["balanced_accuracy"])
+    # present in labels but never predicted -> F1 0, precision undefined
+    out = M.classification_metrics([0, 1, 1], [0.1, 0.2, 0.3])
+    assert out["f1_pneumonia"] == 0.0 and math.isnan(out["precision_pneumonia"])
+    empty = M.classification_metrics([], [])
+    assert empty["n"] == 0 and math.isnan(empty["accuracy"])
 
 
 def test_roc_auc():
     y = np.array([0, 0, 1, 1, 1])
     s = np.array([0.1, 0.3, 0.35, 0.8, 0.9])
-    assert M.roc_auc(y, s) == 1.0
-    assert M.roc_auc(y, 1 - s) == 0.0
-    assert math.isnan(M.roc_auc([1, 1, 1], [0.2, 0.5, 0.9]))
-    assert math.isnan(M.roc_auc([], []))
+    assert M.classification_metrics(y, s)["roc_auc"] == 1.0
+    assert M.classification_metrics(y, 1 - s)["roc_auc"] == 0.0
 
 
-def test_classification_metrics_and_valid():
-    labels, preds = _known_confusion()
-    # probabilities consistent with preds; 0.5 exactly counts as PNEUMONIA
-    prob = np.array([0.1, 0.2, 0.3, 0.7, 0.4, 0.45, 0.5, 0.8, 0.9, 0.95])
-    np.testing.assert_array_equal(prob >= 0.5, preds == 1)
-    ref = M.classification_metrics(labels, prob)
-    assert ref["n"] == 10
-    assert ref["accuracy"] == pytest.approx(0.7)
-    assert ref["f1_normal"] == pytest.approx(6 / 9)
-    assert ref["f1_pneumonia"] == pytest.approx(8 / 11)
-    # AUC by pair counting: 4 neg x 6 pos = 24 pairs; negatives 0.1/0.2/0.3
-    # are below every positive (18), negative 0.7 is below 0.8/0.9/0.95 (3).
-    assert ref["roc_auc"] == pytest.approx(21 / 24)
+def test_balanced_threshold_separates_when_0_5_cannot():
+    # every probability is below 0.5: at 0.5 nothing is PNEUMONIA (balanced accuracy 0.5);
+    # any t in (0.2, 0.3] separates the classes perfectly, and 0.3 is the closest to 0.5
+    labels = np.array([0, 0, 1, 1])
+    prob = np.array([0.1, 0.2, 0.3, 0.4])
+    t = M.balanced_threshold(labels, prob)
+    assert t == 0.3
+    assert M.classification_metrics(labels, prob, t)["balanced_accuracy"] == 1.0
 
-    # pad with garbage; valid mask must make them irrelevant
-    rng = np.random.default_rng(2)
-    for _ in range(3):
-        pl = np.concatenate([labels, rng.integers(0, 2, 6)])
-        pp = np.concatenate([prob, rng.random(6)])
-        valid = np.r_[np.ones(10, bool), np.zeros(6, bool)]
-        assert M.classification_metrics(pl, pp, valid=valid) == ref
+
+def test_balanced_threshold_above_0_5_takes_the_lowest_separating_value():
+    # separating thresholds are (0.6, 0.8]: the one closest to 0.5 is just above 0.6
+    labels = np.array([0, 0, 1, 1])
+    prob = np.array([0.55, 0.6, 0.8, 0.9])
+    t = M.balanced_threshold(labels, prob)
+    assert 0.6 < t < 0.6 + 1e-12
+    assert M.classification_metrics(labels, prob, t)["accuracy"] == 1.0
+
+
+def test_balanced_threshold_keeps_0_5_among_ties_and_maximises_balanced_accuracy():
+    labels, prob = np.array([0, 0, 1, 1]), np.array([0.2, 0.3, 0.7, 0.8])
+    assert M.balanced_threshold(labels, prob) == 0.5  # every t in (0.3, 0.7] separates
+    # imbalanced, 1 normal and 4 pneumonia: t <= 0.3 and t in (0.35, 0.6] are both 4/5
+    # accurate, but only (0.35, 0.6] has the best balanced accuracy, (3/4 + 1) / 2 = 0.875
+    labels, prob = np.array([0, 1, 1, 1, 1]), np.array([0.35, 0.3, 0.6, 0.7, 0.9])
+    assert M.balanced_threshold(labels, prob) == 0.5
+    labels, prob = np.array([0, 1, 1, 1, 1]), np.array([0.5, 0.3, 0.6, 0.7, 0.9])
+    t = M.balanced_threshold(labels, prob)
+    assert 0.5 < t <= 0.6
+    assert M.classification_metrics(labels, prob, t)["balanced_accuracy"] == pytest.approx(0.875)
+
+
+def test_balanced_threshold_matches_a_brute_force_search():
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        labels = rng.integers(0, 2, 40)
+        prob = np.round(np.clip(0.3 * labels + rng.random(40) * 0.7, 0, 1), 2)  # with ties
+        t = M.balanced_threshold(labels, prob)
+        grid = np.r_[np.unique(prob), 0.5, 1.01]
+        best = max(M.classification_metrics(labels, prob, g)["balanced_accuracy"] for g in grid)
+        assert M.classification_metrics(labels, prob, t)["balanced_accuracy"] == pytest.approx(best)
+
+
+def test_balanced_threshold_needs_both_classes():
+    assert M.balanced_threshold([1, 1, 1], [0.1, 0.2, 0.3]) == 0.5
