@@ -49,19 +49,19 @@ def main(argv) -> None:
     logging.getLogger("multimix_jax").setLevel(logging.INFO)
     for noisy in ("absl", "orbax", "jax"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    from multimix_jax import inference, train  # after flags: keeps --help fast
+    from multimix_jax import evaluate, predict, train  # after flags: keeps --help fast
 
     config = FLAGS.config
     if FLAGS.mode == "train":
         train.train_and_evaluate(config, FLAGS.workdir)
-        inference.evaluate(config, FLAGS.workdir, which="best", extra_sets=_extra_sets())
+        evaluate.evaluate(config, FLAGS.workdir, which="best", extra_sets=_extra_sets())
     elif FLAGS.mode == "evaluate":
-        inference.evaluate(config, FLAGS.workdir, which=FLAGS.checkpoint,
+        evaluate.evaluate(config, FLAGS.workdir, which=FLAGS.checkpoint,
                            extra_sets=_extra_sets(), output_dir=FLAGS.output)
     else:
         if not FLAGS.inputs:
             raise app.UsageError("--mode predict needs --inputs FILE_OR_DIR ...")
-        inference.predict_files(config, FLAGS.workdir, FLAGS.inputs,
+        predict.predict_files(config, FLAGS.workdir, FLAGS.inputs,
                                 FLAGS.output or f"{FLAGS.workdir}/predictions", FLAGS.checkpoint)
 
 

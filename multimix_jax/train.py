@@ -61,7 +61,7 @@ def _image_summaries(config, predict_fn, params, val_sets: dict, mesh) -> dict:
     count = min(config.train.num_image_summaries, len(source))
     subset = input_pipeline.SubsetSource(source, range(count))
     out = evaluation.run_predictions(predict_fn, params, subset, config.data.eval_batch_size,
-                                     config.data.image_size, mesh, keep_saliency=True)
+                                     config.data.image_size, mesh, saliency_count=count)
     images = np.stack([np.asarray(subset[i]["image"]).reshape(out["mask"].shape[1:])
                        for i in range(count)]) / 255.0
     return {"val/input": images, "val/saliency": summaries.normalize_map(out["saliency"]),

@@ -7,7 +7,7 @@
   python scripts/ablate.py --config configs/default.py --outdir runs/ablation --report-only
 
 Each cell trains in ``outdir/<model>/<cls>_<seg>/seed<k>`` (``train.train_and_evaluate``, which
-resumes from that workdir) and is then evaluated (``inference.evaluate``, best checkpoint); its
+resumes from that workdir) and is then evaluated (``evaluate.evaluate``, best checkpoint); its
 metrics and wall time go to ``cell.json``. A cell with a ``cell.json`` is never re-run, so a killed
 grid is continued by rerunning the same command. Single-task variants only see their own budget
 (Enc/EncSSL: ``100_-``, U-Net: ``-_10``), so budgets differing only in the other task share one
@@ -85,12 +85,12 @@ def cell_config(base, model: str, eff: tuple, seed: int, steps: int | None):
 
 
 def run_cell(base, outdir: pathlib.Path, model: str, eff: tuple, seed: int, steps) -> dict:
-    from multimix_jax import inference, train  # heavy imports only when training
+    from multimix_jax import evaluate, train  # heavy imports only when training
     workdir = cell_dir(outdir, model, eff, seed)
     config = cell_config(base, model, eff, seed, steps)
     start = time.perf_counter()
     train.train_and_evaluate(config, workdir)
-    results = inference.evaluate(config, workdir, which="best")
+    results = evaluate.evaluate(config, workdir, which="best")
     layout = {role: config.eval.table[role] for role in ROLES}
     cell = {"model": model, "display": DISPLAY_NAMES[model], "budget_cls": eff[0],
             "budget_seg": eff[1], "seed": seed, "steps": int(config.train.num_steps),

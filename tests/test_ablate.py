@@ -9,7 +9,7 @@ import pathlib
 
 import pytest
 
-from multimix_jax import inference, train
+from multimix_jax import evaluate, train
 from tests.conftest import tiny_train_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -68,7 +68,7 @@ class _Stub:
 def test_killed_grid_continues_without_rerunning_finished_cells(tmp_path, monkeypatch):
     stub = _Stub()
     monkeypatch.setattr(train, "train_and_evaluate", stub.train)
-    monkeypatch.setattr(inference, "evaluate", stub.evaluate)
+    monkeypatch.setattr(evaluate, "evaluate", stub.evaluate)
     models, budgets, seeds = ["multimix", "enc", "unet"], [(8, 4), (8, "all")], [0, 1]
     # 2 + 1 + 2 unique budgets x 2 seeds = 10 cells; killed while running the 4th
     stub.fail_on = ("MultiMix", "8", "all", 1)
@@ -139,7 +139,7 @@ def test_real_grid_from_the_command_line(tmp_path, monkeypatch):
         raise AssertionError("a finished cell was re-run")
 
     monkeypatch.setattr(train, "train_and_evaluate", fail)
-    monkeypatch.setattr(inference, "evaluate", fail)
+    monkeypatch.setattr(evaluate, "evaluate", fail)
     ablate.main(argv)
     ablate.main(["ablate", f"--outdir={outdir}", "--models=multimix,enc", "--budgets=8/4",
                  "--seeds=0", "--report-only"])

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from multimix_jax import checkpointing, inference, train
+from multimix_jax import checkpointing, evaluate, predict, train
 from tests.conftest import tiny_train_config
 
 
@@ -64,7 +64,7 @@ def test_evaluate_and_predict_write_their_files(tmp_path):
         mask = np.zeros((45, 45), np.uint8)
         mask[10:30, 5:20] = 255
         Image.fromarray(mask).save(seg_dir / "masks" / f"s{i}.png")
-    results = inference.evaluate(config, workdir, extra_sets={"mine": ("classification", str(cls_dir)),
+    results = evaluate.evaluate(config, workdir, extra_sets={"mine": ("classification", str(cls_dir)),
                                                               "mylungs": ("segmentation", str(seg_dir))})
     assert {"val_cls", "val_seg", "test_cls", "test_seg", "mine", "mylungs"} <= set(results)
     assert results["mine"]["n"] == 6 and results["mylungs"]["n"] == 3
@@ -74,7 +74,7 @@ def test_evaluate_and_predict_write_their_files(tmp_path):
     assert table.splitlines()[0].startswith("| model | D_l^c/D_l^s | Acc | F1-N | F1-P | DS | HD | SSIM")
     assert len(list((workdir / "examples").glob("*.png"))) >= 4
 
-    rows = inference.predict_files(config, workdir, [str(cls_dir / "NORMAL")], tmp_path / "pred")
+    rows = predict.predict_files(config, workdir, [str(cls_dir / "NORMAL")], tmp_path / "pred")
     assert len(rows) == 3
     for row in rows:
         assert row["prob_normal"] + row["prob_pneumonia"] == pytest.approx(1.0)

@@ -1,0 +1,154 @@
+"""Predict on image files: P(pneumonia) and the class at the checkpoint's decision threshold
+(predictions.json / .csv), and per image a mask, saliency and overlay PNG of its own
+(docs/multimix.md, Metrics)."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import logging
+import os
+import pathlib
+from typing import Sequence
+
+import numpy as np
+
+from multimix_jax import evaluation, input_pipeline, metrics, pictures, steps
+from multimix_jax.datasets import image_io
+from multimix_jax.workdir import UserError
+
+log = logging.getLogger("multimix_jax")
+
+OUTPUT_KINDS = ("mask", "saliency", "overlay")
+CSV_COLUMNS = ("file", "prob_normal", "prob_pneumonia", "predicted", "threshold", "outputs")
+
+
+@dataclasses.dataclass
+class Inputs:
+    """The images to predict on, each with its output name, and the files skipped."""
+    images: list[pathlib.Path]
+    names: list[str]  # the image's path relative to ``root``; outputs are NAME_KIND.png
+    skipped: list[pathlib.Path]  # files that are not images (by extension)
+    root: pathlib.Path
+
+
+def _files_under(folder: pathlib.Path, exclude: pathlib.Path | None) -> list[pathlib.Path]:
+    """Files under ``folder``, without hidden/system files (image_io.is_ignorable, also for
+    any folder on the way) and without anything inside ``exclude`` (earlier outputs)."""
+    found = []
+    for f in sorted(folder.rglob("*")):
+        if not f.is_file() or any(image_io.is_ignorable(part)
+                                  for part in f.relative_to(folder).parts):
+            continue
+        if exclude is not None and f.is_relative_to(exclude):
+            continue
+        found.append(f)
+    return found
+
+
+def collect_inputs(inputs: Sequence[str], exclude: str | pathlib.Path | None = None) -> Inputs:
+    """Images of ``inputs`` (files, or folders searched recursively), each named by its path
+    relative to ``root``: the deepest folder that holds every input (a folder given, or the
+    folder of a file given). So a single folder's images keep their paths inside it, files
+    given directly keep their names, and two files of the same name in different folders keep
+    the folders that tell them apart: no two images share outputs. A file met twice counts
+    once."""
+    exclude = pathlib.Path(os.path.abspath(exclude)) if exclude is not None else None
+    images, skipped, bases = [], [], []
+    for item in inputs:
+        path = pathlib.Path(os.path.abspath(item))
+        if path.is_dir():
+            bases.append(path)
+            files = _files_under(path, exclude)
+        elif path.is_file():
+            bases.append(path.parent)
+            files = [path]
+        else:
+            raise UserError(f"--inputs {item}: no such file or folder; give image files or "
+                            "folders of images")
+        for f in files:
+            (images if image_io.is_image_file(f) else skipped).append(f)
+    images, skipped = list(dict.fromkeys(images)), list(dict.fromkeys(skipped))
+    if not images:
+        raise UserError(f"--inputs {' '.join(inputs)}: no image files there; give PNG, JPEG "
+                        "or other image files, or folders that hold them")
+    root = pathlib.Path(os.path.commonpath(bases))
+    return Inputs(images, [f.relative_to(root).as_posix() for f in images], skipped, root)
+
+
+def output_paths(output_dir: pathlib.Path, name: str) -> dict[str, pathlib.Path]:
+    """kind -> ``output_dir/NAME_KIND.png``; NAME keeps the image's extension, so ``x.png``
+    and ``x.jpeg`` differ."""
+    return {kind: output_dir / f"{name}_{kind}.png" for kind in OUTPUT_KINDS}
+
+
+def _predict_chunk(predict_fn, loaded: evaluation.Loaded, paths: Sequence[pathlib.Path],
+                   config) -> tuple[np.ndarray, dict]:
+    size = config.data.image_size
+    images = np.stack([image_io.resize_image(image_io.load_grayscale(p), size) for p in paths])
+    predictions = evaluation.run_predictions(
+        predict_fn, loaded.params, input_pipeline.ArraySource({"image": images}),
+        config.data.eval_batch_size, size, loaded.mesh, saliency_count=len(paths))
+    return images, predictions
+
+
+def _write_pictures(output_dir: pathlib.Path, name: str, image: np.ndarray, mask_prob: np.ndarray,
+                    saliency: np.ndarray) -> None:
+    paths = output_paths(output_dir, name)
+    pictures.save_png(paths["mask"], pictures.mask_gray(mask_prob))
+    pictures.save_png(paths["saliency"], pictures.saliency_rgb(saliency))
+    pictures.save_png(paths["overlay"], pictures.overlay_rgb(image, mask_prob))
+
+
+def _row(path: pathlib.Path, name: str, prob_pneumonia: float, threshold: float) -> dict:
+    return {"file": str(path), "prob_normal": 1.0 - prob_pneumonia,
+            "prob_pneumonia": prob_pneumonia,
+            "predicted": metrics.CLASS_NAMES[int(prob_pneumonia >= threshold)],
+            "threshold": threshold, "outputs": name}
+
+
+def _write_tables(output_dir: pathlib.Path, rows: list[dict], found: Inputs,
+                  loaded: evaluation.Loaded, which: str) -> None:
+    """predictions.json (the rows, the threshold, the checkpoint and the skipped files) and
+    predictions.csv (the rows), each written atomically."""
+    payload = {"threshold": loaded.threshold, "checkpoint": str(which), "step": loaded.step,
+               "input_root": str(found.root), "skipped_non_images": len(found.skipped),
+               "skipped_files": [str(p) for p in found.skipped], "predictions": rows}
+    json_path, csv_path = output_dir / "predictions.json", output_dir / "predictions.csv"
+    json_tmp, csv_tmp = json_path.with_suffix(".json.tmp"), csv_path.with_suffix(".csv.tmp")
+    json_tmp.write_text(json.dumps(payload, indent=2))
+    with open(csv_tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    json_tmp.replace(json_path)
+    csv_tmp.replace(csv_path)
+
+
+def predict_files(config, workdir: str | pathlib.Path, inputs: Sequence[str],
+                  output_dir: str | pathlib.Path, which: str = "best") -> list[dict]:
+    """Per image of ``inputs`` (see :func:`collect_inputs` for the output names): the class
+    probabilities and the class at the checkpoint's decision threshold, and mask, saliency and
+    overlay PNGs at the model's resolution. Returns the rows of predictions.json."""
+    output_dir = pathlib.Path(output_dir).resolve()
+    found = collect_inputs(inputs, exclude=output_dir)
+    if found.skipped:
+        log.warning("skipped %d file(s) that are not images: %s%s", len(found.skipped),
+                    ", ".join(str(p) for p in found.skipped[:5]),
+                    " ..." if len(found.skipped) > 5 else "")
+    loaded = evaluation.load_for_inference(config, workdir, which)
+    predict_fn = steps.jit_predict(loaded.model, loaded.mesh)
+    rows, chunk = [], 8 * config.data.eval_batch_size  # bounds the images held in memory
+    for start in range(0, len(found.images), chunk):
+        paths, names = found.images[start:start + chunk], found.names[start:start + chunk]
+        images, predictions = _predict_chunk(predict_fn, loaded, paths, config)
+        for i, (path, name) in enumerate(zip(paths, names)):
+            _write_pictures(output_dir, name, images[i], predictions["mask_prob"][i],
+                            predictions["saliency"][i])
+            rows.append(_row(path, name, float(predictions["prob_pneumonia"][i]),
+                             loaded.threshold))
+    _write_tables(output_dir, rows, found, loaded, which)
+    log.info("wrote predictions for %d images to %s (threshold %.3f)", len(rows), output_dir,
+             loaded.threshold)
+    return rows
