@@ -336,7 +336,7 @@ def joint_geometric_augment(
 # ---------------------------------------------------------------------------
 
 
-def _to_uint8(x: np.ndarray) -> np.ndarray:
+def to_uint8(x: np.ndarray) -> np.ndarray:
     return np.clip(np.round(x), 0, 255).astype(np.uint8)
 
 
@@ -353,7 +353,7 @@ def affine(image: np.ndarray, mask: np.ndarray | None, angle_deg: float, zoom: f
     offset = centre - matrix @ (centre + np.asarray(shift))
     warp = lambda x, order, mode: ndimage.affine_transform(
         x, matrix, offset=offset, order=order, mode=mode)
-    out = _to_uint8(warp(image.astype(np.float32), 1, "nearest"))
+    out = to_uint8(warp(image.astype(np.float32), 1, "nearest"))
     return out, (warp(mask, 0, "constant") if mask is not None else None)
 
 
@@ -376,14 +376,14 @@ def photometric_jitter(image: np.ndarray, rng: np.random.Generator) -> np.ndarra
         x = ndimage.gaussian_filter(x, rng.uniform(0.3, 1.0) * image.shape[0] / 64)
     if rng.random() < 0.25:
         x = x + rng.normal(0.0, rng.uniform(2.0, 8.0), image.shape)
-    return _to_uint8(x)
+    return to_uint8(x)
 
 
 def paint_opacity(image: np.ndarray, alpha: np.ndarray, density: float) -> np.ndarray:
     """Blend ``image`` towards the soft-tissue gray ``density`` with weight ``alpha`` in [0, 1]
     where it is darker: an opacity replaces dark, air-filled lung by tissue-bright shadow."""
     x = image.astype(np.float32)
-    return _to_uint8(x + alpha * np.maximum(density - x, 0.0))
+    return to_uint8(x + alpha * np.maximum(density - x, 0.0))
 
 
 def random_opacity(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
