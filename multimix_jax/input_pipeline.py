@@ -89,12 +89,11 @@ def load_source(spec, task: str, image_size: int, *, split: str | None = None,
                                  pneumonia_fraction=pneumonia_fraction, offset=synthetic_offset)
         return materialize(generator) if spec.get("cache", True) else generator
     if kind == "folder":
-        from multimix_jax.datasets.builders import load_folder_arrays
+        from multimix_jax.datasets.folders import load_folder
         if not spec.get("path"):
             raise ValueError(f"data spec {dict(spec)} of kind 'folder' needs a path")
-        arrays = load_folder_arrays(spec["path"], task, image_size)
+        arrays = load_folder(spec["path"], task, image_size)  # de-duplicated across splits, cached
         arrays.pop("key", None)
-        arrays = drop_duplicate_images(arrays, spec["path"])  # across splits, before choosing one
         folder_splits = arrays.pop("split", None)
         if folder_splits is not None and split is not None:  # never pool train/val/test
             from multimix_jax.datasets.layouts import SPLIT_ALIASES
@@ -108,8 +107,8 @@ def load_source(spec, task: str, image_size: int, *, split: str | None = None,
                              "split: hold out a count instead (e.g. data.val_cls=500)")
         return ArraySource(arrays)
     if kind == "tfds":
-        from multimix_jax.datasets.builders import make_builder
-        builder = make_builder(spec["name"], spec["data_dir"], image_size)
+        from multimix_jax.datasets.builders import open_dataset
+        builder = open_dataset(spec["name"], spec["data_dir"], image_size)
         # An explicit ``split`` (a validation or test request) wins over the spec's own
         # 'split' key, which names the split the spec is *trained* on.
         return builder.as_data_source(split=split or spec.get("split") or "train")
@@ -117,22 +116,10 @@ def load_source(spec, task: str, image_size: int, *, split: str | None = None,
 
 
 def drop_duplicate_images(arrays: dict, where: str = "") -> dict:
-    """Keep one of identical images (Kermany has ~30 duplicate groups), so a validation split
-    can never hold a copy of a training image. With a 'split' array the copy in the earliest of
-    train, validation, test is kept (a held-out split loses its copies of training images);
-    otherwise the first one. The kept examples stay in their original order."""
-    digests = np.asarray([hashlib.blake2b(image.tobytes(), digest_size=16).digest()
-                          for image in arrays["image"]], dtype=object)
-    split_rank = {"train": 0, "validation": 1, "test": 2}
-    rank = [split_rank.get(str(s), 3) for s in arrays.get("split", [0] * len(digests))]
-    order = np.lexsort((np.arange(len(digests)), rank))  # by split rank, then position
-    _, first = np.unique(digests[order], return_index=True)
-    keep = np.sort(order[first])
-    if len(keep) < len(digests):
-        dropped = np.setdiff1d(np.arange(len(digests)), keep)
-        dropped_per_split = collections.Counter(arrays["split"][dropped].tolist()) if "split" in arrays else ""
-        log.info("%s: dropped %d duplicate images %s", where, len(dropped), dropped_per_split)
-    return {k: v[keep] for k, v in arrays.items()}
+    """One copy of each image, the earliest split's; conflicting labels drop every copy
+    (see ``multimix_jax.datasets.folders.drop_duplicate_images``)."""
+    from multimix_jax.datasets.folders import drop_duplicate_images as drop
+    return drop(arrays, where)
 
 
 def materialize(source) -> ArraySource:

@@ -1,27 +1,14 @@
-"""Real chest X-ray datasets: pixel I/O, folder layouts, TFDS builders.
+"""Real chest X-ray data (docs/multimix.md, Data).
 
-* :mod:`.image_io` -- decode any file to uint8 grayscale, masks to {0, 1}, resize.
-* :mod:`.layouts` -- readers of each manual-download layout -> records + skip summary.
-* :mod:`.builders` -- TFDS ArrayRecord builders (no TensorFlow), ``build_dataset``,
-  and ``load_folder_arrays`` (generic folder -> numpy, no TFDS).
-
-``builders`` imports tensorflow_datasets; it is loaded lazily on first use of
-one of its names from this package.
+* :mod:`.image_io` -- any file to uint8 grayscale, masks to {0, 1}, resizing.
+* :mod:`.layouts` -- readers of each download's folder layout (records + skip summary).
+* :mod:`.folders` -- records / folders to numpy arrays (what ``kind='folder'`` reads).
+* :mod:`.builders` -- TFDS ArrayRecord builders; the only module importing
+  tensorflow_datasets, so import it explicitly.
 """
 
-from multimix_jax.datasets.image_io import (
-    DataError, is_ignorable, load_grayscale, load_jsrt_img, load_mask, resize_image,
-    resize_mask)
-from multimix_jax.datasets.layouts import (
-    Record, SkipSummary, read_classification_folder, read_jsrt, read_kermany,
-    read_montgomery, read_nih_pneumonia, read_segmentation_folder, read_shenzhen)
+from multimix_jax.datasets.image_io import DataError, load_grayscale, load_mask, resize_image
+from multimix_jax.datasets.folders import load_folder, load_folder_arrays
 
-_LAZY = ('BUILDERS', 'build_dataset', 'load_example', 'load_folder_arrays', 'load_records',
-         'make_builder', 'seeded_split', 'summary_text')
-
-
-def __getattr__(name):
-  if name in _LAZY:
-    from multimix_jax.datasets import builders
-    return getattr(builders, name)
-  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+__all__ = ["DataError", "load_folder", "load_folder_arrays", "load_grayscale", "load_mask",
+           "resize_image"]

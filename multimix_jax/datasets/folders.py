@@ -1,0 +1,171 @@
+"""Records and folders to numpy arrays, without TFDS (docs/multimix.md, Data).
+
+:func:`load_folder` is what ``input_pipeline.load_source(kind='folder')`` reads: decoded,
+resized and de-duplicated once per (folder, task, size, file listing) in a process.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import functools
+import hashlib
+import logging
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from multimix_jax.datasets import layouts
+from multimix_jax.datasets.image_io import (JSRT_SHAPE, DataError, load_jsrt_img, load_grayscale,
+                                            load_mask, resize_image, resize_mask, to_hw)
+
+log = logging.getLogger("multimix_jax")
+MASK_SIZE_POLICIES = ("error", "same_aspect", "resize")
+_SPLIT_RANK = {"train": 0, "validation": 1, "test": 2}
+
+
+def fingerprint(root: os.PathLike | str) -> str:
+    """sha256 of the file listing under ``root``: relative paths, sizes and mtimes."""
+    h = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            st = os.stat(os.path.join(dirpath, name))
+            rel = os.path.relpath(os.path.join(dirpath, name), root)
+            h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+    return h.hexdigest()
+
+
+def parallel_map(fn: Callable, items: Sequence) -> list:
+    """``[fn(x) for x in items]`` on a thread pool (Pillow releases the GIL); the first error
+    is raised and the work not yet started is cancelled."""
+    with concurrent.futures.ThreadPoolExecutor() as pool:
+        try:
+            return list(pool.map(fn, items))
+        except BaseException:
+            pool.shutdown(cancel_futures=True)
+            raise
+
+
+def _check_mask_shape(mask: Path, mshape, image: Path, ishape, policy: str) -> None:
+    (mh, mw), (ih, iw) = mshape, ishape
+    same_aspect = abs(mh * iw - mw * ih) <= 0.01 * ih * iw
+    if (mh, mw) != (ih, iw) and not (policy == "resize" or policy == "same_aspect" and same_aspect):
+        raise DataError(mask, f"mask is {mw}x{mh} (WxH) but its image {image} is {iw}x{ih}; "
+                        "masks must match their image (mask_size_policy='resize' accepts any size)")
+
+
+def load_example(record: layouts.Record, size: int | Sequence[int], *,
+                 mask_size_policy: str = "error",
+                 jsrt_shape: int | Sequence[int] = JSRT_SHAPE) -> dict[str, np.ndarray]:
+    """``{'image': uint8 (h, w)[, 'mask': uint8 (h, w)]}``; a record's masks (left and right
+    lung) are united at their native size, then resized."""
+    if mask_size_policy not in MASK_SIZE_POLICIES:
+        raise ValueError(f"mask_size_policy must be one of {MASK_SIZE_POLICIES}, got {mask_size_policy!r}")
+    ip = Path(record.image_path)
+    img = load_jsrt_img(ip, jsrt_shape) if ip.suffix.lower() == ".img" else load_grayscale(ip)
+    out = {"image": resize_image(img, size)}
+    if record.mask_paths:
+        masks = [load_mask(m) for m in record.mask_paths]
+        for m, path in zip(masks, record.mask_paths):
+            _check_mask_shape(Path(path), m.shape, ip, img.shape, mask_size_policy)
+            if m.shape != masks[0].shape:
+                raise DataError(path, f"mask is {m.shape} but {record.mask_paths[0]} of the same "
+                                f"image is {masks[0].shape}")
+        out["mask"] = resize_mask(np.logical_or.reduce(masks), size)
+    return out
+
+
+def load_records(records: Sequence[layouts.Record], size: int | Sequence[int], *, kind: str,
+                 mask_size_policy: str = "error",
+                 jsrt_shape: int | Sequence[int] = JSRT_SHAPE) -> dict[str, np.ndarray]:
+    """``image`` (N, h, w) uint8, ``label`` (N,) int64 or ``mask`` (N, h, w) uint8, ``key``
+    (N,) str, and ``split`` (N,) str when the records carry splits."""
+    if kind not in ("classification", "segmentation"):
+        raise ValueError(f"kind must be 'classification' or 'segmentation', got {kind!r}")
+    fn = functools.partial(load_example, size=to_hw(size), mask_size_policy=mask_size_policy,
+                           jsrt_shape=jsrt_shape)
+    examples = parallel_map(fn, list(records))
+    h, w = to_hw(size)
+    out = {"image": np.stack([e["image"] for e in examples]) if examples else np.zeros((0, h, w), np.uint8)}
+    if kind == "segmentation":
+        missing = [r.image_path for r in records if not r.mask_paths]
+        if missing:
+            raise DataError(missing[0], "segmentation needs a mask for every image")
+        out["mask"] = np.stack([e["mask"] for e in examples]) if examples else out["image"].copy()
+    else:
+        out["label"] = np.array([-1 if r.label is None else r.label for r in records], np.int64)
+    out["key"] = np.array([r.key for r in records], dtype=str)
+    if any(r.split is not None for r in records):
+        out["split"] = np.array([r.split or "" for r in records], dtype=str)
+    return out
+
+
+def load_folder_arrays(root: os.PathLike | str, kind: str, size: int | Sequence[int], *,
+                       class_names: Sequence[str] = layouts.CLASS_NAMES,
+                       allow_unknown: bool = False, strict: bool = False,
+                       mask_size_policy: str = "error") -> dict[str, np.ndarray]:
+    """A class folder (``ROOT/<class>/*`` or ``ROOT/<split>/<class>/*``) or a segmentation
+    folder (``ROOT/images`` + ``ROOT/masks``) as arrays (see :func:`load_records`), by key."""
+    if kind == "classification":
+        records, summary = layouts.read_classification_folder(root, class_names,
+                                                               allow_unknown=allow_unknown)
+    elif kind == "segmentation":
+        records, summary = layouts.read_segmentation_folder(root, strict=strict)
+    else:
+        raise ValueError(f"kind must be 'classification' or 'segmentation', got {kind!r}")
+    if summary:
+        log.info("%s: %s", root, summary)
+    return load_records(records, size, kind=kind, mask_size_policy=mask_size_policy)
+
+
+def load_folder(root: os.PathLike | str, kind: str, size: int) -> dict[str, np.ndarray]:
+    """:func:`load_folder_arrays` then :func:`drop_duplicate_images`, cached per (folder,
+    kind, size, file listing) in this process; the arrays are read-only."""
+    path = Path(root).expanduser().resolve()
+    if not path.is_dir():
+        raise DataError(root, "data folder does not exist" if not path.exists() else "not a folder")
+    return dict(_load_folder_cached(str(path), kind, to_hw(size), fingerprint(path)))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_folder_cached(root: str, kind: str, size: tuple[int, int], listing: str) -> dict:
+    del listing  # part of the cache key only: an edited folder is read again
+    arrays = drop_duplicate_images(load_folder_arrays(root, kind, size), root)
+    for array in arrays.values():
+        array.setflags(write=False)
+    return arrays
+
+
+def drop_duplicate_images(arrays: dict, where: str = "") -> dict:
+    """Keeps one copy of identical images so that no held-out split holds a training image:
+    the copy in the earliest of train, validation, test (else the first). Copies that
+    disagree on their label (or mask) are ALL dropped, with a warning naming them: which
+    label is right is unknown. The kept examples stay in their original order."""
+    n = len(arrays["image"])
+    digest = lambda a: hashlib.blake2b(np.ascontiguousarray(a).tobytes(), digest_size=16).digest()
+    images = np.array([digest(x) for x in arrays["image"]], dtype=object)
+    target = "label" if "label" in arrays else "mask" if "mask" in arrays else None
+    targets = [digest(x) for x in arrays[target]] if target else [b""] * n
+    rank = [_SPLIT_RANK.get(str(s), 3) for s in arrays.get("split", [""] * n)]
+    order = np.lexsort((np.arange(n), rank))
+    _, first, group = np.unique(images[order], return_index=True, return_inverse=True)
+    seen = collections.defaultdict(set)
+    for g, i in zip(group.ravel(), order):
+        seen[g].add(targets[i])
+    conflicts = np.array([g for g, t in seen.items() if len(t) > 1], dtype=np.int64)
+    if len(conflicts):
+        keys = arrays.get("key", np.arange(n).astype(str))
+        what = lambda i: f"label {arrays['label'][i]}" if target == "label" else "its own mask"
+        named = ["; ".join(f"{keys[i]} ({what(i)})" for i in order[group.ravel() == g])
+                 for g in conflicts[:20]]
+        log.warning("%s: %d images occur with different %ss, all their copies are dropped (which "
+                    "is right is unknown): %s", where, len(conflicts), target, " | ".join(named))
+    keep = np.sort(order[first[np.setdiff1d(np.arange(len(first)), conflicts)]])
+    if len(keep) < n:
+        dropped = np.setdiff1d(np.arange(n), keep)
+        per_split = collections.Counter(arrays["split"][dropped].tolist()) if "split" in arrays else ""
+        log.info("%s: dropped %d duplicate images %s", where, len(dropped), per_split)
+    return {k: v[keep] for k, v in arrays.items()}
