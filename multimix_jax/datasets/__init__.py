@@ -8,7 +8,6 @@
 """
 
 from multimix_jax.datasets.image_io import DataError, load_grayscale, load_mask, resize_image
-from multimix_jax.datasets.folders import load_folder, load_folder_arrays
+from multimix_jax.datasets.folders import load_folder
 
-__all__ = ["DataError", "load_folder", "load_folder_arrays", "load_grayscale", "load_mask",
-           "resize_image"]
+__all__ = ["DataError", "load_folder", "load_grayscale", "load_mask", "resize_image"]

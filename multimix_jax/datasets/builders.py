@@ -1,17 +1,12 @@
 """TFDS ArrayRecord builders (no TensorFlow) of the chest X-ray sets (docs/multimix.md, Data).
 
-``build_dataset(NAME, manual_dir, data_dir, S)`` writes ``data_dir/multimix_NAME/Spx/1.0.0``:
-``image`` uint8 (S, S, 1), ``key``, and ``label`` int64 (index into the class names) or
-``mask`` uint8 (S, S, 1) in {0, 1} (left OR right lung); Montgomery and Shenzhen add
-``abnormal`` (0 normal, 1 TB, -1 unknown; metadata). ``open_dataset(NAME, data_dir, S)``
-reads it back (``.as_data_source(split)``, Grain-compatible).
-
-One dataset per (name, size, data_dir): the options (defaults in each builder's
-``DEFAULTS``), the source folder and its fingerprint (relative paths, sizes, mtimes of
-every file) and the skip summary are stored in ``info.metadata``. A build from another
-folder or with other options into the same place is refused unless ``overwrite``. A build
-is written under ``data_dir/.incomplete-*`` and moved into place only when complete;
-leftovers of killed builds are removed by the next build.
+``build_dataset(NAME, manual_dir, data_dir, S)`` writes ``data_dir/multimix_NAME/Spx/1.0.0``
+(``image`` uint8 (S, S, 1), ``key``, and ``label`` int64 or ``mask`` uint8 {0, 1}; Montgomery
+and Shenzhen add ``abnormal``, -1 unknown); ``open_dataset(NAME, data_dir, S)`` reads it. The
+options (each builder's ``DEFAULTS`` updated), the source folder and its :func:`fingerprint`
+are kept in ``info.metadata``: a build from other files or with other options into the same
+place is refused unless ``overwrite``. Builds are written under ``data_dir/.incomplete-*`` and
+moved into place when complete; the next build removes what a killed one left.
 """
 
 from __future__ import annotations
@@ -80,9 +75,6 @@ class _Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             builder=self, description=f"{self.__doc__}\nLayout of manual_dir: {self.LAYOUT}",
             features=tfds.features.FeaturesDict(feats), metadata=tfds.core.MetadataDict())
 
-    def _read(self, root: Path) -> tuple[list[layouts.Record], layouts.SkipSummary]:
-        raise NotImplementedError
-
     def _splits(self, records, summary) -> dict[str, list[layouts.Record]]:
         """The folder's own splits when every record has one, else a seeded split."""
         if all(r.split for r in records):
@@ -112,69 +104,30 @@ class _Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             else:
                 ex["mask"] = arrays["mask"][i, ..., None]
             if self.ABNORMAL:
-                ex["abnormal"] = np.int64(-1 if r.meta.get("abnormal") is None else r.meta["abnormal"])
+                ex["abnormal"] = np.int64(-1 if r.abnormal is None else r.abnormal)
             yield r.key, ex
 
 
 _SEEDED = {"split_seed": 0, "val_fraction": 0.1, "test_fraction": 0.0}
 
 
-class Kermany(_Builder):
-    """Kermany et al. 2018 pediatric chest X-rays, NORMAL vs PNEUMONIA, official splits."""
-    name, LAYOUT, DEFAULTS = "multimix_kermany", "chest_xray/{train,test,val}/{NORMAL,PNEUMONIA}/*", {}
-
-    def _read(self, root):
-        return layouts.read_kermany(root)
-
-
-class Jsrt(_Builder):
-    """JSRT (247 raw 12-bit images, inverted) with the SCR lung masks; 111/13/123 as in the paper."""
-    name, KIND = "multimix_jsrt", "segmentation"
-    LAYOUT = "All247images/*.IMG and the SCR masks .../{left lung,right lung}/*.gif"
-    DEFAULTS = {**_SEEDED, "val_fraction": 13 / 247, "test_fraction": 123 / 247,
-                "mask_size_policy": "same_aspect", "jsrt_shape": 2048}
-
-    def _read(self, root):
-        return layouts.read_jsrt(root)
+def _builder(name: str, doc: str, kind: str, layout: str, read, defaults: dict,
+             abnormal: bool = False, base: type = _Builder) -> type[_Builder]:
+    """A builder class (TFDS needs one per dataset name) reading with ``read(root, options)``."""
+    return type(name, (base,), {"__doc__": doc, "name": f"multimix_{name}", "KIND": kind,
+                                "LAYOUT": layout, "DEFAULTS": defaults, "ABNORMAL": abnormal,
+                                "_read": lambda self, root: read(root, self.options)},
+                skip_registration=True)
 
 
-class Montgomery(_Builder):
-    """Montgomery County set (138) with left+right lung masks; 93/10/35 as in the paper."""
-    name, KIND, ABNORMAL = "multimix_montgomery", "segmentation", True
-    LAYOUT = "CXR_png/*.png and ManualMask/{leftMask,rightMask}/*.png"
-    DEFAULTS = {**_SEEDED, "val_fraction": 10 / 138, "test_fraction": 35 / 138,
-                "mask_size_policy": "error"}
-
-    def _read(self, root):
-        return layouts.read_montgomery(root)
-
-
-class Shenzhen(_Builder):
-    """Shenzhen set, the images that have a lung mask; seeded 70/10/20 split."""
-    name, KIND, ABNORMAL = "multimix_shenzhen", "segmentation", True
-    LAYOUT = "CXR_png/*.png and mask/*_mask.png"
-    DEFAULTS = {**_SEEDED, "test_fraction": 0.2, "mask_size_policy": "error"}
-
-    def _read(self, root):
-        return layouts.read_shenzhen(root)
-
-
-class NihPneumonia(_Builder):
-    """NIH ChestX-ray14: Pneumonia vs No Finding, NORMAL subsampled to max_normal (paper: 2754
-    of 4185); test split only."""
-    name, LAYOUT = "multimix_nih_pneumonia", "images*/**/*.png and Data_Entry_2017.csv"
-    DEFAULTS = {"split_seed": 0, "max_normal": 2754}
-
-    def _read(self, root):
-        return layouts.read_nih_pneumonia(root)
-
+class _NihBuilder(_Builder, skip_registration=True):
     def _splits(self, records, summary):
-        normal = [r for r in records if r.label == 0]
+        """Test split only, NORMAL subsampled (seeded) to ``max_normal`` (0: all)."""
+        normal = [r.key for r in records if r.label == 0]
         cap = self.options["max_normal"]
         if 0 < cap < len(normal):
             rng = np.random.default_rng(self.options["split_seed"])
-            dropped = {normal[i].key for i in range(len(normal))} - {
-                normal[i].key for i in rng.choice(len(normal), size=cap, replace=False)}
+            dropped = set(normal) - {normal[i] for i in rng.choice(len(normal), cap, replace=False)}
             for r in records:
                 if r.key in dropped:
                     summary.add("normal_subsampled", r.image_path)
@@ -182,38 +135,47 @@ class NihPneumonia(_Builder):
         return {"test": records}
 
 
-class GenericClassificationFolder(_Builder):
-    """A folder ROOT/<class>/* or ROOT/{train,val,test}/<class>/* of classified X-rays."""
-    name = "multimix_generic_classification_folder"
-    LAYOUT = "ROOT/<class>/* or ROOT/{train,val,test}/<class>/* (classes case-insensitive)"
-    DEFAULTS = {**_SEEDED, "class_names": list(layouts.CLASS_NAMES), "allow_unknown": False}
-
-    def _read(self, root):
-        return layouts.read_classification_folder(
-            root, self.options["class_names"], allow_unknown=self.options["allow_unknown"])
-
-
-class GenericSegmentationFolder(_Builder):
-    """A folder ROOT/images/* + ROOT/masks/* (stems match, masks may end in _mask)."""
-    name, KIND = "multimix_generic_segmentation_folder", "segmentation"
-    LAYOUT = "ROOT/images/* and ROOT/masks/*"
-    DEFAULTS = {**_SEEDED, "strict": False, "mask_size_policy": "error"}
-
-    def _read(self, root):
-        return layouts.read_segmentation_folder(root, strict=self.options["strict"])
-
-
-BUILDERS = {cls.name.removeprefix("multimix_"): cls for cls in (
-    Kermany, Jsrt, Montgomery, Shenzhen, NihPneumonia, GenericClassificationFolder,
-    GenericSegmentationFolder)}
+_SEG = "segmentation"
+BUILDERS = {b.name.removeprefix("multimix_"): b for b in (
+    _builder("kermany", "Kermany et al. 2018 pediatric chest X-rays, official splits.",
+             "classification", "chest_xray/{train,test,val}/{NORMAL,PNEUMONIA}/*",
+             lambda root, o: layouts.read_kermany(root), {}),
+    _builder("jsrt", "JSRT (raw 12-bit, inverted) with SCR lung masks; 111/13/123 as in the paper.",
+             _SEG, "All247images/*.IMG and SCR .../{left lung,right lung}/*.gif",
+             lambda root, o: layouts.read_jsrt(root),
+             {**_SEEDED, "val_fraction": 13 / 247, "test_fraction": 123 / 247,
+              "mask_size_policy": "same_aspect", "jsrt_shape": 2048}),
+    _builder("montgomery", "Montgomery County set with lung masks; 93/10/35 as in the paper.",
+             _SEG, "CXR_png/*.png and ManualMask/{leftMask,rightMask}/*.png",
+             lambda root, o: layouts.read_montgomery(root),
+             {**_SEEDED, "val_fraction": 10 / 138, "test_fraction": 35 / 138,
+              "mask_size_policy": "error"}, abnormal=True),
+    _builder("shenzhen", "Shenzhen set, the images with a lung mask; 70/10/20 split.",
+             _SEG, "CXR_png/*.png and mask/*_mask.png", lambda root, o: layouts.read_shenzhen(root),
+             {**_SEEDED, "test_fraction": 0.2, "mask_size_policy": "error"}, abnormal=True),
+    _builder("nih_pneumonia", "NIH ChestX-ray14, Pneumonia vs No Finding, NORMAL subsampled to "
+             "2754 as in the paper; test split only.", "classification",
+             "images*/**/*.png and Data_Entry_2017.csv",
+             lambda root, o: layouts.read_nih_pneumonia(root),
+             {"split_seed": 0, "max_normal": 2754}, base=_NihBuilder),
+    _builder("generic_classification_folder", "A folder of classified chest X-rays.",
+             "classification", "ROOT/<class>/* or ROOT/{train,val,test}/<class>/*",
+             lambda root, o: layouts.read_classification_folder(
+                 root, o["class_names"], allow_unknown=o["allow_unknown"]),
+             {**_SEEDED, "class_names": list(layouts.CLASS_NAMES), "allow_unknown": False}),
+    _builder("generic_segmentation_folder", "A folder of chest X-rays with lung masks.", _SEG,
+             "ROOT/images/* and ROOT/masks/* (a mask may end in _mask)",
+             lambda root, o: layouts.read_segmentation_folder(root, strict=o["strict"]),
+             {**_SEEDED, "strict": False, "mask_size_policy": "error"}),
+)}
 
 
 def _options(cls: type[_Builder], given: dict[str, Any]) -> dict[str, Any]:
     """The builder's DEFAULTS updated with the given (not None) options, JSON-normalised."""
     given = {k: v for k, v in given.items() if v is not None}
     if set(given) - set(cls.DEFAULTS):
-        raise ValueError(f"{cls.name} does not take the option(s) {sorted(set(given) - set(cls.DEFAULTS))}; "
-                         f"it takes {sorted(cls.DEFAULTS) or 'none'}")
+        raise ValueError(f"{cls.name} does not take the option(s) "
+                         f"{sorted(set(given) - set(cls.DEFAULTS))}; it takes {sorted(cls.DEFAULTS)}")
     if given.get("mask_size_policy", "error") not in MASK_SIZE_POLICIES:
         raise ValueError(f"mask_size_policy must be one of {MASK_SIZE_POLICIES}, "
                          f"got {given['mask_size_policy']!r}")
@@ -253,7 +215,7 @@ def build_dataset(name: str, manual_dir: os.PathLike | str, data_dir: os.PathLik
                   size: int = 256, *, overwrite: bool = False, **options: Any) -> _Builder:
     """Builds dataset ``name`` from ``manual_dir`` (or returns the identical one already
     built); see the module docstring. Raises DataError, leaving ``data_dir`` as it was."""
-    manual_dir, data_dir = Path(manual_dir).expanduser().absolute(), Path(data_dir).expanduser().absolute()
+    manual_dir, data_dir = (Path(d).expanduser().absolute() for d in (manual_dir, data_dir))
     if not manual_dir.is_dir() or not any(manual_dir.iterdir()):
         raise DataError(manual_dir, "manual_dir is missing, not a folder or empty")
     builder = make_builder(name, data_dir, size, **options)
@@ -268,8 +230,8 @@ def build_dataset(name: str, manual_dir: os.PathLike | str, data_dir: os.PathLik
                         "it, or choose another --data_dir")
     created = not data_dir.exists()
     data_dir.mkdir(parents=True, exist_ok=True)
-    for stale in data_dir.glob(".incomplete-*"):
-        shutil.rmtree(stale, ignore_errors=True)
+    for stale in [*data_dir.glob(".incomplete-*"), *data_dir.glob("multimix_*/*/incomplete.*")]:
+        shutil.rmtree(stale, ignore_errors=True)  # left by killed builds
     tmp = Path(tempfile.mkdtemp(prefix=".incomplete-", dir=data_dir))
     try:
         fresh = make_builder(name, tmp, size, **options)
@@ -282,22 +244,19 @@ def build_dataset(name: str, manual_dir: os.PathLike | str, data_dir: os.PathLik
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(os.fspath(fresh.data_path), final)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
         if created:
             shutil.rmtree(data_dir, ignore_errors=True)
         raise
-    shutil.rmtree(tmp, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return make_builder(name, data_dir, size, **options)
 
 
 def summary_text(builder: _Builder) -> str:
-    """Split sizes and skip summary of a built dataset."""
-    md = builder.info.metadata
-    lines = [f"{builder.name}/{builder.builder_config.name} at {builder.data_path} "
-             f"(from {md.get('source')}, options {md.get('options')})"]
-    lines += [f"  {s}: {info.num_examples} examples" for s, info in builder.info.splits.items()]
-    skips = md.get("skip_summary", {})
-    lines.append(f"  skipped {skips.get('total', 0)} files")
-    lines += [f"    {r}: {n} (e.g. {', '.join(skips['examples'].get(r, [])[:3])})"
-              for r, n in skips.get("counts", {}).items()]
-    return "\n".join(lines)
+    """Where a built dataset is, what it was built from, its splits and skipped files."""
+    md, skips = builder.info.metadata, builder.info.metadata["skip_summary"]
+    return "\n  ".join(
+        [f"{builder.data_path} from {md['source']}, options {md['options']}"]
+        + [f"{s}: {info.num_examples} examples" for s, info in builder.info.splits.items()]
+        + [f"skipped {r}: {n} (e.g. {', '.join(skips['examples'].get(r, [])[:3])})"
+           for r, n in skips["counts"].items()])

@@ -13,7 +13,7 @@ import hashlib
 import logging
 import os
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -38,17 +38,6 @@ def fingerprint(root: os.PathLike | str) -> str:
     return h.hexdigest()
 
 
-def parallel_map(fn: Callable, items: Sequence) -> list:
-    """``[fn(x) for x in items]`` on a thread pool (Pillow releases the GIL); the first error
-    is raised and the work not yet started is cancelled."""
-    with concurrent.futures.ThreadPoolExecutor() as pool:
-        try:
-            return list(pool.map(fn, items))
-        except BaseException:
-            pool.shutdown(cancel_futures=True)
-            raise
-
-
 def _check_mask_shape(mask: Path, mshape, image: Path, ishape, policy: str) -> None:
     (mh, mw), (ih, iw) = mshape, ishape
     same_aspect = abs(mh * iw - mw * ih) <= 0.01 * ih * iw
@@ -62,8 +51,6 @@ def load_example(record: layouts.Record, size: int | Sequence[int], *,
                  jsrt_shape: int | Sequence[int] = JSRT_SHAPE) -> dict[str, np.ndarray]:
     """``{'image': uint8 (h, w)[, 'mask': uint8 (h, w)]}``; a record's masks (left and right
     lung) are united at their native size, then resized."""
-    if mask_size_policy not in MASK_SIZE_POLICIES:
-        raise ValueError(f"mask_size_policy must be one of {MASK_SIZE_POLICIES}, got {mask_size_policy!r}")
     ip = Path(record.image_path)
     img = load_jsrt_img(ip, jsrt_shape) if ip.suffix.lower() == ".img" else load_grayscale(ip)
     out = {"image": resize_image(img, size)}
@@ -83,18 +70,17 @@ def load_records(records: Sequence[layouts.Record], size: int | Sequence[int], *
                  jsrt_shape: int | Sequence[int] = JSRT_SHAPE) -> dict[str, np.ndarray]:
     """``image`` (N, h, w) uint8, ``label`` (N,) int64 or ``mask`` (N, h, w) uint8, ``key``
     (N,) str, and ``split`` (N,) str when the records carry splits."""
-    if kind not in ("classification", "segmentation"):
-        raise ValueError(f"kind must be 'classification' or 'segmentation', got {kind!r}")
     fn = functools.partial(load_example, size=to_hw(size), mask_size_policy=mask_size_policy,
                            jsrt_shape=jsrt_shape)
-    examples = parallel_map(fn, list(records))
-    h, w = to_hw(size)
-    out = {"image": np.stack([e["image"] for e in examples]) if examples else np.zeros((0, h, w), np.uint8)}
+    with concurrent.futures.ThreadPoolExecutor() as pool:  # Pillow decodes without the GIL
+        try:
+            examples = list(pool.map(fn, records))
+        except BaseException:
+            pool.shutdown(cancel_futures=True)  # the first error wins; skip the rest
+            raise
+    out = {"image": np.stack([e["image"] for e in examples])}
     if kind == "segmentation":
-        missing = [r.image_path for r in records if not r.mask_paths]
-        if missing:
-            raise DataError(missing[0], "segmentation needs a mask for every image")
-        out["mask"] = np.stack([e["mask"] for e in examples]) if examples else out["image"].copy()
+        out["mask"] = np.stack([e["mask"] for e in examples])
     else:
         out["label"] = np.array([-1 if r.label is None else r.label for r in records], np.int64)
     out["key"] = np.array([r.key for r in records], dtype=str)
@@ -103,28 +89,14 @@ def load_records(records: Sequence[layouts.Record], size: int | Sequence[int], *
     return out
 
 
-def load_folder_arrays(root: os.PathLike | str, kind: str, size: int | Sequence[int], *,
-                       class_names: Sequence[str] = layouts.CLASS_NAMES,
-                       allow_unknown: bool = False, strict: bool = False,
-                       mask_size_policy: str = "error") -> dict[str, np.ndarray]:
+def load_folder(root: os.PathLike | str, kind: str, size: int | Sequence[int]) -> dict:
     """A class folder (``ROOT/<class>/*`` or ``ROOT/<split>/<class>/*``) or a segmentation
-    folder (``ROOT/images`` + ``ROOT/masks``) as arrays (see :func:`load_records`), by key."""
-    if kind == "classification":
-        records, summary = layouts.read_classification_folder(root, class_names,
-                                                               allow_unknown=allow_unknown)
-    elif kind == "segmentation":
-        records, summary = layouts.read_segmentation_folder(root, strict=strict)
-    else:
-        raise ValueError(f"kind must be 'classification' or 'segmentation', got {kind!r}")
-    if summary:
-        log.info("%s: %s", root, summary)
-    return load_records(records, size, kind=kind, mask_size_policy=mask_size_policy)
-
-
-def load_folder(root: os.PathLike | str, kind: str, size: int) -> dict[str, np.ndarray]:
-    """:func:`load_folder_arrays` then :func:`drop_duplicate_images`, cached per (folder,
-    kind, size, file listing) in this process; the arrays are read-only."""
+    folder (``ROOT/images`` + ``ROOT/masks``) as read-only arrays (:func:`load_records`, by
+    key) after :func:`drop_duplicate_images`; read once per (folder, kind, size, file
+    listing) in a process."""
     path = Path(root).expanduser().resolve()
+    if kind not in ("classification", "segmentation"):
+        raise ValueError(f"kind must be 'classification' or 'segmentation', got {kind!r}")
     if not path.is_dir():
         raise DataError(root, "data folder does not exist" if not path.exists() else "not a folder")
     return dict(_load_folder_cached(str(path), kind, to_hw(size), fingerprint(path)))
@@ -133,7 +105,12 @@ def load_folder(root: os.PathLike | str, kind: str, size: int) -> dict[str, np.n
 @functools.lru_cache(maxsize=4)
 def _load_folder_cached(root: str, kind: str, size: tuple[int, int], listing: str) -> dict:
     del listing  # part of the cache key only: an edited folder is read again
-    arrays = drop_duplicate_images(load_folder_arrays(root, kind, size), root)
+    read = (layouts.read_classification_folder if kind == "classification"
+            else layouts.read_segmentation_folder)
+    records, summary = read(root)
+    if summary:
+        log.info("%s: %s", root, summary)
+    arrays = drop_duplicate_images(load_records(records, size, kind=kind), root)
     for array in arrays.values():
         array.setflags(write=False)
     return arrays

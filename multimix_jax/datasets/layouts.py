@@ -1,13 +1,9 @@
-"""Readers of each manual-download folder layout: ``(records, skip summary)``, no pixels.
+"""Readers of each download's folder layout: ``(records sorted by key, SkipSummary)``.
 
-Records are sorted by key: the file stem for sets with official ids (JSRT,
-Montgomery, Shenzhen, NIH), the path relative to the root otherwise. Files
-deliberately not used are counted by reason in a :class:`SkipSummary`
-(``ignored_system_file``, ``not_an_image``, ``outside_class_folder``,
-``unexpected_folder``, ``unknown_class``, ``image_without_mask``,
-``mask_without_image``, ``unused_structure``, ``other_finding``, ``not_in_csv``,
-``missing_image``); structural problems raise
-:class:`~multimix_jax.datasets.image_io.DataError` naming the path.
+Keys are the file stem for sets with official ids (JSRT, Montgomery, Shenzhen, NIH), else
+the path relative to the root. Files deliberately not used are counted by reason (hidden
+and system files, non-images, unpaired images or masks, ...); structural problems raise
+:class:`~multimix_jax.datasets.image_io.DataError` naming the folder or file.
 """
 
 from __future__ import annotations
@@ -18,7 +14,7 @@ import dataclasses
 import os
 import re
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from multimix_jax.datasets.image_io import DataError, is_ignorable, is_image_file
 
@@ -38,7 +34,7 @@ class Record:
     mask_paths: tuple[Path, ...] = ()
     label: int | None = None
     split: str | None = None
-    meta: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False)
+    abnormal: int | None = None  # Montgomery/Shenzhen: 1 tuberculosis, 0 normal (metadata)
 
 
 class SkipSummary(collections.Counter):
@@ -58,10 +54,8 @@ class SkipSummary(collections.Counter):
                 "examples": dict(sorted(self.examples.items()))}
 
     def __str__(self) -> str:
-        lines = [f"skipped {self.total()} files" + (":" if self else "")]
-        lines += [f"  {r}: {n} (e.g. {', '.join(self.examples[r][:3])})"
-                  for r, n in sorted(self.items())]
-        return "\n".join(lines)
+        return f"skipped {self.total()} files" + "".join(
+            f"\n  {r}: {n} (e.g. {', '.join(self.examples[r][:3])})" for r, n in sorted(self.items()))
 
 
 def _check_dir(path: os.PathLike | str) -> Path:
@@ -83,8 +77,9 @@ def _walk(root: Path, summary: SkipSummary) -> list[Path]:
     return sorted(out)
 
 
-def _images(root: Path, summary: SkipSummary) -> list[Path]:
-    files = _walk(root, summary)
+def _images(root: Path, summary: SkipSummary, exclude: Path | None = None) -> list[Path]:
+    """The image files under root; other files (but ``exclude``) count as ``not_an_image``."""
+    files = [p for p in _walk(root, summary) if p != exclude]
     for p in files:
         if not is_image_file(p):
             summary.add("not_an_image", p)
@@ -95,21 +90,16 @@ def _subdirs(d: Path) -> list[Path]:
     return sorted(c for c in d.iterdir() if c.is_dir() and not is_ignorable(c))
 
 
-def _find_dirs(root: Path, names: Iterable[str]) -> list[Path]:
+def _find_dirs(root: Path, names: Sequence[str], required: bool = True) -> list[Path]:
     """Folders under root (root included) named like ``names`` (case, spaces, _ and - ignored),
     shallowest first."""
     norm = lambda s: re.sub(r"[\s_\-]+", "", s.lower())
-    wanted = {norm(n) for n in names}
-    found = [Path(d) for d, _, _ in os.walk(root) if norm(Path(d).name) in wanted
-             and not is_ignorable(Path(d).relative_to(root))]
-    return sorted(found, key=lambda p: (len(p.parts), str(p)))
-
-
-def _find_dir(root: Path, names: Sequence[str]) -> Path:
-    found = _find_dirs(root, names)
-    if not found:
+    found = sorted((Path(d) for d, _, _ in os.walk(root) if norm(Path(d).name) in map(norm, names)
+                    and not is_ignorable(Path(d).relative_to(root))),
+                   key=lambda p: (len(p.parts), str(p)))
+    if required and not found:
         raise DataError(root, f"no {' or '.join(names)} folder found under it")
-    return found[0]
+    return found
 
 
 def _index(paths: Iterable[Path], key: Callable[[Path], str], what: str) -> dict[str, Path]:
@@ -122,12 +112,24 @@ def _index(paths: Iterable[Path], key: Callable[[Path], str], what: str) -> dict
     return out
 
 
-def pair_by_stem(images: Mapping[str, Path], mask_sets: Sequence[Mapping[str, Path]],
+def _stem(base: Path | None = None, mask: bool = False) -> Callable[[Path], str]:
+    """Key of a file: its path relative to ``base`` (else its name) without extension and,
+    for a mask, without a ``_mask`` suffix."""
+    def key(p: Path) -> str:
+        stem = (p.relative_to(base) if base else Path(p.name)).with_suffix("").as_posix()
+        return _MASK_SUFFIX.sub("", stem) if mask else stem
+    return key
+
+
+def pair_by_stem(images: Iterable[Path], mask_lists: Sequence[Iterable[Path]],
                  summary: SkipSummary, make: Callable[[Path, tuple[Path, ...]], Record],
-                 ) -> list[Record]:
-    """Records of the images that have a mask in every one of ``mask_sets`` (all keyed by
-    lower-case stem); the others are counted as ``image_without_mask``, unused masks as
-    ``mask_without_image``."""
+                 image_key: Callable[[Path], str] = _stem(),
+                 mask_key: Callable[[Path], str] = _stem(mask=True)) -> list[Record]:
+    """Records of the images that have a mask in every one of ``mask_lists``, matched by
+    lower-case key (default: the name without extension and ``_mask``); the others are
+    counted as ``image_without_mask``, unused masks as ``mask_without_image``."""
+    images = _index(images, image_key, "image")
+    mask_sets = [_index(masks, mask_key, "mask") for masks in mask_lists]
     records, used = [], set()
     for stem, image in images.items():
         if all(stem in masks for masks in mask_sets):
@@ -141,14 +143,17 @@ def pair_by_stem(images: Mapping[str, Path], mask_sets: Sequence[Mapping[str, Pa
     return sorted(records, key=lambda r: r.key)
 
 
+def _count_loose(parent: Path, summary: SkipSummary) -> None:
+    """Counts the files and hidden folders directly in a classification (or split) folder."""
+    for f in sorted(parent.iterdir()):
+        if f.is_file() or is_ignorable(f):
+            summary.add("ignored_system_file" if is_ignorable(f) else "outside_class_folder", f)
+
+
 def _class_records(parent: Path, root: Path, class_names: Sequence[str], split: str | None,
                    allow_unknown: bool, summary: SkipSummary) -> list[Record]:
     index = {c.lower(): i for i, c in enumerate(class_names)}
-    for f in sorted(parent.iterdir()):
-        if f.is_file():
-            summary.add("ignored_system_file" if is_ignorable(f) else "outside_class_folder", f)
-        elif is_ignorable(f):
-            summary.add("ignored_system_file", f)
+    _count_loose(parent, summary)
     if not _subdirs(parent):
         raise DataError(parent, f"no class folders found (expected {', '.join(class_names)})")
     records = []
@@ -192,9 +197,7 @@ def read_classification_folder(root: os.PathLike | str,
             else:
                 raise DataError(d, f"unexpected folder {d.name!r} next to the split folders "
                                 f"{[s.name for s in splits]}")
-        for f in sorted(root.iterdir()):
-            if not f.is_dir() or is_ignorable(f):
-                summary.add("ignored_system_file" if is_ignorable(f) else "outside_class_folder", f)
+        _count_loose(root, summary)
     if not records:
         raise DataError(root, "no images found")
     return sorted(records, key=lambda r: r.key), summary
@@ -205,64 +208,44 @@ def read_kermany(root: os.PathLike | str) -> tuple[list[Record], SkipSummary]:
     (the Kaggle archive nests ``chest_xray/chest_xray``): the shallowest folder holding split
     folders wins, other folders next to the splits are counted as ``unexpected_folder``."""
     root = _check_dir(root)
-    for base in [root] + _find_dirs(root, ["chest_xray"]):
+    for base in [root] + _find_dirs(root, ["chest_xray"], required=False):
         if any(d.name.lower() in SPLIT_ALIASES for d in _subdirs(base)):
             return read_classification_folder(base, skip_other_folders=True)
     raise DataError(root, "no chest_xray/{train,val,test}/{NORMAL,PNEUMONIA} folders found")
 
 
 def read_nih_pneumonia(root: os.PathLike | str) -> tuple[list[Record], SkipSummary]:
-    """NIH ChestX-ray14 ``images*/**.png`` + ``Data_Entry_2017.csv`` (split 'test').
-
+    """NIH ChestX-ray14 ``images*/**.png`` + ``Data_Entry_2017.csv`` (split 'test'):
     PNEUMONIA if 'Pneumonia' is among the '|'-separated 'Finding Labels', NORMAL if they are
-    exactly 'No Finding', else ``other_finding``; rows without a file are ``missing_image``,
-    files without a row ``not_in_csv``."""
-    root = _check_dir(root)
-    summary = SkipSummary()
+    exactly 'No Finding', else ``other_finding``; target rows without a file are
+    ``missing_image``, files without a row ``not_in_csv``."""
+    root, summary = _check_dir(root), SkipSummary()
     files = _walk(root, summary)
-    tables = sorted((p for p in files if p.name.lower().startswith("data_entry")
-                     and p.suffix.lower() == ".csv"), key=lambda p: (len(p.parts), str(p)))
+    tables = [p for p in files if re.fullmatch(r"data_entry.*\.csv", p.name.lower())]
     if not tables:
         raise DataError(root, "no Data_Entry_2017.csv found under it")
-    for p in files:
-        if p != tables[0] and not is_image_file(p):
-            summary.add("not_an_image", p)
-    images = _index((p for p in files if is_image_file(p)), lambda p: p.name, "image")
+    table = min(tables, key=lambda p: (len(p.parts), str(p)))
+    images = _index(_images(root, summary, exclude=table), lambda p: p.name, "image")
     try:
-        with open(tables[0], newline="", encoding="utf-8-sig") as fh:
-            rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k}
+        with open(table, newline="", encoding="utf-8-sig") as fh:
+            rows = [(row["Image Index"].strip(), {f.strip() for f in row["Finding Labels"].split("|")})
                     for row in csv.DictReader(fh)]
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise DataError(tables[0], f"cannot read the CSV ({e})") from None
-    if rows and not {"Image Index", "Finding Labels"} <= set(rows[0]):
-        raise DataError(tables[0], f"needs columns 'Image Index' and 'Finding Labels', "
-                        f"has {sorted(rows[0])}")
+    except (OSError, UnicodeDecodeError, csv.Error, KeyError, AttributeError) as e:
+        raise DataError(table, "cannot read its 'Image Index' and 'Finding Labels' columns "
+                        f"({e!r})") from None
     records = []
-    for row in rows:
-        name, findings = row["Image Index"], {f.strip() for f in row["Finding Labels"].split("|")}
+    for name, findings in rows:
         label = 1 if "Pneumonia" in findings else 0 if findings == {"No Finding"} else None
         image = images.pop(name.lower(), None)
-        if image is None:
-            if label is not None:
-                summary.add("missing_image", name)
-        elif label is None:
-            summary.add("other_finding", image)
-        else:
+        if image is not None and label is not None:
             records.append(Record(image.name, image, label=label, split="test"))
+        elif image is not None or label is not None:
+            summary.add("other_finding" if image else "missing_image", image or name)
     for image in images.values():
         summary.add("not_in_csv", image)
     if not records:
         raise DataError(root, "no NIH images labelled Pneumonia or No Finding found")
     return sorted(records, key=lambda r: r.key), summary
-
-
-def _stem(base: Path | None = None) -> Callable[[Path], str]:
-    """Key of a file: its path relative to ``base`` (else its name) without extension."""
-    return lambda p: (p.relative_to(base) if base else Path(p.name)).with_suffix("").as_posix()
-
-
-def _mask_stem(base: Path | None = None) -> Callable[[Path], str]:
-    return lambda p: _MASK_SUFFIX.sub("", _stem(base)(p))
 
 
 def read_segmentation_folder(root: os.PathLike | str, *, strict: bool = False,
@@ -277,10 +260,9 @@ def read_segmentation_folder(root: os.PathLike | str, *, strict: bool = False,
     if not image_dirs or not mask_dirs:
         raise DataError(root, "expected the sub-folders images/ and masks/")
     img_dir, mask_dir = image_dirs[0], mask_dirs[0]
-    images = _index(_images(img_dir, summary), _stem(img_dir), "image")
-    masks = _index(_images(mask_dir, summary), _mask_stem(mask_dir), "mask")
-    records = pair_by_stem(images, [masks], summary,
-                           lambda i, m: Record(i.relative_to(root).as_posix(), i, m))
+    records = pair_by_stem(_images(img_dir, summary), [_images(mask_dir, summary)], summary,
+                           lambda i, m: Record(i.relative_to(root).as_posix(), i, m),
+                           _stem(img_dir), _stem(mask_dir, mask=True))
     if strict and summary["image_without_mask"]:
         raise DataError(summary.examples["image_without_mask"][0], f"image has no mask in {mask_dir}")
     if not records:
@@ -288,17 +270,13 @@ def read_segmentation_folder(root: os.PathLike | str, *, strict: bool = False,
     return records, summary
 
 
-def _abnormal(image: Path) -> dict[str, int | None]:
-    """Montgomery/Shenzhen: the name's last digit (0 normal, 1 tuberculosis), metadata only."""
-    m = re.search(r"_(\d)$", image.stem)
-    return {"abnormal": int(m.group(1)) if m else None}
-
-
-def _stem_records(root: Path, images: Mapping[str, Path], mask_sets: Sequence[Mapping],
+def _stem_records(root: Path, images: list[Path], mask_lists: list[list[Path]],
                   summary: SkipSummary) -> list[Record]:
-    """Records keyed by image stem, with the name's ``abnormal`` digit as metadata."""
-    make = lambda i, m: Record(i.stem, i, m, meta=_abnormal(i))
-    records = pair_by_stem(images, mask_sets, summary, make)
+    """Records keyed by image stem; ``abnormal`` is the name's last digit
+    (Montgomery/Shenzhen ``_0`` normal, ``_1`` tuberculosis), metadata only."""
+    abnormal = lambda i: int(i.stem[-1]) if re.search(r"_\d$", i.stem) else None
+    make = lambda i, m: Record(i.stem, i, m, abnormal=abnormal(i))
+    records = pair_by_stem(images, mask_lists, summary, make)
     if not records:
         raise DataError(root, "no image under it has all its lung masks")
     return records
@@ -308,9 +286,8 @@ def read_montgomery(root: os.PathLike | str) -> tuple[list[Record], SkipSummary]
     """Montgomery ``CXR_png/*.png`` + ``ManualMask/{leftMask,rightMask}/*.png`` (found
     anywhere under root), paired by file name."""
     root, summary = _check_dir(root), SkipSummary()
-    images = _index(_images(_find_dir(root, ["CXR_png"]), summary), _stem(), "image")
-    sides = [_index(_images(_find_dir(root, [n]), summary), _stem(), "mask")
-             for n in ("leftMask", "rightMask")]
+    images = _images(_find_dirs(root, ["CXR_png"])[0], summary)
+    sides = [_images(_find_dirs(root, [n])[0], summary) for n in ("leftMask", "rightMask")]
     return _stem_records(root, images, sides, summary), summary
 
 
@@ -318,29 +295,24 @@ def read_shenzhen(root: os.PathLike | str) -> tuple[list[Record], SkipSummary]:
     """Shenzhen ``CXR_png/*.png`` + ``mask/*_mask.png`` (found anywhere under root); images
     without a mask are counted as ``image_without_mask``."""
     root, summary = _check_dir(root), SkipSummary()
-    img_dir = _find_dir(root, ["CXR_png"])
+    img_dir = _find_dirs(root, ["CXR_png"])[0]
     mask_dirs = [d for d in _find_dirs(root, ["mask", "masks"]) if img_dir not in d.parents]
     if not mask_dirs:
-        raise DataError(root, "no mask/ folder found under it")
-    images = _index(_images(img_dir, summary), _stem(), "image")
-    masks = _index(_images(mask_dirs[0], summary), _mask_stem(), "mask")
-    return _stem_records(root, images, [masks], summary), summary
+        raise DataError(root, "no mask/ folder found under it (outside CXR_png)")
+    masks = _images(mask_dirs[0], summary)
+    return _stem_records(root, _images(img_dir, summary), [masks], summary), summary
 
 
-def read_jsrt(root: os.PathLike | str, scr_root: os.PathLike | str | None = None,
-              ) -> tuple[list[Record], SkipSummary]:
-    """JSRT ``*.IMG`` anywhere under ``root`` with the SCR ``left lung/*.gif`` and
-    ``right lung/*.gif`` masks anywhere under ``scr_root`` (default ``root``), paired by
-    stem; other SCR structures (heart, clavicles) count as ``unused_structure``. SCR masks
-    are 1024x1024 for the 2048x2048 images."""
+def read_jsrt(root: os.PathLike | str) -> tuple[list[Record], SkipSummary]:
+    """JSRT ``*.IMG`` with the SCR ``left lung/*.gif`` and ``right lung/*.gif`` masks, all
+    anywhere under ``root``, paired by stem; other SCR structures (heart, clavicles) count as
+    ``unused_structure``. SCR masks are 1024x1024 for the 2048x2048 images."""
     root, summary = _check_dir(root), SkipSummary()
     files = _walk(root, summary)
-    if scr_root is not None and root not in Path(scr_root).parents and Path(scr_root) != root:
-        files = sorted(set(files + _walk(_check_dir(scr_root), summary)))
     side_of = lambda p: re.sub(r"[\s_\-]+|lung|mask", "", p.parent.name.lower())
-    images = _index((p for p in files if p.suffix.lower() == ".img"), _stem(), "image")
-    sides = [_index((p for p in files if side_of(p) == s and is_image_file(p)
-                     and p.suffix.lower() != ".img"), _stem(), "mask") for s in ("left", "right")]
+    images = [p for p in files if p.suffix.lower() == ".img"]
+    sides = [[p for p in files if side_of(p) == s and is_image_file(p) and p not in images]
+             for s in ("left", "right")]
     for p in files:
         if not is_image_file(p):
             summary.add("not_an_image", p)
@@ -349,5 +321,5 @@ def read_jsrt(root: os.PathLike | str, scr_root: os.PathLike | str | None = None
     if not images:
         raise DataError(root, "no JSRT .IMG files found under it")
     if not any(sides):
-        raise DataError(scr_root or root, "no SCR 'left lung'/'right lung' mask files found")
+        raise DataError(root, "no SCR 'left lung'/'right lung' mask files found under it")
     return _stem_records(root, images, sides, summary), summary
