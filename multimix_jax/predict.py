@@ -131,7 +131,7 @@ def predict_files(config, workdir: str | pathlib.Path, inputs: Sequence[str],
     """Per image of ``inputs`` (see :func:`collect_inputs` for the output names): the class
     probabilities and the class at the checkpoint's decision threshold, and mask, saliency and
     overlay PNGs at the model's resolution. Returns the rows of predictions.json."""
-    output_dir = pathlib.Path(output_dir).resolve()
+    output_dir = pathlib.Path(os.path.abspath(output_dir))  # as the inputs: links unresolved
     found = collect_inputs(inputs, exclude=output_dir)
     if found.skipped:
         log.warning("skipped %d file(s) that are not images: %s%s", len(found.skipped),
