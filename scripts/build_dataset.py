@@ -30,7 +30,8 @@ OPTIONS = {"split_seed": int, "val_fraction": float, "test_fraction": float, "ma
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 2)[2],
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                epilog=__doc__.split("\n\n", 2)[2],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("name", choices=sorted(builders.BUILDERS), help="dataset builder")
     p.add_argument("--manual_dir", required=True, help="the downloaded / unpacked folder")
@@ -41,7 +42,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     g = p.add_argument_group("builder options (each builder takes only some; defaults per builder)")
     for name, kind in OPTIONS.items():
         g.add_argument(f"--{name}", type=kind, default=None)
-    g.add_argument("--class_names", default=None, help="comma-separated class folders, label = position")
+    g.add_argument("--class_names", default=None,
+                   help="comma-separated class folder names, label = position")
     g.add_argument("--allow_unknown", action="store_true", default=None,
                    help="skip unknown class folders instead of failing")
     g.add_argument("--strict", action="store_true", default=None,
@@ -62,7 +64,12 @@ def main(argv=None) -> int:
     except (DataError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(builders.summary_text(builder))
+    md = builder.info.metadata
+    print(f"{builder.data_path} from {md['source']}, options {md['options']}")
+    for split, info in builder.info.splits.items():
+        print(f"  {split}: {info.num_examples} examples")
+    for reason, n in md["skipped"].items():
+        print(f"  skipped {reason}: {n} (e.g. {', '.join(md['skipped_examples'][reason][:3])})")
     return 0
 
 

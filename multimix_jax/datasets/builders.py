@@ -1,8 +1,8 @@
 """TFDS ArrayRecord builders (no TensorFlow) of the chest X-ray sets (docs/multimix.md, Data).
 
 ``build_dataset(NAME, manual_dir, data_dir, S)`` writes ``data_dir/multimix_NAME/Spx/1.0.0``
-(``image`` uint8 (S, S, 1), ``key``, and ``label`` int64 or ``mask`` uint8 {0, 1}; Montgomery
-and Shenzhen add ``abnormal``, -1 unknown); ``open_dataset(NAME, data_dir, S)`` reads it. The
+(``image`` uint8 (S, S, 1), ``key``, and ``label`` int64 or ``mask`` uint8 {0, 1} with
+``abnormal``: Montgomery/Shenzhen TB 1 / normal 0, else -1); ``open_dataset(NAME, data_dir, S)`` reads it. The
 options (each builder's ``DEFAULTS`` updated), the source folder and its :func:`fingerprint`
 are kept in ``info.metadata``: a build from other files or with other options into the same
 place is refused unless ``overwrite``. Builds are written under ``data_dir/.incomplete-*`` and
@@ -55,7 +55,7 @@ class _Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """Shared machinery; subclasses set name, KIND, LAYOUT, DEFAULTS and ``_read``."""
 
     VERSION = tfds.core.Version("1.0.0")
-    KIND, LAYOUT, ABNORMAL = "classification", "", False
+    KIND, LAYOUT = "classification", ""
     DEFAULTS: dict[str, Any] = {"split_seed": 0}
     MANUAL_DOWNLOAD_INSTRUCTIONS = "Pass the downloaded folder as --manual_dir."
     options: dict[str, Any] = {}
@@ -65,12 +65,11 @@ class _Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         s = int(self.builder_config.name.removesuffix("px"))
         image = tfds.features.Tensor(shape=(s, s, 1), dtype=np.uint8)
         feats = {"image": image, "key": tfds.features.Text()}
+        scalar = tfds.features.Tensor(shape=(), dtype=np.int64)
         if self.KIND == "classification":
-            feats["label"] = tfds.features.Tensor(shape=(), dtype=np.int64)
+            feats["label"] = scalar
         else:
-            feats["mask"] = image
-        if self.ABNORMAL:
-            feats["abnormal"] = tfds.features.Tensor(shape=(), dtype=np.int64)
+            feats.update(mask=image, abnormal=scalar)
         return tfds.core.DatasetInfo(
             builder=self, description=f"{self.__doc__}\nLayout of manual_dir: {self.LAYOUT}",
             features=tfds.features.FeaturesDict(feats), metadata=tfds.core.MetadataDict())
@@ -78,10 +77,12 @@ class _Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     def _splits(self, records, summary) -> dict[str, list[layouts.Record]]:
         """The folder's own splits when every record has one, else a seeded split."""
         if all(r.split for r in records):
-            return {s: [r for r in records if r.split == s] for s in sorted({r.split for r in records})}
+            return {s: [r for r in records if r.split == s]
+                    for s in sorted({r.split for r in records})}
         by_key, o = {r.key: r for r in records}, self.options
         strata = [r.label for r in records] if self.KIND == "classification" else None
-        parts = seeded_split(list(by_key), o["val_fraction"], o["test_fraction"], o["split_seed"], strata)
+        parts = seeded_split(list(by_key), o["val_fraction"], o["test_fraction"],
+                             o["split_seed"], strata)
         return {s: [by_key[k] for k in keys] for s, keys in parts.items()}
 
     def _split_generators(self, dl_manager):
@@ -89,22 +90,22 @@ class _Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         splits = self._splits(records, summary)
         self.info.metadata.update(options=self.options, **self.source,
                                   split_sizes={s: len(r) for s, r in splits.items()},
-                                  skip_summary=summary.as_dict())
+                                  skipped=dict(summary), skipped_examples=summary.examples)
         log.info("%s: %s; %s", self.name, self.info.metadata["split_sizes"], summary)
         return {s: self._generate_examples(r) for s, r in splits.items()}
 
     def _generate_examples(self, records):
         size = int(self.builder_config.name.removesuffix("px"))
-        arrays = load_records(records, size, kind=self.KIND, jsrt_shape=self.options.get("jsrt_shape", 2048),
+        arrays = load_records(records, size, kind=self.KIND,
+                              jsrt_shape=self.options.get("jsrt_shape", 2048),
                               mask_size_policy=self.options.get("mask_size_policy", "error"))
         for i, r in enumerate(records):
             ex = {"image": arrays["image"][i, ..., None], "key": r.key}
             if self.KIND == "classification":
                 ex["label"] = arrays["label"][i]
             else:
-                ex["mask"] = arrays["mask"][i, ..., None]
-            if self.ABNORMAL:
-                ex["abnormal"] = np.int64(-1 if r.abnormal is None else r.abnormal)
+                ex.update(mask=arrays["mask"][i, ..., None], abnormal=-1 if r.abnormal is None
+                          else r.abnormal)
             yield r.key, ex
 
 
@@ -112,10 +113,10 @@ _SEEDED = {"split_seed": 0, "val_fraction": 0.1, "test_fraction": 0.0}
 
 
 def _builder(name: str, doc: str, kind: str, layout: str, read, defaults: dict,
-             abnormal: bool = False, base: type = _Builder) -> type[_Builder]:
+             base: type = _Builder) -> type[_Builder]:
     """A builder class (TFDS needs one per dataset name) reading with ``read(root, options)``."""
     return type(name, (base,), {"__doc__": doc, "name": f"multimix_{name}", "KIND": kind,
-                                "LAYOUT": layout, "DEFAULTS": defaults, "ABNORMAL": abnormal,
+                                "LAYOUT": layout, "DEFAULTS": defaults,
                                 "_read": lambda self, root: read(root, self.options)},
                 skip_registration=True)
 
@@ -149,10 +150,10 @@ BUILDERS = {b.name.removeprefix("multimix_"): b for b in (
              _SEG, "CXR_png/*.png and ManualMask/{leftMask,rightMask}/*.png",
              lambda root, o: layouts.read_montgomery(root),
              {**_SEEDED, "val_fraction": 10 / 138, "test_fraction": 35 / 138,
-              "mask_size_policy": "error"}, abnormal=True),
+              "mask_size_policy": "error"}),
     _builder("shenzhen", "Shenzhen set, the images with a lung mask; 70/10/20 split.",
              _SEG, "CXR_png/*.png and mask/*_mask.png", lambda root, o: layouts.read_shenzhen(root),
-             {**_SEEDED, "test_fraction": 0.2, "mask_size_policy": "error"}, abnormal=True),
+             {**_SEEDED, "test_fraction": 0.2, "mask_size_policy": "error"}),
     _builder("nih_pneumonia", "NIH ChestX-ray14, Pneumonia vs No Finding, NORMAL subsampled to "
              "2754 as in the paper; test split only.", "classification",
              "images*/**/*.png and Data_Entry_2017.csv",
@@ -173,9 +174,10 @@ BUILDERS = {b.name.removeprefix("multimix_"): b for b in (
 def _options(cls: type[_Builder], given: dict[str, Any]) -> dict[str, Any]:
     """The builder's DEFAULTS updated with the given (not None) options, JSON-normalised."""
     given = {k: v for k, v in given.items() if v is not None}
-    if set(given) - set(cls.DEFAULTS):
-        raise ValueError(f"{cls.name} does not take the option(s) "
-                         f"{sorted(set(given) - set(cls.DEFAULTS))}; it takes {sorted(cls.DEFAULTS)}")
+    unknown = sorted(set(given) - set(cls.DEFAULTS))
+    if unknown:
+        raise ValueError(f"{cls.name} does not take the option(s) {unknown}; "
+                         f"it takes {sorted(cls.DEFAULTS)}")
     if given.get("mask_size_policy", "error") not in MASK_SIZE_POLICIES:
         raise ValueError(f"mask_size_policy must be one of {MASK_SIZE_POLICIES}, "
                          f"got {given['mask_size_policy']!r}")
@@ -251,12 +253,3 @@ def build_dataset(name: str, manual_dir: os.PathLike | str, data_dir: os.PathLik
         shutil.rmtree(tmp, ignore_errors=True)
     return make_builder(name, data_dir, size, **options)
 
-
-def summary_text(builder: _Builder) -> str:
-    """Where a built dataset is, what it was built from, its splits and skipped files."""
-    md, skips = builder.info.metadata, builder.info.metadata["skip_summary"]
-    return "\n  ".join(
-        [f"{builder.data_path} from {md['source']}, options {md['options']}"]
-        + [f"{s}: {info.num_examples} examples" for s, info in builder.info.splits.items()]
-        + [f"skipped {r}: {n} (e.g. {', '.join(skips['examples'].get(r, [])[:3])})"
-           for r, n in skips["counts"].items()])

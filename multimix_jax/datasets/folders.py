@@ -1,8 +1,4 @@
-"""Records and folders to numpy arrays, without TFDS (docs/multimix.md, Data).
-
-:func:`load_folder` is what ``input_pipeline.load_source(kind='folder')`` reads: decoded,
-resized and de-duplicated once per (folder, task, size, file listing) in a process.
-"""
+"""Records and folders to numpy arrays, without TFDS (docs/multimix.md, Data)."""
 
 from __future__ import annotations
 
@@ -143,6 +139,6 @@ def drop_duplicate_images(arrays: dict, where: str = "") -> dict:
     keep = np.sort(order[first[np.setdiff1d(np.arange(len(first)), conflicts)]])
     if len(keep) < n:
         dropped = np.setdiff1d(np.arange(n), keep)
-        per_split = collections.Counter(arrays["split"][dropped].tolist()) if "split" in arrays else ""
+        per_split = collections.Counter(arrays["split"][dropped]) if "split" in arrays else ""
         log.info("%s: dropped %d duplicate images %s", where, len(dropped), per_split)
     return {k: v[keep] for k, v in arrays.items()}

@@ -18,7 +18,6 @@ Every decoding problem raises :class:`DataError` naming the file.
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import Sequence
@@ -36,11 +35,8 @@ class DataError(ValueError):
     """A problem with the user's data; the message starts with the file at fault."""
 
     def __init__(self, path: os.PathLike | str, problem: str):
-        self.path, self.problem = Path(path), problem
+        self.path = Path(path)
         super().__init__(f"{path}: {problem}")
-
-    def __reduce__(self):
-        return type(self), (self.path, self.problem)
 
 
 def is_ignorable(path: os.PathLike | str) -> bool:
@@ -98,6 +94,8 @@ def _decode(path: Path, what: str) -> tuple[np.ndarray, np.ndarray | None]:
         raise DataError(path, f"{problem} {what} file")
     try:
         with Image.open(path) as img:
+            img.verify()  # checksums (PNG): corrupted bytes that would decode silently
+        with Image.open(path) as img:
             img.load()
             return _gray_alpha(img)
     except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError, ...
@@ -115,20 +113,11 @@ def load_grayscale(path: os.PathLike | str) -> np.ndarray:
     return ((gray.astype(np.uint32) * alpha + 127) // 255).astype(np.uint8)
 
 
-def load_jsrt_img(path: os.PathLike | str,
-                  shape: int | Sequence[int] | None = JSRT_SHAPE) -> np.ndarray:
+def load_jsrt_img(path: os.PathLike | str, shape: int | Sequence[int] = JSRT_SHAPE) -> np.ndarray:
     """A JSRT raw ``.IMG`` (``H*W`` big-endian uint16, 12-bit, larger = darker) -> uint8,
-    inverted: ``round((4095 - v) * 255 / 4095)`` (65535 if values exceed 12 bits).
-    ``shape=None`` infers a square from the file size."""
-    path = Path(path)
+    inverted: ``round((4095 - v) * 255 / 4095)`` (65535 if values exceed 12 bits)."""
+    path, (h, w) = Path(path), to_hw(shape)
     nbytes = path.stat().st_size if path.is_file() else 0
-    if nbytes == 0:
-        raise DataError(path, "missing or empty JSRT .IMG file")
-    if shape is None:
-        side = math.isqrt(nbytes // 2)
-        h = w = side
-    else:
-        h, w = to_hw(shape)
     if nbytes != 2 * h * w:
         raise DataError(path, f"{nbytes} bytes, but a {h}x{w} JSRT raw image (big-endian "
                         f"uint16) is {2 * h * w} bytes: truncated or not a JSRT .IMG file")
@@ -160,7 +149,8 @@ def resize_image(img: np.ndarray, size: int | Sequence[int]) -> np.ndarray:
         raise ValueError(f"expected a uint8 (H, W) image, got {img.dtype} {img.shape}")
     if img.shape == (h, w):
         return img.copy()
-    return np.asarray(Image.fromarray(np.ascontiguousarray(img)).resize((w, h), Image.Resampling.BILINEAR))
+    out = Image.fromarray(np.ascontiguousarray(img)).resize((w, h), Image.Resampling.BILINEAR)
+    return np.asarray(out)
 
 
 def resize_mask(mask: np.ndarray, size: int | Sequence[int]) -> np.ndarray:

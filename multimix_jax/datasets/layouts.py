@@ -14,7 +14,7 @@ import dataclasses
 import os
 import re
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from multimix_jax.datasets.image_io import DataError, is_ignorable, is_image_file
 
@@ -49,13 +49,10 @@ class SkipSummary(collections.Counter):
         if path is not None and len(self.examples[reason]) < 5:
             self.examples[reason].append(os.fspath(path))
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"total": self.total(), "counts": dict(sorted(self.items())),
-                "examples": dict(sorted(self.examples.items()))}
-
     def __str__(self) -> str:
         return f"skipped {self.total()} files" + "".join(
-            f"\n  {r}: {n} (e.g. {', '.join(self.examples[r][:3])})" for r, n in sorted(self.items()))
+            f"\n  {r}: {n} (e.g. {', '.join(self.examples[r][:3])})"
+            for r, n in sorted(self.items()))
 
 
 def _check_dir(path: os.PathLike | str) -> Path:
@@ -228,13 +225,14 @@ def read_nih_pneumonia(root: os.PathLike | str) -> tuple[list[Record], SkipSumma
     images = _index(_images(root, summary, exclude=table), lambda p: p.name, "image")
     try:
         with open(table, newline="", encoding="utf-8-sig") as fh:
-            rows = [(row["Image Index"].strip(), {f.strip() for f in row["Finding Labels"].split("|")})
+            rows = [(row["Image Index"].strip(), row["Finding Labels"].split("|"))
                     for row in csv.DictReader(fh)]
     except (OSError, UnicodeDecodeError, csv.Error, KeyError, AttributeError) as e:
         raise DataError(table, "cannot read its 'Image Index' and 'Finding Labels' columns "
                         f"({e!r})") from None
     records = []
     for name, findings in rows:
+        findings = {f.strip() for f in findings}
         label = 1 if "Pneumonia" in findings else 0 if findings == {"No Finding"} else None
         image = images.pop(name.lower(), None)
         if image is not None and label is not None:
@@ -264,7 +262,8 @@ def read_segmentation_folder(root: os.PathLike | str, *, strict: bool = False,
                            lambda i, m: Record(i.relative_to(root).as_posix(), i, m),
                            _stem(img_dir), _stem(mask_dir, mask=True))
     if strict and summary["image_without_mask"]:
-        raise DataError(summary.examples["image_without_mask"][0], f"image has no mask in {mask_dir}")
+        raise DataError(summary.examples["image_without_mask"][0],
+                        f"image has no mask in {mask_dir} (strict)")
     if not records:
         raise DataError(root, "no image/mask pairs found")
     return records, summary
