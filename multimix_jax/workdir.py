@@ -1,0 +1,205 @@
+"""The workdir's own records: the config that made it (``config.json``), the comparison of a
+later run's config against it, and the lock that keeps two training runs apart.
+
+Resume, evaluate and predict compare every recorded config field except a few that do not
+change what the checkpoints are (``ALLOWED``; evaluate/predict also ignore the training-only
+groups in ``INFERENCE_ALLOWED``). A field the record lacks (an older workdir, a field added
+since) is allowed with a warning. String values that differ only by the data root
+(``config.data_root``) compare equal, so the data may move.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import logging
+import os
+import pathlib
+import socket
+from typing import Iterator, Sequence
+
+log = logging.getLogger("multimix_jax")
+
+CONFIG_FILE = "config.json"
+CHANGES_FILE = "config_changes.jsonl"
+LOCK_FILE = "train.lock"
+
+# Fields (or groups: a prefix) that may change on resume: run length, logging, workers, eval.
+ALLOWED = ("train.num_steps", "train.num_epochs", "train.log_every_steps",
+           "train.eval_every_steps", "train.checkpoint_every_steps", "train.keep_checkpoints",
+           "train.num_image_summaries", "train.divergence_factor", "data.worker_count",
+           "data.worker_buffer_size", "data.eval_batch_size", "data.eval_sets", "eval",
+           "distributed", "data_root")
+# ... and what only training reads, for evaluate/predict.
+INFERENCE_ALLOWED = ALLOWED + ("train", "optim", "loss", "augment", "data.per_stream_batch")
+
+
+class UserError(ValueError):
+    """Bad input from the user: the message is one sentence that says what would work."""
+
+
+class ConfigMismatchError(UserError):
+    pass
+
+
+class WorkdirLockedError(UserError):
+    pass
+
+
+# --------------------------------------------------------------------------- recorded config
+def config_dict(config) -> dict:
+    """The config as plain JSON values (tuples as lists), as recorded in config.json."""
+    return json.loads(config.to_json_best_effort())
+
+
+def read_recorded(workdir: str | pathlib.Path) -> dict | None:
+    path = pathlib.Path(workdir) / CONFIG_FILE
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def write_recorded(workdir: pathlib.Path, config) -> None:
+    """config.json, written atomically."""
+    tmp = workdir / (CONFIG_FILE + ".tmp")
+    tmp.write_text(config.to_json_best_effort(indent=2))
+    tmp.replace(workdir / CONFIG_FILE)
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """{'a': {'b': 1}} -> {'a.b': 1}; an empty dict stays a value."""
+    flat = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _matches(name: str, patterns: Sequence[str]) -> bool:
+    return any(p == "all" or name == p or name.startswith(p + ".") for p in patterns)
+
+
+def _rooted(value, root: str):
+    """A path under the data root, written relative to it."""
+    if isinstance(value, str) and root and value.startswith(root):
+        return "$data_root" + value[len(root):]
+    return value
+
+
+def config_changes(recorded: dict, current: dict, allowed: Sequence[str]) -> tuple[list, list]:
+    """(refused, accepted) differences as (field, recorded, current); fields missing on one
+    side are accepted (and warned about)."""
+    old_root, new_root = recorded.get("data_root") or "", current.get("data_root") or ""
+    old, new = flatten(recorded), flatten(current)
+    refused, accepted = [], []
+    for name in sorted(set(old) | set(new)):
+        if name not in old or name not in new:
+            log.warning("config field %s is %s the recorded config: unknown, allowed", name,
+                        "not in" if name not in old else "only in")
+            continue
+        if _rooted(old[name], old_root) == _rooted(new[name], new_root):
+            continue
+        (accepted if _matches(name, allowed) else refused).append((name, old[name], new[name]))
+    return refused, accepted
+
+
+def _describe(changes: list) -> str:
+    return "; ".join(f"{name} {json.dumps(a)} -> {json.dumps(b)}" for name, a, b in changes)
+
+
+def check_config(config, workdir: str | pathlib.Path, *, inference: bool = False,
+                 allow: Sequence[str] = ()) -> list:
+    """Stops with one message naming every field that differs from the workdir's recorded
+    config (old -> new), unless allowed; returns the accepted changes. No record: no check."""
+    recorded = read_recorded(workdir)
+    if recorded is None:
+        return []
+    allowed = (INFERENCE_ALLOWED if inference else ALLOWED) + tuple(allow)
+    refused, accepted = config_changes(recorded, config_dict(config), allowed)
+    if refused:
+        fields = ",".join(name for name, _, _ in refused)
+        raise ConfigMismatchError(
+            f"{pathlib.Path(workdir) / CONFIG_FILE} records a different config: "
+            f"{_describe(refused)}; use the config the run was made with, another --workdir, "
+            f"or --allow_config_change={fields} if the change is intended")
+    return accepted
+
+
+def record_config(config, workdir: pathlib.Path, accepted: list, step: int) -> None:
+    """Writes config.json (the config of the latest run) and appends accepted changes to
+    config_changes.jsonl, so what changed on resume stays on record."""
+    if accepted:
+        log.warning("config changed since the recorded run: %s", _describe(accepted))
+        with open(workdir / CHANGES_FILE, "a") as f:
+            for name, old, new in accepted:
+                f.write(json.dumps({"step": step, "field": name, "old": old, "new": new}) + "\n")
+    write_recorded(workdir, config)
+
+
+def adopt_recorded_data_root(config, workdir: str | pathlib.Path) -> None:
+    """An unset ``config.data_root`` ("") takes the workdir's recorded one."""
+    recorded = read_recorded(workdir)
+    if recorded is None or "data_root" not in config or config.data_root:
+        return
+    if recorded.get("data_root"):
+        config.data_root = recorded["data_root"]
+        log.info("data_root %s (recorded in %s)", config.data_root, workdir)
+
+
+# --------------------------------------------------------------------------- lock
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _is_stale(holder: dict | None) -> bool:
+    """A lock whose process is gone (same host), or that is unreadable."""
+    if not holder:
+        return True
+    return holder.get("host") == socket.gethostname() and not _pid_alive(int(holder["pid"]))
+
+
+def _read_lock(path: pathlib.Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+@contextlib.contextmanager
+def training_lock(workdir: pathlib.Path) -> Iterator[None]:
+    """Holds ``WORKDIR/train.lock`` (pid, host, start time) while training; a second run is
+    refused with the holder's name, a lock left by a killed run (pid gone) is taken over."""
+    path = workdir / LOCK_FILE
+    mine = {"pid": os.getpid(), "host": socket.gethostname(),
+            "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            holder = _read_lock(path)
+            if not _is_stale(holder):
+                raise WorkdirLockedError(
+                    f"{workdir} is being trained by pid {holder['pid']} on {holder['host']} "
+                    f"(since {holder['started']}); wait for it, use another --workdir, or "
+                    f"delete {path} if that run is gone") from None
+            log.warning("%s: taking over a stale lock %s", workdir, holder)
+            path.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as f:
+            json.dump(mine, f)
+        break
+    else:
+        raise WorkdirLockedError(f"{path}: could not take the lock; delete it and retry")
+    try:
+        yield
+    finally:
+        if _read_lock(path) == mine:
+            path.unlink(missing_ok=True)
