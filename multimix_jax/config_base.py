@@ -57,6 +57,10 @@ def base_config() -> ml_collections.ConfigDict:
     config.model.widths = (16, 32, 64, 128, 256)
     config.model.dropout_rate = 0.25
     config.model.use_bridge = True
+    # Compute dtype: 'float32' | 'bfloat16' (convolutions and activations; parameters, norm
+    # statistics, logits, losses, saliency and optimizer state stay float32).
+    config.model.dtype = "float32"
+    config.model.saliency_float32 = True  # bfloat16 runs: the saliency pass stays float32
 
     config.tasks = ml_collections.ConfigDict(dict(classification=True, segmentation=True))
 

@@ -4,11 +4,16 @@ Architecture). Modules only: losses live in ``losses.py``, the training step in 
 All tensors are NHWC. The parameter tree is ``{'encoder', 'classifier', 'decoder'}``; with
 the default widths (16, 32, 64, 128, 256) and the bridge it holds exactly 1,965,155
 parameters, as the original.
+
+Mixed precision (``config.model.dtype='bfloat16'``): convolutions, activations, resizing and
+dropout run in ``dtype``; parameters stay float32 (``param_dtype``), InstanceNorm computes its
+statistics and the normalisation in float32, and both heads return float32 logits, so losses,
+gradients w.r.t. the input (the saliency) and the optimizer state are float32.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
@@ -20,6 +25,15 @@ DEFAULT_WIDTHS = (16, 32, 64, 128, 256)
 # PyTorch's default conv/linear weight init (kaiming_uniform, a=sqrt(5)) == U(+-1/sqrt(fan_in)).
 torch_default_kernel_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
 BRIDGE_SCALE = 1.0 / 8.0  # concat(x, s) is shrunk 256 -> 32 to meet the first decoder stage.
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def compute_dtype(name: str) -> Any:
+    """``config.model.dtype`` ('float32' | 'bfloat16') as a jnp dtype."""
+    if name not in COMPUTE_DTYPES:
+        raise ValueError(f"config.model.dtype={name!r} is not supported; use one of "
+                         f"{sorted(COMPUTE_DTYPES)}")
+    return COMPUTE_DTYPES[name]
 
 
 class ConvBlock(nn.Module):
@@ -27,14 +41,17 @@ class ConvBlock(nn.Module):
 
     features: int
     dropout_rate: float = 0.25
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
         for _ in range(2):
-            x = nn.Conv(self.features, (3, 3), padding=1, kernel_init=torch_default_kernel_init)(x)
-            # InstanceNorm2d(affine=False): per image and channel, biased variance, eps 1e-5.
+            x = nn.Conv(self.features, (3, 3), padding=1, kernel_init=torch_default_kernel_init,
+                        dtype=self.dtype)(x)
+            # InstanceNorm2d(affine=False): per image and channel, biased variance, eps 1e-5;
+            # statistics and normalisation in float32 (flax promotes), output in ``dtype``.
             x = nn.InstanceNorm(epsilon=1e-5, use_scale=False, use_bias=False,
-                                use_fast_variance=False)(x)
+                                use_fast_variance=False, dtype=self.dtype)(x)
             x = nn.leaky_relu(x, negative_slope=0.2)
         return nn.Dropout(self.dropout_rate, deterministic=not train)(x)
 
@@ -44,33 +61,37 @@ class Encoder(nn.Module):
 
     widths: Sequence[int] = DEFAULT_WIDTHS
     dropout_rate: float = 0.25
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, *, train: bool):
         skips = []
+        x = x.astype(self.dtype)
         for features in self.widths:
-            x = ConvBlock(features, self.dropout_rate)(x, train=train)
+            x = ConvBlock(features, self.dropout_rate, self.dtype)(x, train=train)
             skips.append(x)
             x = nn.max_pool(x, (2, 2), strides=(2, 2))
         return tuple(skips), x
 
 
 class ClassifierHead(nn.Module):
-    """Global average pool of the pooled c5, then Dense(num_classes) logits."""
+    """Global average pool of the pooled c5, then Dense(num_classes) logits (in float32)."""
 
     num_classes: int = 2
 
     @nn.compact
     def __call__(self, pooled: jnp.ndarray) -> jnp.ndarray:
         return nn.Dense(self.num_classes, kernel_init=torch_default_kernel_init)(
-            pooled.mean(axis=(1, 2)))
+            pooled.astype(jnp.float32).mean(axis=(1, 2)))
 
 
 class Decoder(nn.Module):
-    """U-Net decoder; ``bridge`` (x ++ saliency at 1/8 size) joins the FIRST stage only."""
+    """U-Net decoder; ``bridge`` (x ++ saliency at 1/8 size) joins the FIRST stage only.
+    Returns float32 logits."""
 
     widths: Sequence[int] = DEFAULT_WIDTHS
     dropout_rate: float = 0.25
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, skips: Sequence[jnp.ndarray], bridge: jnp.ndarray | None, *,
@@ -79,27 +100,32 @@ class Decoder(nn.Module):
         for stage, skip in enumerate(reversed(skips[:-1])):
             parts = [resize.upsample2x(x), skip]
             if stage == 0 and bridge is not None:
-                parts.append(bridge)
-            x = ConvBlock(skip.shape[-1], self.dropout_rate)(
+                parts.append(bridge.astype(self.dtype))
+            x = ConvBlock(skip.shape[-1], self.dropout_rate, self.dtype)(
                 jnp.concatenate(parts, axis=-1), train=train)
-        return nn.Conv(1, (1, 1), kernel_init=torch_default_kernel_init)(x)
+        out = nn.Conv(1, (1, 1), kernel_init=torch_default_kernel_init, dtype=self.dtype)(x)
+        return out.astype(jnp.float32)
 
 
 class MultiMix(nn.Module):
     """Encoder + classifier + decoder. Call the methods through ``apply(..., method=...)``.
 
-    ``use_bridge=False`` gives the UMTL / U-Net decoder (no saliency channels).
+    ``use_bridge=False`` gives the UMTL / U-Net decoder (no saliency channels); ``dtype`` is
+    the compute dtype (float32 parameters and logits either way); ``saliency_float32`` keeps
+    the saliency's encoder pass in float32 under bfloat16 (see ``classify``).
     """
 
     widths: Sequence[int] = DEFAULT_WIDTHS
     dropout_rate: float = 0.25
     num_classes: int = 2
     use_bridge: bool = True
+    dtype: Any = jnp.float32
+    saliency_float32: bool = True
 
     def setup(self):
-        self.encoder = Encoder(self.widths, self.dropout_rate)
+        self.encoder = Encoder(self.widths, self.dropout_rate, self.dtype)
         self.classifier = ClassifierHead(self.num_classes)
-        self.decoder = Decoder(self.widths, self.dropout_rate)
+        self.decoder = Decoder(self.widths, self.dropout_rate, self.dtype)
 
     def encode(self, images: jnp.ndarray, *, train: bool):
         """(skips, logits) for NHWC images."""
@@ -107,14 +133,23 @@ class MultiMix(nn.Module):
         return skips, self.classifier(pooled)
 
     def classify(self, images: jnp.ndarray, *, train: bool) -> jnp.ndarray:
-        return self.encode(images, train=train)[1]
+        """Class logits; the ones the saliency differentiates. With ``saliency_float32`` they
+        are computed by a float32 copy of the encoder on the same parameters, whatever
+        ``dtype``: a bfloat16 input gradient correlates only ~0.8 with the float32 one."""
+        if not self.saliency_float32 or self.dtype == jnp.float32 or self.is_initializing():
+            return self.encode(images, train=train)[1]
+        full = self.clone(parent=None, dtype=jnp.float32)
+        rngs = {"dropout": self.make_rng("dropout")} if train else {}
+        return full.apply({"params": self.variables["params"]}, images, train=train, rngs=rngs,
+                          method=MultiMix.encode)[1]
 
     def decode(self, images: jnp.ndarray, saliency: jnp.ndarray | None, skips, *,
                train: bool) -> jnp.ndarray:
         """Per-pixel segmentation logits (N, H, W, 1) from the skips and the bridge."""
         bridge = None
         if self.use_bridge:
-            bridge = resize.scale_by(jnp.concatenate([images, saliency], axis=-1), BRIDGE_SCALE)
+            bridge = resize.scale_by(jnp.concatenate([images, saliency], axis=-1).astype(
+                self.dtype), BRIDGE_SCALE)
         return self.decoder(skips, bridge, train=train)
 
     def __call__(self, images: jnp.ndarray, saliency: jnp.ndarray | None = None, *,
@@ -127,9 +162,12 @@ class MultiMix(nn.Module):
 
 
 def build_model(model_config) -> MultiMix:
-    """MultiMix from ``config.model`` (widths, dropout_rate, use_bridge)."""
+    """MultiMix from ``config.model`` (widths, dropout_rate, use_bridge, dtype,
+    saliency_float32)."""
     return MultiMix(widths=tuple(model_config.widths), dropout_rate=model_config.dropout_rate,
-                    use_bridge=model_config.use_bridge)
+                    use_bridge=model_config.use_bridge,
+                    dtype=compute_dtype(model_config.get("dtype", "float32")),
+                    saliency_float32=model_config.get("saliency_float32", True))
 
 
 def init_params(model: MultiMix, rng: jax.Array, image_size: int):

@@ -1,6 +1,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from multimix_jax import models, resize
 from multimix_jax.saliency import saliency_map
@@ -111,3 +112,35 @@ def test_saliency_equals_finite_differences():
             delta = jnp.zeros_like(x).at[image, i, j, 0].set(eps)
             fd = (selected(x + delta, image) - selected(x - delta, image)) / (2 * eps)
             np.testing.assert_allclose(sal[image, i, j, 0], abs(fd), rtol=0.05)
+
+
+def test_bfloat16_computes_in_bfloat16_with_float32_params_and_outputs():
+    config = tiny_config()
+    config.model.dtype = "bfloat16"
+    model16 = models.build_model(config.model)
+    model32 = models.build_model(tiny_config().model)
+    params = models.init_params(model16, jax.random.PRNGKey(0), 32)
+    assert all(p.dtype == jnp.float32 for p in jax.tree_util.tree_leaves(params))
+    x = jax.random.uniform(jax.random.PRNGKey(1), (3, 32, 32, 1), minval=-1, maxval=1)
+    skips, _ = model16.apply({"params": params}, x, train=False, method=models.MultiMix.encode)
+    assert all(s.dtype == jnp.bfloat16 for s in skips)
+    sal16, sal32 = saliency_map(model16, params, x), saliency_map(model32, params, x)
+    assert sal16.dtype == jnp.float32
+    np.testing.assert_allclose(sal16, sal32, rtol=1e-5, atol=1e-7)  # its pass stays float32
+    out16 = model16.apply({"params": params}, x, sal16, train=False)
+    out32 = model32.apply({"params": params}, x, sal32, train=False)
+    for a16, a32 in zip(out16, out32):  # (seg logits, class logits)
+        assert a16.dtype == jnp.float32
+        assert np.abs(np.asarray(a16) - np.asarray(a32)).max() <= 0.1 * np.abs(a32).max()
+        assert np.corrcoef(np.ravel(a16), np.ravel(a32))[0, 1] > 0.99
+    # without saliency_float32 the saliency pass itself runs in bfloat16 (still float32 out)
+    fast = model16.clone(saliency_float32=False)
+    sal_fast = saliency_map(fast, params, x)
+    assert sal_fast.dtype == jnp.float32 and not np.allclose(sal_fast, sal32, rtol=1e-3)
+
+
+def test_unknown_compute_dtype_is_one_clear_error():
+    config = tiny_config()
+    config.model.dtype = "float16"
+    with pytest.raises(ValueError, match=r"config.model.dtype='float16' is not supported"):
+        models.build_model(config.model)

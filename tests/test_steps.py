@@ -107,6 +107,24 @@ def test_original_kl_gives_zero_kl_metric_and_baseline_configs_run():
     assert set(collection.compute()) == {"loss", "cls_loss", "accuracy"}
 
 
+def test_bfloat16_step_keeps_float32_state_and_a_finite_loss_close_to_float32():
+    losses = {}
+    for dtype in ("float32", "bfloat16"):
+        config = tiny_config()
+        config.model.dtype = dtype
+        mesh, model, tx, state = _setup(config)
+        step = steps.jit_train_step(model, tx, config, mesh)
+        batch = steps.shard_batch(random_batch(config), mesh)
+        for _ in range(2):
+            state, collection = step(state, batch)
+        losses[dtype] = float(collection.compute()["loss"])
+        floats = jax.tree_util.tree_leaves((state.params, state.opt_state, state.ema_params))
+        assert all(x.dtype == jnp.float32 for x in floats if jnp.issubdtype(x.dtype, jnp.floating))
+    assert np.isfinite(losses["bfloat16"])
+    assert losses["bfloat16"] == pytest.approx(losses["float32"], rel=0.05)
+    assert losses["bfloat16"] != losses["float32"]  # it did compute in bfloat16
+
+
 def test_predict_outputs():
     config = tiny_config()
     mesh, model, _, state = _setup(config)
