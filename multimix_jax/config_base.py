@@ -91,6 +91,8 @@ def base_config() -> ml_collections.ConfigDict:
     config.train.keep_checkpoints = 2
     config.train.best_metric = "val_score"  # mean of val accuracy and val Dice
     config.train.num_image_summaries = 4
+    # Stop when a log interval's mean loss exceeds this many times the lowest so far (<= 0: off).
+    config.train.divergence_factor = 20.0
 
     # Which evaluation sets fill the paper's Table-2 columns (in-domain, cross-domain).
     config.eval = ml_collections.ConfigDict(dict(

@@ -6,14 +6,26 @@
   python -m multimix_jax.main --config configs/default.py --workdir runs/default --mode predict \
       --inputs img1.png some_folder/ --output predictions/
 Any config field can be overridden: --config.train.num_steps=100 --config.labels.cls=all
+
+The workdir records the config that made it (config.json). Resuming, evaluating or predicting
+with a config that differs in a field that changes what the checkpoints are (model, data,
+budgets, losses, seeds...; not run length, logging or eval settings) stops with the list of
+differing fields, unless --allow_config_change names them. A workdir is trained by one run at
+a time (train.lock); evaluate and predict only read finished checkpoints, so they may run
+beside training. Bad input stops before the first step with one line saying what would work.
 """
 
 from __future__ import annotations
 
 import logging
+import pathlib
+import sys
 
 from absl import app, flags
 from ml_collections import config_flags
+
+from multimix_jax import workdir as workdir_lib
+from multimix_jax.workdir import UserError
 
 config_flags.DEFINE_config_file("config", None, "Path to a configs/*.py file.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Checkpoints, TensorBoard logs and results go here.")
@@ -27,20 +39,114 @@ flags.DEFINE_multi_string("eval_seg_folder", [], "NAME=DIR with DIR/images and D
 flags.DEFINE_multi_string("inputs", [], "Image files or folders for --mode predict.")
 flags.DEFINE_string("output", None, "Output folder for evaluate/predict (default: workdir or "
                     "workdir/predictions).")
+flags.DEFINE_list("allow_config_change", [], "Config fields (or groups, e.g. optim) that may "
+                  "differ from the config recorded in the workdir, comma-separated, or 'all'; "
+                  "without it a resume/evaluate/predict with a changed field such as "
+                  "model.widths or data.image_size stops and lists the differences.")
 flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
 
 
-def _extra_sets() -> dict:
+def _override_named(key: str) -> str:
+    """The command-line override that mentions config key ``key``."""
+    for arg in sys.argv[1:]:
+        name = arg.split("=", 1)[0]
+        if name.startswith("--config.") and key in name[len("--config."):].split("."):
+            return arg
+    return f"--config.{key}"
+
+
+def _unknown_field(error: Exception) -> str:
+    key = str(error).strip("\"'")
+    return (f"{_override_named(key)}: the config has no field {key!r}; check the spelling "
+            "against the config file")
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's parsing, with an override of a field the config lacks as one line."""
+    try:
+        return app.parse_flags_with_usage(argv)
+    except (AttributeError, KeyError) as error:
+        sys.exit(f"error: {_unknown_field(error)}")
+
+
+def load_config():
+    """FLAGS.config (loaded lazily by ml_collections), with one-sentence errors."""
+    try:
+        config = FLAGS.config
+        config.keys()  # a config file that failed to load raises on first use
+        return config
+    except OSError:
+        raise UserError(f"--config {FLAGS['config'].config_filename}: no such config file; "
+                        "give a configs/*.py file such as configs/default.py") from None
+    except (AttributeError, KeyError) as error:
+        raise UserError(_unknown_field(error)) from None
+    except (TypeError, ValueError) as error:
+        raise UserError(f"--config override: {error}") from None
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def check_config_values(config) -> None:
+    """Budgets and hold-outs: a positive count or the words the data layer knows."""
+    for name in ("labels.cls", "labels.seg", "data.val_cls", "data.val_seg"):
+        group, field = name.split(".")
+        value = config[group][field]
+        word = value == "all" if group == "labels" else str(value).startswith("split:")
+        if not (_is_count(value) or word):
+            what = "'all'" if group == "labels" else "'split:NAME'"
+            raise UserError(f"--config.{name}={value}: expected a positive number or {what}")
+
+
+def extra_sets() -> dict:
+    """name -> (task, folder) of --eval_cls_folder/--eval_seg_folder, checked up front."""
     extra = {}
-    for task, items in (("classification", FLAGS.eval_cls_folder),
-                        ("segmentation", FLAGS.eval_seg_folder)):
-        for item in items:
+    for flag, task, inner in (("eval_cls_folder", "classification", ()),
+                              ("eval_seg_folder", "segmentation", ("images", "masks"))):
+        for item in FLAGS[flag].value:
             name, sep, path = item.partition("=")
             if not sep or not name or not path:
-                raise app.UsageError(f"expected NAME=DIR, got {item!r}")
+                raise UserError(f"--{flag} {item}: expected NAME=DIR, e.g. mine=/data/xrays")
+            missing = [p for p in (pathlib.Path(path), *(pathlib.Path(path) / i for i in inner))
+                       if not p.is_dir()]
+            if missing:
+                layout = f"; DIR must hold {' and '.join(i + '/' for i in inner)}" if inner else ""
+                raise UserError(f"--{flag} {item}: no folder {missing[0]}{layout}")
             extra[name] = (task, path)
     return extra
+
+
+def _check_inputs(mode: str, which: str) -> None:
+    from multimix_jax.checkpointing import parse_which
+    parse_which(which)
+    if mode == "predict" and not FLAGS.inputs:
+        raise UserError("--mode predict needs --inputs FILE_OR_DIR ...")
+    if mode != "train" and not (pathlib.Path(FLAGS.workdir) / "checkpoints").is_dir():
+        raise UserError(f"--workdir {FLAGS.workdir}: no checkpoints there; train first "
+                        "(--mode train) or check the path")
+
+
+def run_mode(config) -> None:
+    from multimix_jax import evaluate, predict, train  # after flags: keeps --help fast
+    extra = extra_sets()
+    _check_inputs(FLAGS.mode, FLAGS.checkpoint)
+    check_config_values(config)
+    workdir_lib.adopt_recorded_data_root(config, FLAGS.workdir)
+    if FLAGS.mode == "train":
+        train.train_and_evaluate(config, FLAGS.workdir,
+                                 allow_config_change=FLAGS.allow_config_change)
+        evaluate.evaluate(config, FLAGS.workdir, which="best", extra_sets=extra)
+        return
+    workdir_lib.check_config(config, FLAGS.workdir, inference=True,
+                             allow=FLAGS.allow_config_change)
+    if FLAGS.mode == "evaluate":
+        evaluate.evaluate(config, FLAGS.workdir, which=FLAGS.checkpoint, extra_sets=extra,
+                          output_dir=FLAGS.output)
+    else:
+        predict.predict_files(config, FLAGS.workdir, FLAGS.inputs,
+                              FLAGS.output or f"{FLAGS.workdir}/predictions", FLAGS.checkpoint)
 
 
 def main(argv) -> None:
@@ -49,25 +155,16 @@ def main(argv) -> None:
     logging.getLogger("multimix_jax").setLevel(logging.INFO)
     for noisy in ("absl", "orbax", "jax"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    from multimix_jax import evaluate, predict, train  # after flags: keeps --help fast
-
-    config = FLAGS.config
-    if FLAGS.mode == "train":
-        train.train_and_evaluate(config, FLAGS.workdir)
-        evaluate.evaluate(config, FLAGS.workdir, which="best", extra_sets=_extra_sets())
-    elif FLAGS.mode == "evaluate":
-        evaluate.evaluate(config, FLAGS.workdir, which=FLAGS.checkpoint,
-                           extra_sets=_extra_sets(), output_dir=FLAGS.output)
-    else:
-        if not FLAGS.inputs:
-            raise app.UsageError("--mode predict needs --inputs FILE_OR_DIR ...")
-        predict.predict_files(config, FLAGS.workdir, FLAGS.inputs,
-                                FLAGS.output or f"{FLAGS.workdir}/predictions", FLAGS.checkpoint)
+    from multimix_jax import train
+    try:
+        run_mode(load_config())
+    except (UserError, train.NonFiniteLossError, train.DivergenceError) as error:
+        sys.exit(f"error: {error}")
 
 
 def run() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname).1s %(message)s")
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)
 
 
 if __name__ == "__main__":

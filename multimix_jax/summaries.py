@@ -11,11 +11,17 @@ from tensorboardX import SummaryWriter
 
 
 class MetricWriter:
-    def __init__(self, workdir: str | pathlib.Path):
+    """Scalars and images of one run; ``start_step`` is the step it (re)starts from: rows of
+    later steps, written by a run that was stopped before checkpointing them, are dropped from
+    metrics.jsonl and purged from TensorBoard so the re-run steps appear once."""
+
+    def __init__(self, workdir: str | pathlib.Path, start_step: int = 0):
         self.workdir = pathlib.Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self._tb = SummaryWriter(str(self.workdir / "tensorboard"))
-        self._jsonl = open(self.workdir / "metrics.jsonl", "a")
+        self._tb = SummaryWriter(str(self.workdir / "tensorboard"), purge_step=start_step + 1)
+        path = self.workdir / "metrics.jsonl"
+        drop_rows_after(path, start_step)
+        self._jsonl = open(path, "a")
 
     def write_scalars(self, step: int, scalars: dict) -> None:
         clean = {k: float(v) for k, v in scalars.items()}
@@ -37,6 +43,18 @@ class MetricWriter:
     def close(self) -> None:
         self._tb.close()
         self._jsonl.close()
+
+
+def drop_rows_after(path: pathlib.Path, step: int) -> None:
+    """Keeps the rows of ``path`` (JSON lines with a "step") up to ``step``; atomic."""
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines()
+    kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
+    if len(kept) != len(lines):
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("".join(line + "\n" for line in kept))
+        tmp.replace(path)
 
 
 def normalize_map(values: np.ndarray) -> np.ndarray:

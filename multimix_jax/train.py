@@ -1,19 +1,31 @@
-"""The training loop: sharded state, periodic validation, best + latest checkpoints with the
-data iterator, exact resume, non-finite guard, progress and TensorBoard (conventions.md)."""
+"""The training loop: one flat loop over steps, one "is it time" predicate, and small helpers
+that log, validate and checkpoint.
+
+A step takes a batch that is already on the devices (``Prefetcher`` shards the next ones while
+the current step runs) and dispatches the jitted train step; the host waits for the devices
+only at log steps (metrics: finite? diverging?), validations and checkpoints. Checkpoints hold
+the state and the data position and are written asynchronously; a resumed run continues
+exactly (bit for bit) where the last checkpoint left off.
+"""
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import dataclasses
 import json
 import logging
 import math
 import pathlib
 import time
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from multimix_jax import checkpointing, evaluation, input_pipeline, steps, summaries
+from multimix_jax import workdir as workdir_lib
 
 log = logging.getLogger("multimix_jax")
 
@@ -22,10 +34,19 @@ class NonFiniteLossError(FloatingPointError):
     pass
 
 
+class DivergenceError(FloatingPointError):
+    pass
+
+
 def total_steps(config, steps_per_epoch: int) -> int:
     if config.train.num_steps > 0:
         return int(config.train.num_steps)
     return max(1, int(math.ceil(config.train.num_epochs * steps_per_epoch)))
+
+
+def itstime(step: int, every: int, total: int, *, first: int | None = None) -> bool:
+    """Every ``every`` steps, at the last step, and at ``first`` if given."""
+    return step == total or step == first or (every > 0 and step % every == 0)
 
 
 @jax.jit
@@ -45,12 +66,118 @@ def _check_batch_divisible(config) -> None:
     for name, size in (("data.per_stream_batch", config.data.per_stream_batch),
                        ("data.eval_batch_size", config.data.eval_batch_size)):
         if size % n:
-            raise ValueError(f"config.{name}={size} must be a multiple of the {n} devices")
+            raise workdir_lib.UserError(
+                f"--config.{name}={size}: must be a multiple of the {n} devices")
+
+
+class Prefetcher:
+    """The next ``depth`` batches, already sharded onto the devices, so a step never waits for
+    the host. Remembers the iterator position before each batch: ``get_state`` (what Grain's
+    checkpoint handler saves) is the position of the next batch a step has not consumed."""
+
+    def __init__(self, iterator, mesh, count: int, depth: int = 2):
+        self._iterator, self._mesh, self._left, self._depth = iterator, mesh, count, depth
+        self._queue: collections.deque = collections.deque()
+        self.refill()
+
+    def refill(self) -> None:
+        while len(self._queue) < self._depth and self._left > 0:
+            position = json.dumps(self._iterator.get_state())
+            self._queue.append((position, steps.shard_batch(next(self._iterator), self._mesh)))
+            self._left -= 1
+
+    def pop(self):
+        return self._queue.popleft()[1]
+
+    def get_state(self) -> bytes:
+        position = self._queue[0][0] if self._queue else json.dumps(self._iterator.get_state())
+        return position.encode()
+
+
+@dataclasses.dataclass
+class _Clock:
+    """Training seconds (validation and checkpoints excluded) for the ETA."""
+
+    start_step: int
+    seconds: float = 0.0
+    since: float = dataclasses.field(default_factory=time.perf_counter)
+
+    def pause(self) -> None:
+        self.seconds += time.perf_counter() - self.since
+
+    def resume(self) -> None:
+        self.since = time.perf_counter()
+
+    def per_step(self, step: int) -> float:
+        return self.seconds / max(1, step - self.start_step)
+
+
+@dataclasses.dataclass
+class _LossWatch:
+    """Divergence: a log interval's mean loss above ``factor`` x the lowest interval mean so
+    far (the first logged step is an interval of its own: the reference)."""
+
+    factor: float
+    lowest: float = math.inf
+
+    def check(self, loss: float, step: int) -> str | None:
+        if self.factor > 0 and loss > self.factor * self.lowest:
+            return (f"training diverged at step {step}: the mean loss {loss:.4g} of the last "
+                    f"log interval is over {self.factor:g} x the lowest so far "
+                    f"({self.lowest:.4g}; train.divergence_factor)")
+        self.lowest = min(self.lowest, loss)
+        return None
+
+
+def _last_good(checkpointer: checkpointing.Checkpointer) -> str:
+    step = checkpointer.latest_step()
+    if step is None:
+        return "no checkpoint was saved before it, so a rerun starts from scratch"
+    return (f"the last good checkpoint (step {step}) is kept in {checkpointer.directory}; "
+            f"a rerun resumes from it")
+
+
+def _advice(config) -> str:
+    return (f"lower optim.learning_rate (now {config.optim.learning_rate:g}; pass "
+            "--allow_config_change=optim.learning_rate to resume with it) or check the data")
+
+
+def log_train_metrics(config, accumulated, step: int, num_steps: int, schedule, clock: _Clock,
+                      watch: _LossWatch, checkpointer, writer) -> None:
+    """Fetches the interval's mean metrics (the only per-interval host sync), stops on a
+    non-finite or diverging loss, then logs them with the ETA."""
+    computed = {k: float(v) for k, v in accumulated.compute().items()}
+    if not all(np.isfinite(v) for v in computed.values()):
+        raise NonFiniteLossError(f"non-finite loss at step {step}: {computed}; stopped without "
+                                 f"saving; {_last_good(checkpointer)}: {_advice(config)}")
+    problem = watch.check(computed["loss"], step)
+    if problem:
+        raise DivergenceError(f"{problem}; stopped without saving; {_last_good(checkpointer)}: "
+                              f"{_advice(config)}")
+    clock.pause()
+    clock.resume()
+    per_step = clock.per_step(step)
+    values = {f"train/{k}": v for k, v in computed.items()}
+    values["train/learning_rate"] = float(schedule(step - 1))
+    values["train/seconds_per_step"] = per_step
+    if writer:
+        writer.write_scalars(step, values)
+    log.info("step %d/%d (%.0f%%) | loss %.4f | %s | %.2f s/step | ETA %s", step, num_steps,
+             100 * step / num_steps, computed["loss"],
+             " ".join(f"{k} {v:.3f}" for k, v in computed.items() if k != "loss"),
+             per_step, _format_seconds(per_step * (num_steps - step)))
+
+
+def _evaluate_set(config, predict_fn, params, task: str, source, mesh) -> dict:
+    """Metrics of one validation set; classification also fits its decision threshold."""
+    return evaluation.evaluate_set(predict_fn, params, source, task,
+                                   config.data.eval_batch_size, config.data.image_size, mesh,
+                                   fit_threshold=task == input_pipeline.CLASSIFICATION)
 
 
 def validate(config, predict_fn, params, val_sets: dict, mesh) -> dict:
-    return {name: evaluation.evaluate_set(predict_fn, params, source, task,
-                                          config.data.eval_batch_size, config.data.image_size, mesh)
+    """name -> metrics of every validation hold-out."""
+    return {name: _evaluate_set(config, predict_fn, params, task, source, mesh)
             for name, (task, source) in val_sets.items()}
 
 
@@ -68,15 +195,78 @@ def _image_summaries(config, predict_fn, params, val_sets: dict, mesh) -> dict:
             "val/predicted_mask": out["mask_prob"], "val/true_mask": out["mask"].astype(np.float32)}
 
 
-def train_and_evaluate(config, workdir: str | pathlib.Path, *, stop_at_step: int | None = None) -> dict:
-    """Train (resuming from ``workdir`` if it holds a checkpoint); returns the last validation
-    results. ``stop_at_step`` ends the run early after that step's checkpoint (to simulate a
-    preemption in tests); the next call resumes exactly."""
+def validate_and_log(config, predict_fn, state, val_sets: dict, mesh, step: int,
+                     writer) -> tuple[dict, float]:
+    """(validation results, score), written to TensorBoard / metrics.jsonl and the log."""
+    params = steps.inference_params(state, config)
+    results = validate(config, predict_fn, params, val_sets, mesh)
+    score = evaluation.validation_score(results, config.train.best_metric) if results else math.nan
+    if writer:
+        writer.write_scalars(step, {f"{name}/{k}": v for name, r in results.items()
+                                    for k, v in r.items() if np.isfinite(v)})
+        if math.isfinite(score):
+            writer.write_scalars(step, {"val/score": score})
+        writer.write_images(step, _image_summaries(config, predict_fn, params, val_sets, mesh))
+    log.info("validation at step %d: %s | %s %.4f", step, json.dumps(
+        {n: {k: round(float(v), 4) for k, v in r.items()} for n, r in results.items()}),
+        config.train.best_metric, score)
+    return results, score
+
+
+def checkpoint(config, checkpointer, state, batches: Prefetcher, step: int, unlogged,
+               info: dict | None) -> None:
+    """Starts an asynchronous save of a state known to be finite (the metrics since the last
+    log and the parameters are checked first: nothing non-finite is ever saved)."""
+    finite = bool(all_finite(state.params))
+    if unlogged is not None:
+        finite &= all(np.isfinite(float(v)) for v in unlogged.compute().values())
+    if not finite:
+        raise NonFiniteLossError(f"non-finite loss or parameters at step {step}; not saved; "
+                                 f"{_last_good(checkpointer)}: {_advice(config)}")
+    checkpointer.save(step, state, batches, info)
+
+
+def _start_or_resume(config, checkpointer, workdir: pathlib.Path, allow: Sequence[str]):
+    """The accepted config changes of a resume (refused ones stop here, before any data is
+    loaded); nothing to compare for a fresh run."""
+    if checkpointer.latest_step() is None:
+        return []
+    return workdir_lib.check_config(config, workdir, allow=allow)
+
+
+def _best_so_far(checkpointer, criterion: str) -> dict | None:
+    step = checkpointer.best_step()
+    if step is None:
+        return None
+    info = checkpointer.info(step)
+    return {"step": step, "score": info["val_score"], "criterion": criterion,
+            "results": info["val"]}
+
+
+def train_and_evaluate(config, workdir: str | pathlib.Path, *, stop_at_step: int | None = None,
+                       allow_config_change: Sequence[str] = ()) -> dict:
+    """Train (resuming from ``workdir`` if it holds a checkpoint); returns the state, the last
+    validation results and the best checkpoint's record. ``stop_at_step`` ends the run early
+    after that step's checkpoint (a preemption in tests); the next call resumes exactly.
+    ``allow_config_change``: recorded config fields a resume may change (or 'all')."""
     if config.distributed:
         jax.distributed.initialize()
+    _check_batch_divisible(config)
     workdir = pathlib.Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    _check_batch_divisible(config)
+    is_chief = jax.process_index() == 0
+    lock = workdir_lib.training_lock(workdir) if is_chief else contextlib.nullcontext()
+    with lock:
+        checkpointer = checkpointing.Checkpointer(workdir, config.train.keep_checkpoints)
+        try:
+            accepted = _start_or_resume(config, checkpointer, workdir, allow_config_change)
+            return _train(config, workdir, checkpointer, accepted, stop_at_step, is_chief)
+        finally:
+            checkpointer.close()
+
+
+def _train(config, workdir: pathlib.Path, checkpointer, accepted: list, stop_at_step,
+           is_chief: bool) -> dict:
     mesh = steps.make_mesh()
     splits = input_pipeline.make_splits(config)
     epoch_steps = input_pipeline.steps_per_epoch(config, splits)
@@ -84,95 +274,50 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, *, stop_at_step: int
     model, tx, state = steps.setup(config, mesh, epoch_steps)
     schedule = steps.learning_rate_schedule(config.optim, epoch_steps)
     data_iterator = iter(input_pipeline.train_dataset(config, splits, steps.required_streams(config)))
-    checkpointer = checkpointing.Checkpointer(workdir, config.train.keep_checkpoints)
-    start_step = 0
+    start = 0
     if checkpointer.latest_step() is not None:
-        state, start_step = checkpointer.restore(checkpointing.abstract_like(state), data_iterator)
-        log.info("resumed from %s at step %d", checkpointer.latest.directory, start_step)
-    is_chief = jax.process_index() == 0
+        state, start = checkpointer.restore(checkpointing.abstract_like(state), data_iterator)
+        log.info("resumed from %s at step %d", checkpointer.directory, start)
     if is_chief:
-        (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
-    writer = summaries.MetricWriter(workdir) if is_chief else None
+        workdir_lib.record_config(config, workdir, accepted, start)
     train_step = steps.jit_train_step(model, tx, config, mesh)
     predict_fn = steps.jit_predict(model, mesh)
     val_sets = evaluation.validation_sources(splits)
-    best = checkpointer.best_record()
+    best = _best_so_far(checkpointer, config.train.best_metric)
     log.info("data %s | %d steps/epoch | %d steps | %d device(s) | workdir %s",
              splits.summary(), epoch_steps, num_steps, jax.device_count(), workdir)
-
-    accumulated, pending, last_results = None, None, {}
-    train_seconds, interval_start = 0.0, time.perf_counter()  # ETA excludes validation
-
-    def check_finite(collection, at_step):
-        values = collection.compute()
-        if not all(np.isfinite(float(v)) for v in values.values()):
-            last = checkpointer.latest_step()
-            raise NonFiniteLossError(
-                f"non-finite loss at step {at_step}: "
-                f"{ {k: float(v) for k, v in values.items()} }; stopped without saving. The last "
-                f"good checkpoint (step {last}) is kept in {workdir / checkpointing.LATEST}: lower "
-                f"optim.learning_rate or check the data, then rerun to resume from it.")
-
+    batches = Prefetcher(data_iterator, mesh, num_steps - start)
+    clock, watch = _Clock(start), _LossWatch(config.train.divergence_factor)
+    every = config.train
+    writer = summaries.MetricWriter(workdir, start) if is_chief else None
+    accumulated, results = None, {}
     try:
-        for step in range(start_step, num_steps):
-            batch = steps.shard_batch(next(data_iterator), mesh)
-            state, step_metrics = train_step(state, batch)
-            if pending is not None:  # the previous step's loss, while this one runs
-                check_finite(*pending)
-            pending = (step_metrics, step + 1)
+        for step in range(start + 1, num_steps + 1):
+            state, step_metrics = train_step(state, batches.pop())
+            batches.refill()
             accumulated = step_metrics if accumulated is None else accumulated.merge(step_metrics)
-            done = step + 1
-            last = done == num_steps
-            if done % config.train.log_every_steps == 0 or last:
-                check_finite(accumulated, done)
-                values = {f"train/{k}": float(v) for k, v in accumulated.compute().items()}
-                values["train/learning_rate"] = float(schedule(done - 1))
-                train_seconds += time.perf_counter() - interval_start
-                interval_start = time.perf_counter()
-                per_step = train_seconds / max(1, done - start_step)
-                values["train/seconds_per_step"] = per_step
-                if writer:
-                    writer.write_scalars(done, values)
-                log.info("step %d/%d (%.0f%%) | loss %.4f | %s | %.2f s/step | ETA %s", done,
-                         num_steps, 100 * done / num_steps, values["train/loss"],
-                         " ".join(f"{k[6:]} {v:.3f}" for k, v in values.items()
-                                  if k not in ("train/loss", "train/learning_rate",
-                                               "train/seconds_per_step")),
-                         per_step, _format_seconds(per_step * (num_steps - done)))
+            if itstime(step, every.log_every_steps, num_steps, first=start + 1):
+                log_train_metrics(config, accumulated, step, num_steps, schedule, clock, watch,
+                                  checkpointer, writer)
                 accumulated = None
-            if done % config.train.eval_every_steps == 0 or last:
-                train_seconds += time.perf_counter() - interval_start
-                params = steps.inference_params(state, config)
-                last_results = validate(config, predict_fn, params, val_sets, mesh)
-                score = evaluation.validation_score(last_results, config.train.best_metric)
-                if writer:
-                    writer.write_scalars(done, {f"{name}/{k}": v for name, r in last_results.items()
-                                                for k, v in r.items() if np.isfinite(v)})
-                    writer.write_scalars(done, {"val/score": score})
-                    writer.write_images(done, _image_summaries(config, predict_fn, params, val_sets, mesh))
-                log.info("validation at step %d: %s | %s %.4f", done, json.dumps(
-                    {n: {k: round(float(v), 4) for k, v in r.items()} for n, r in last_results.items()}),
-                    config.train.best_metric, score)
-                if best is None or score > best["score"]:
-                    best = {"score": score, "criterion": config.train.best_metric,
-                            "results": last_results}
-                    checkpointer.save_best(done, state, best)
-                    log.info("new best %s %.4f at step %d", config.train.best_metric, score, done)
-                interval_start = time.perf_counter()
-            if done % config.train.checkpoint_every_steps == 0 or last or done == stop_at_step:
-                check_finite(step_metrics, done)
-                pending = None
-                if not bool(all_finite(state.params)):
-                    raise NonFiniteLossError(
-                        f"non-finite parameters after step {done}; not saved. The last good "
-                        f"checkpoint (step {checkpointer.latest_step()}) is kept in "
-                        f"{workdir / checkpointing.LATEST}.")
-                checkpointer.save(done, state, data_iterator)
-            if done == stop_at_step:
-                log.info("stopping at step %d as asked (resume by rerunning)", done)
+            info = None
+            if itstime(step, every.eval_every_steps, num_steps):
+                clock.pause()
+                results, score = validate_and_log(config, predict_fn, state, val_sets, mesh,
+                                                  step, writer)
+                info = checkpointing.checkpoint_info(score, results)
+                if info and (best is None or score > best["score"]):
+                    best = {"step": step, "score": score, "criterion": config.train.best_metric,
+                            "results": results}
+                    log.info("new best %s %.4f at step %d", best["criterion"], score, step)
+                clock.resume()
+            if info or step == stop_at_step or itstime(step, every.checkpoint_every_steps,
+                                                       num_steps):
+                checkpoint(config, checkpointer, state, batches, step, accumulated, info)
+            if step == stop_at_step:
+                log.info("stopping at step %d as asked (resume by rerunning)", step)
                 break
     finally:
         if writer:
             writer.close()
-        checkpointer.close()
-    return {"state": state, "results": last_results, "best": best, "num_steps": num_steps}
+    return {"state": state, "results": results, "best": best, "num_steps": num_steps}

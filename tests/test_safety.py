@@ -1,0 +1,221 @@
+"""A run that never silently goes wrong: recorded config compared on resume/evaluate, one
+training run per workdir, divergence and non-finite stops, checkpoint choice and info, no
+duplicate metric rows after a resume, and one-line CLI errors for bad input."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from multimix_jax import checkpointing, steps, summaries, train
+from multimix_jax import workdir as workdir_lib
+from tests.conftest import REPO, tiny_train_config
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A finished 2-step tiny run (validated and checkpointed at step 2)."""
+    workdir = tmp_path_factory.mktemp("trained") / "run"
+    train.train_and_evaluate(tiny_train_config(num_steps=2), workdir)
+    return workdir
+
+
+def pathlib_copy(src, dst):
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _abstract_state(config):
+    _, _, state = steps.setup(config, steps.make_mesh(), steps_per_epoch=1)
+    return checkpointing.abstract_like(state)
+
+
+# --------------------------------------------------------------------------- loop helpers
+def test_itstime_every_n_last_and_first():
+    hits = [s for s in range(1, 11) if train.itstime(s, 4, 10, first=1)]
+    assert hits == [1, 4, 8, 10]
+    assert [s for s in range(1, 6) if train.itstime(s, 0, 5)] == [5]
+
+
+def test_loss_watch_flags_an_interval_far_above_the_lowest():
+    watch = train._LossWatch(factor=20.0)
+    assert watch.check(4.2, 1) is None and watch.check(3.0, 2) is None
+    assert "diverged at step 3" in watch.check(3.0 * 21, 3)
+    assert train._LossWatch(factor=0.0).check(1e30, 1) is None
+
+
+# --------------------------------------------------------------------------- recorded config
+def test_changed_fields_are_named_with_both_values(tmp_path):
+    config = tiny_train_config()
+    workdir_lib.write_recorded(tmp_path, config)
+    config.data.image_size = 64
+    config.model.widths = (4, 8, 8, 16, 32)
+    config.train.num_steps = 99  # run length: allowed
+    with pytest.raises(workdir_lib.ConfigMismatchError) as error:
+        workdir_lib.check_config(config, tmp_path, inference=True)
+    message = str(error.value)
+    assert "data.image_size 32 -> 64" in message and "model.widths" in message
+    assert "16, 16] -> [4, 8, 8, 16, 32]" in message and "train.num_steps" not in message
+    assert "--allow_config_change=data.image_size,model.widths" in message
+    accepted = workdir_lib.check_config(config, tmp_path, allow=["model", "data.image_size"])
+    assert {name for name, _, _ in accepted} == {"model.widths", "data.image_size",
+                                                 "train.num_steps"}
+    assert workdir_lib.check_config(config, tmp_path, allow=["all"])
+
+
+def test_training_only_fields_matter_to_resume_not_to_evaluate(tmp_path):
+    config = tiny_train_config()
+    workdir_lib.write_recorded(tmp_path, config)
+    config.optim.learning_rate = 1e-2
+    assert workdir_lib.check_config(config, tmp_path, inference=True)
+    with pytest.raises(workdir_lib.ConfigMismatchError, match="optim.learning_rate"):
+        workdir_lib.check_config(config, tmp_path)
+
+
+def test_unknown_fields_are_allowed_and_a_moved_data_root_is_the_same_data(tmp_path):
+    config = tiny_train_config()
+    config.data_root = "/old/data"
+    config.data.cls.path = "/old/data/kermany/train"
+    recorded = workdir_lib.config_dict(config)
+    del recorded["loss"]["dice_smooth"]  # a field added after the run was made
+    (tmp_path / workdir_lib.CONFIG_FILE).write_text(json.dumps(recorded))
+    config.data_root = "/new/place"
+    config.data.cls.path = "/new/place/kermany/train"
+    assert workdir_lib.check_config(config, tmp_path) == []
+    config.data.cls.path = "/new/place/other/train"
+    with pytest.raises(workdir_lib.ConfigMismatchError, match="data.cls.path"):
+        workdir_lib.check_config(config, tmp_path)
+
+
+def test_an_unset_data_root_takes_the_recorded_one(tmp_path):
+    config = tiny_train_config()
+    config.data_root = "/recorded/root"
+    workdir_lib.write_recorded(tmp_path, config)
+    config.data_root = ""
+    workdir_lib.adopt_recorded_data_root(config, tmp_path)
+    assert config.data_root == "/recorded/root"
+
+
+# --------------------------------------------------------------------------- lock
+def test_a_second_run_is_refused_and_a_stale_lock_is_taken_over(tmp_path):
+    with workdir_lib.training_lock(tmp_path):
+        with pytest.raises(workdir_lib.WorkdirLockedError,
+                           match=f"pid {os.getpid()} on {socket.gethostname()}"):
+            with workdir_lib.training_lock(tmp_path):
+                pass
+        with pytest.raises(workdir_lib.WorkdirLockedError, match="being trained by pid"):
+            train.train_and_evaluate(tiny_train_config(), tmp_path)
+    assert not (tmp_path / workdir_lib.LOCK_FILE).exists()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    (tmp_path / workdir_lib.LOCK_FILE).write_text(json.dumps(
+        {"pid": gone.pid, "host": socket.gethostname(), "started": "then"}))
+    with workdir_lib.training_lock(tmp_path):
+        assert json.loads((tmp_path / workdir_lib.LOCK_FILE).read_text())["pid"] == os.getpid()
+
+
+# --------------------------------------------------------------------------- metrics rows
+def test_rows_of_steps_after_the_restored_one_are_dropped(tmp_path):
+    rows = [{"step": s, "train/loss": 1.0} for s in (1, 2, 3, 4)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    writer = summaries.MetricWriter(tmp_path, start_step=2)
+    writer.write_scalars(3, {"train/loss": 0.5})
+    writer.close()
+    logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["train/loss"]) for r in logged] == [(1, 1.0), (2, 1.0), (3, 0.5)]
+
+
+# --------------------------------------------------------------------------- checkpoints
+def test_checkpoint_choice_info_and_errors(trained, tmp_path):
+    config = tiny_train_config(num_steps=2)
+    abstract = _abstract_state(config)
+    for which in ("best", "latest", 2, "2"):
+        _, step, info = checkpointing.restore_for_inference(trained, abstract, which)
+        assert step == 2
+    assert set(info) == {"val_score", "cls_threshold", "val"}
+    assert 0 <= info["val_score"] <= 1 and 0 < info["cls_threshold"] < 1
+    assert {"val_cls", "val_seg"} <= set(info["val"])
+    with pytest.raises(workdir_lib.UserError, match="--checkpoint 'foo': expected 'best'"):
+        checkpointing.restore_for_inference(trained, abstract, "foo")
+    with pytest.raises(checkpointing.CheckpointNotFoundError, match="step 7 is not kept"):
+        checkpointing.restore_for_inference(trained, abstract, 7)
+    missing = tmp_path / "mistyped"
+    with pytest.raises(checkpointing.CheckpointNotFoundError, match="train first"):
+        checkpointing.restore_for_inference(missing, abstract, "best")
+    assert not missing.exists()
+
+
+def test_resume_with_another_model_gives_one_message(trained, tmp_path):
+    workdir = pathlib_copy(trained, tmp_path / "run")
+    config = tiny_train_config(num_steps=4)
+    config.model.widths = (4, 8, 8, 16, 32)
+    with pytest.raises(workdir_lib.ConfigMismatchError, match="model.widths"):
+        train.train_and_evaluate(config, workdir)
+    with pytest.raises(workdir_lib.UserError, match="does not fit the model of this config"):
+        checkpointing.restore_for_inference(workdir, _abstract_state(config), "best")
+
+
+def test_resume_after_a_kill_logs_each_step_once(trained, tmp_path):
+    workdir = pathlib_copy(trained, tmp_path / "run")
+    with open(workdir / "metrics.jsonl", "a") as f:  # logged by a run killed before step 4
+        f.write(json.dumps({"step": 3, "train/loss": 99.0}) + "\n")
+    train.train_and_evaluate(tiny_train_config(num_steps=3), workdir)
+    rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["train/loss"] for r in rows if r["step"] == 3 and "train/loss" in r]
+    assert len(losses) == 1 and losses[0] != 99.0
+    changes = (workdir / workdir_lib.CHANGES_FILE).read_text()
+    assert '"field": "train.num_steps", "old": 2, "new": 3' in changes
+
+
+# --------------------------------------------------------------------------- stops
+def test_an_exploding_loss_stops_the_run(tmp_path):
+    config = tiny_train_config(num_steps=6)
+    config.optim.learning_rate = 1e6
+    with pytest.raises(train.DivergenceError, match="diverged at step"):
+        train.train_and_evaluate(config, tmp_path)
+
+
+def test_non_finite_loss_before_any_checkpoint_says_there_is_none(tmp_path):
+    config = tiny_train_config(num_steps=2)
+    config.optim.learning_rate = float("inf")
+    with pytest.raises(train.NonFiniteLossError, match="no checkpoint was saved before it"):
+        train.train_and_evaluate(config, tmp_path)
+
+
+# --------------------------------------------------------------------------- command line
+def _cli(*args, cwd=REPO):
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    done = subprocess.run([sys.executable, "-m", "multimix_jax.main", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+    return done.returncode, done.stderr.strip().splitlines()
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--config", "nope.py"], "--config nope.py: no such config file"),
+    (["--config.train.nope=1"], "--config.train.nope=1: the config has no field 'nope'"),
+    (["--config.labels.cls=abc"], "--config.labels.cls=abc: expected a positive number or 'all'"),
+    (["--eval_cls_folder", "/no/such"], "--eval_cls_folder /no/such: expected NAME=DIR"),
+    (["--mode", "evaluate", "--checkpoint", "foo"], "--checkpoint 'foo': expected 'best'"),
+])
+def test_bad_input_is_one_line_before_anything_runs(tmp_path, args, expected):
+    workdir = tmp_path / "mistyped"
+    if "--config" not in args:
+        args = ["--config", "configs/default.py", *args]
+    code, stderr = _cli(*args, "--workdir", str(workdir))
+    assert code != 0 and not any("Traceback" in line for line in stderr), stderr
+    assert stderr[-1].startswith("error: " + expected), stderr
+    assert not workdir.exists()
+
+
+def test_evaluate_at_another_image_size_is_refused(trained, tmp_path):
+    config_file = tmp_path / "tiny.py"
+    config_file.write_text("from tests.conftest import tiny_train_config\n\n\n"
+                           "def get_config():\n    return tiny_train_config(num_steps=2)\n")
+    code, stderr = _cli("--config", str(config_file), "--workdir", str(trained), "--mode",
+                        "evaluate", "--config.data.image_size=64")
+    assert code != 0 and "data.image_size 32 -> 64" in stderr[-1], stderr
+    assert not (trained / "results.json").exists()
