@@ -41,7 +41,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="replace a dataset built earlier from another folder or with other options")
     g = p.add_argument_group("builder options (each builder takes only some; defaults per builder)")
     for name, kind in OPTIONS.items():
-        g.add_argument(f"--{name}", type=kind, default=None)
+        g.add_argument(f"--{name}", type=kind, default=None, choices=(
+            builders.MASK_SIZE_POLICIES if name == "mask_size_policy" else None))
     g.add_argument("--class_names", default=None,
                    help="comma-separated class folder names, label = position")
     g.add_argument("--allow_unknown", action="store_true", default=None,

@@ -120,8 +120,8 @@ def drop_duplicate_images(arrays: dict, where: str = "") -> dict:
     n = len(arrays["image"])
     digest = lambda a: hashlib.blake2b(np.ascontiguousarray(a).tobytes(), digest_size=16).digest()
     images = np.array([digest(x) for x in arrays["image"]], dtype=object)
-    target = "label" if "label" in arrays else "mask" if "mask" in arrays else None
-    targets = [digest(x) for x in arrays[target]] if target else [b""] * n
+    target = "label" if "label" in arrays else "mask"
+    targets = [digest(x) for x in arrays[target]]
     rank = [_SPLIT_RANK.get(str(s), 3) for s in arrays.get("split", [""] * n)]
     order = np.lexsort((np.arange(n), rank))
     _, first, group = np.unique(images[order], return_index=True, return_inverse=True)

@@ -1,19 +1,12 @@
 """Pixel I/O: any chest X-ray file to ``uint8 (H, W)`` grayscale, masks to {0, 1}.
 
-Conventions (docs/multimix.md, Data):
-
-* Colour and palette images use Pillow's ITU-R 601-2 luma (``convert('L')``), so
-  R=G=B files keep their values exactly.
-* Alpha is composited on black (``round(L * A / 255)``): transparent padding
-  becomes black, like the air around a patient.
-* 16-bit / 32-bit integer images are scaled by their bit depth, the smallest of
-  8, 10, 12, 14, 16 bits holding the maximum (``round(v * 255 / (2**bits - 1))``),
-  never clipped; negative or wider values and float images outside [0, 255] are
-  min-max normalised; float images within [0, 1] are multiplied by 255.
-* JSRT raw ``.IMG`` files (no header, big-endian 12-bit) are INVERTED so lungs
-  are dark, as in every other set.
-
-Every decoding problem raises :class:`DataError` naming the file.
+Conventions (docs/multimix.md, Data): colour and palette images use Pillow's ITU-R 601-2
+luma (``convert('L')``, R=G=B keeps its value); alpha is composited on black
+(``round(L * A / 255)``, transparent padding becomes air); integer images wider than 8 bits
+are scaled by their bit depth, the smallest of 8, 10, 12, 14, 16 bits holding the maximum
+(``round(v * 255 / (2**bits - 1))``), never clipped; float images in [0, 1] are multiplied by
+255; anything else is min-max normalised; JSRT raw ``.IMG`` files are INVERTED so lungs are
+dark as everywhere else. Every decoding problem raises :class:`DataError` naming the file.
 """
 
 from __future__ import annotations

@@ -310,7 +310,8 @@ def read_jsrt(root: os.PathLike | str) -> tuple[list[Record], SkipSummary]:
     files = _walk(root, summary)
     side_of = lambda p: re.sub(r"[\s_\-]+|lung|mask", "", p.parent.name.lower())
     images = [p for p in files if p.suffix.lower() == ".img"]
-    sides = [[p for p in files if side_of(p) == s and is_image_file(p) and p not in images]
+    sides = [[p for p in files if side_of(p) == s and is_image_file(p)
+             and p.suffix.lower() != ".img"]
              for s in ("left", "right")]
     for p in files:
         if not is_image_file(p):
