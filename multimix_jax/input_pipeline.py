@@ -111,7 +111,11 @@ def load_source(spec, task: str, image_size: int, *, split: str | None = None,
         builder = open_dataset(spec["name"], spec["data_dir"], image_size)
         # An explicit ``split`` (a validation or test request) wins over the spec's own
         # 'split' key, which names the split the spec is *trained* on.
-        return builder.as_data_source(split=split or spec.get("split") or "train")
+        split = split or spec.get("split") or "train"
+        if split not in builder.info.splits:
+            raise ValueError(f"{builder.data_path} has no split {split!r}; its splits are "
+                             f"{sorted(builder.info.splits)}")
+        return builder.as_data_source(split=split)
     raise ValueError(f"unknown data kind {kind!r} in {dict(spec)}; use synthetic, folder or tfds")
 
 

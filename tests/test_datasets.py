@@ -296,6 +296,8 @@ def test_dataset_built_with_options_is_found_by_load_source(tmp_path):
         B.open_dataset(spec["name"], spec["data_dir"], 16, split_seed=0)
     with pytest.raises(DataError, match="no generic_classification_folder dataset at 32 px"):
         input_pipeline.load_source(spec, "classification", 32)
+    with pytest.raises(ValueError, match=r"has no split 'test'; its splits are \['train', 'valid"):
+        input_pipeline.load_source(spec, "classification", 16, split="test")
 
 
 def test_rebuild_same_folder_reuses_other_folder_is_refused(tmp_path, monkeypatch):
@@ -319,8 +321,8 @@ def test_killed_build_leftovers_removed_and_failures_leave_nothing(tmp_path):
     F.make_generic_seg(manual)
     B.build_dataset("generic_segmentation_folder", manual, data_dir, 32)
     before = sorted(data_dir.rglob("*"))
-    stale = data_dir / ".incomplete-killed" / "multimix_x" / "incomplete.123"
-    stale.mkdir(parents=True)
+    (data_dir / ".incomplete-killed" / "multimix_x").mkdir(parents=True)
+    (data_dir / "multimix_generic_segmentation_folder" / "32px" / "incomplete.9_1.0.0").mkdir()
     with pytest.raises(DataError, match="e.png: image has no mask"):
         B.build_dataset("generic_segmentation_folder", manual, data_dir, 16, strict=True)
     assert sorted(data_dir.rglob("*")) == before  # stale leftovers gone, 32 px dataset intact

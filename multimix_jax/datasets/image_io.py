@@ -5,7 +5,7 @@ luma (``convert('L')``, R=G=B keeps its value); alpha is composited on black
 (``round(L * A / 255)``, transparent padding becomes air); integer images wider than 8 bits
 are scaled by their bit depth, the smallest of 8, 10, 12, 14, 16 bits holding the maximum
 (``round(v * 255 / (2**bits - 1))``), never clipped; float images in [0, 1] are multiplied by
-255; anything else is min-max normalised; JSRT raw ``.IMG`` files are INVERTED so lungs are
+255, in [0, 255] rounded, anything else is min-max normalised; JSRT raw ``.IMG`` files are INVERTED so lungs are
 dark as everywhere else. Every decoding problem raises :class:`DataError` naming the file.
 """
 
