@@ -277,8 +277,30 @@ def stream_seed(seed: int, stream: str) -> int:
     return int(np.random.SeedSequence([seed, STREAMS.index(stream)]).generate_state(1)[0])
 
 
-def train_dataset(config, splits: DataSplits, streams: Sequence[str]) -> grain.IterDataset:
-    """Infinite, per-epoch reshuffled batches of all ``streams`` (a dict of stream dicts)."""
+def process_batch_size(global_batch: int, process_count: int, what: str) -> int:
+    """This process's share of a global batch (each process feeds only its own rows)."""
+    if global_batch % process_count:
+        raise ValueError(f"{what}={global_batch} must be a multiple of the {process_count} "
+                         "processes, so that each feeds an equal part of every batch")
+    return global_batch // process_count
+
+
+def train_dataset(config, splits: DataSplits, streams: Sequence[str],
+                  process_index: int | None = None,
+                  process_count: int | None = None) -> grain.IterDataset:
+    """Infinite, per-epoch reshuffled batches of all ``streams`` (a dict of stream dicts).
+
+    With several processes (multi-host), process p of P yields rows [p*b/P, (p+1)*b/P) of
+    every global batch of b = ``per_stream_batch`` (``steps.shard_batch`` puts them there):
+    each stream is batched by b/P and process p takes local batches p, p+P, p+2P, ... The
+    shuffle, the augmentation (keyed by position) and hence the union over the processes are
+    exactly the one-process batches. Defaults: ``jax.process_index()``/``process_count()``.
+    """
+    if process_index is None or process_count is None:
+        import jax
+        process_index, process_count = jax.process_index(), jax.process_count()
+    local_batch = process_batch_size(config.data.per_stream_batch, process_count,
+                                     "config.data.per_stream_batch")
     per_stream = []
     for stream in streams:
         source = getattr(splits, stream)
@@ -287,8 +309,8 @@ def train_dataset(config, splits: DataSplits, streams: Sequence[str]) -> grain.I
         ds = (grain.MapDataset.source(source).seed(stream_seed(config.seed, stream))
               .shuffle().repeat()
               .random_map(StreamTransform(stream, config.data.image_size, config.augment))
-              .batch(config.data.per_stream_batch, drop_remainder=True))
-        per_stream.append(ds)
+              .batch(local_batch, drop_remainder=True))
+        per_stream.append(ds[process_index::process_count])
     names = tuple(streams)
     zipped = ZipMapDataset(per_stream).map(lambda batches: dict(zip(names, batches)))
     iter_ds = zipped.to_iter_dataset()

@@ -259,10 +259,23 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 
 def shard_batch(batch, mesh: Mesh):
-    """Host numpy batch -> global jax Arrays split along the batch axis (one or many hosts)."""
+    """This process's rows of a batch -> global jax Arrays split along the batch axis (the
+    processes' rows in process order, as ``input_pipeline.train_dataset`` deals them)."""
     sharding = data_sharding(mesh)
     return jax.tree_util.tree_map(
         lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch)
+
+
+def shard_global_batch(batch, mesh: Mesh):
+    """A batch every process holds in full (evaluation) -> global jax Arrays split along the
+    batch axis; each process places only the rows of its own devices."""
+    sharding = data_sharding(mesh)
+
+    def place(x):
+        x = np.asarray(x)
+        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+    return jax.tree_util.tree_map(place, batch)
 
 
 def jit_train_step(model: MultiMix, tx: optax.GradientTransformation, config, mesh: Mesh,
@@ -275,9 +288,11 @@ def jit_train_step(model: MultiMix, tx: optax.GradientTransformation, config, me
 
 
 def jit_predict(model: MultiMix, mesh: Mesh, flip_tta: bool = False) -> Callable:
+    """``predict`` over ``mesh``: images sharded, outputs gathered (replicated), so that every
+    process can read the whole batch's predictions."""
     return jax.jit(functools.partial(predict, model=model, flip_tta=flip_tta),
                    in_shardings=(replicated(mesh), data_sharding(mesh)),
-                   out_shardings=data_sharding(mesh))
+                   out_shardings=replicated(mesh))
 
 
 def setup(config, mesh: Mesh, steps_per_epoch: int):
