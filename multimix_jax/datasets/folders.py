@@ -25,11 +25,9 @@ _SPLIT_RANK = {"train": 0, "validation": 1, "test": 2}
 def fingerprint(root: os.PathLike | str) -> str:
     """sha256 of the file listing under ``root``: relative paths, sizes and mtimes."""
     h = hashlib.sha256()
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(filenames):
-            st = os.stat(os.path.join(dirpath, name))
-            rel = os.path.relpath(os.path.join(dirpath, name), root)
+    for p in sorted(Path(root).rglob("*")):
+        if p.is_file():
+            st, rel = p.stat(), p.relative_to(root).as_posix()
             h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
     return h.hexdigest()
 
