@@ -12,9 +12,7 @@ processes, and the iterator state (a position) can be checkpointed and restored.
 
 from __future__ import annotations
 
-import collections
 import dataclasses
-import hashlib
 import logging
 from typing import Any, Iterator, Mapping, Sequence
 

@@ -227,7 +227,7 @@ def test_a_held_out_split_loses_its_copies_of_training_images(tmp_path):
     root = tmp_path / "xray"
     train_file = sorted((root / "train" / "NORMAL").glob("*.png"))[0]
     shutil.copy(train_file, root / "val" / "NORMAL" / "copy_of_train.png")
-    shutil.copy(train_file, root / "test" / "PNEUMONIA" / "copy_of_train.png")
+    shutil.copy(train_file, root / "test" / "NORMAL" / "copy_of_train.png")
     spec = {"kind": "folder", "path": str(root)}
     load = lambda split: input_pipeline.load_source(spec, "classification", S, split=split)
     assert (len(load("train")), len(load("val")), len(load("test"))) == (
