@@ -10,7 +10,6 @@ atomic rename), so a reader never sees half a checkpoint.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import pathlib
@@ -109,7 +108,8 @@ class Checkpointer:
 
         ``data_position`` is anything with Grain's iterator ``get_state()``."""
         self.manager.save(step, force=True, metrics=info, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(data_position)))
+            state=ocp.args.StandardSave(state),
+            data=grain.checkpoint.CheckpointSave(data_position)))
 
     def restore(self, abstract_state, data_iterator, step: int | None = None):
         """(state, step) restored in place of ``abstract_state``; the iterator in place."""
@@ -193,9 +193,3 @@ def restore_for_inference(workdir: str | pathlib.Path, abstract_state, which: st
         return state, step, checkpointer.info(step)
     finally:
         checkpointer.close()
-
-
-def restore_state_for_inference(workdir: str | pathlib.Path, abstract_state, which: str = "best"):
-    """(state, step): ``restore_for_inference`` without the checkpoint info."""
-    state, step, _ = restore_for_inference(workdir, abstract_state, which)
-    return state, step

@@ -273,7 +273,8 @@ def _train(config, workdir: pathlib.Path, checkpointer, accepted: list, stop_at_
     num_steps = total_steps(config, epoch_steps)
     model, tx, state = steps.setup(config, mesh, epoch_steps)
     schedule = steps.learning_rate_schedule(config.optim, epoch_steps)
-    data_iterator = iter(input_pipeline.train_dataset(config, splits, steps.required_streams(config)))
+    data_iterator = iter(input_pipeline.train_dataset(config, splits,
+                                                      steps.required_streams(config)))
     start = 0
     if checkpointer.latest_step() is not None:
         state, start = checkpointer.restore(checkpointing.abstract_like(state), data_iterator)
