@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from multimix_jax import checkpointing, steps, summaries, train
@@ -130,6 +131,28 @@ def test_rows_of_steps_after_the_restored_one_are_dropped(tmp_path):
 
 
 # --------------------------------------------------------------------------- checkpoints
+class _Position:
+    def get_state(self) -> bytes:
+        return b'{"next_index": 0}'
+
+
+def test_one_manager_keeps_the_latest_and_the_best(tmp_path):
+    checkpointer = checkpointing.Checkpointer(tmp_path, keep=2)
+    state = {"w": np.zeros(3, np.float32)}
+    for step, score in ((1, 0.9), (2, 0.1), (3, None), (4, 0.3), (5, 0.2)):
+        info = checkpointing.checkpoint_info(score, {"val_cls": {"accuracy": score}}) \
+            if score is not None else None
+        checkpointer.save(step, dict(state, w=state["w"] + step), _Position(), info)
+    checkpointer.close()
+    reader = checkpointing.Checkpointer(tmp_path, read_only=True)
+    assert reader.steps() == [1, 4, 5] and reader.best_step() == 1
+    assert reader.info(1) == {"val_score": 0.9, "cls_threshold": 0.5,
+                              "val": {"val_cls": {"accuracy": 0.9}}}
+    reader.close()
+    restored, step, info = checkpointing.restore_for_inference(tmp_path, state, "best")
+    assert step == 1 and restored["w"][0] == 1 and info["val_score"] == 0.9
+
+
 def test_checkpoint_choice_info_and_errors(trained, tmp_path):
     config = tiny_train_config(num_steps=2)
     abstract = _abstract_state(config)
