@@ -1,0 +1,119 @@
+"""Multi-process data parallelism: each process feeds only its rows of every global batch
+(``input_pipeline.train_dataset``), and two CPU processes joined by ``jax.distributed``
+train exactly like one process on the same global batches."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+from multimix_jax import input_pipeline, steps
+from tests.conftest import REPO, tiny_train_config
+
+NUM_STEPS = 3
+
+
+def _config():
+    config = tiny_train_config()
+    config.data.per_stream_batch = 4
+    config.model.dropout_rate = 0.25  # on: its bits must not depend on the process split
+    return config
+
+
+def _batches(config, count, process_index=None, process_count=None):
+    splits = input_pipeline.make_splits(config)
+    ds = input_pipeline.train_dataset(config, splits, steps.required_streams(config),
+                                      process_index, process_count)
+    iterator = iter(ds)
+    return [next(iterator) for _ in range(count)]
+
+
+def test_processes_get_disjoint_halves_whose_union_is_the_one_process_batch():
+    config = _config()
+    whole = _batches(config, 4, 0, 1)
+    halves = [_batches(config, 4, p, 2) for p in range(2)]
+    for step, batch in enumerate(whole):
+        for stream, fields in batch.items():
+            for key, value in fields.items():
+                first, second = (halves[p][step][stream][key] for p in range(2))
+                assert first.shape[0] == second.shape[0] == value.shape[0] // 2
+                np.testing.assert_array_equal(np.concatenate([first, second]), value,
+                                              err_msg=f"{step} {stream} {key}")
+
+
+def test_a_batch_that_does_not_split_over_the_processes_is_one_clear_error():
+    config = _config()
+    config.data.per_stream_batch = 3
+    with pytest.raises(ValueError, match=r"per_stream_batch=3 must be a multiple of the 2"):
+        _batches(config, 1, 0, 2)
+
+
+WORKER = textwrap.dedent("""
+    import json, sys
+    import jax
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    port, process_id = sys.argv[1], int(sys.argv[2])
+    jax.distributed.initialize(coordinator_address=f"localhost:{port}", num_processes=2,
+                               process_id=process_id)
+    from tests.test_distributed import run_steps
+    print("RESULT", json.dumps(run_steps()), flush=True)
+    jax.distributed.shutdown()  # a barrier: neither process exits while the other still runs
+""")
+
+
+def run_steps(devices=None) -> dict:
+    """Train NUM_STEPS steps over all processes' devices; the losses and the gathered
+    predictions of the first validation images (every process must see all of them)."""
+    config = _config()
+    mesh = steps.make_mesh(devices)
+    splits = input_pipeline.make_splits(config)
+    model, tx, state = steps.setup(config, mesh, steps_per_epoch=100)
+    iterator = iter(input_pipeline.train_dataset(config, splits, steps.required_streams(config)))
+    train_step = steps.jit_train_step(model, tx, config, mesh)
+    losses = []
+    for _ in range(NUM_STEPS):
+        state, metrics = train_step(state, steps.shard_batch(next(iterator), mesh))
+        losses.append(float(metrics.compute()["loss"]))
+    images = np.stack([splits.seg_val[i]["image"] for i in range(4)])[..., None]
+    out = steps.jit_predict(model, mesh)(state.params, steps.shard_global_batch(images, mesh))
+    return {"losses": losses, "mask_probs": np.asarray(out["mask_probs"]).tolist(),
+            "devices": jax.device_count(), "processes": jax.process_count()}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow  # ~3 min on 2 busy cores: two processes compile the step
+def test_two_processes_train_like_one_process_on_the_same_global_batch(tmp_path):
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO), XLA_FLAGS="")
+    port = str(_free_port())
+    logs = [(tmp_path / f"out{i}.txt", tmp_path / f"err{i}.txt") for i in range(2)]
+    procs = []
+    for i, (out, err) in enumerate(logs):
+        with open(out, "w") as stdout, open(err, "w") as stderr:
+            procs.append(subprocess.Popen([sys.executable, "-c", WORKER, port, str(i)], cwd=REPO,
+                                          env=env, stdout=stdout, stderr=stderr, text=True))
+    try:
+        for proc in procs:
+            proc.wait(timeout=900)
+    finally:
+        for proc in procs:
+            proc.kill()
+    for proc, (_, err) in zip(procs, logs):
+        assert proc.returncode == 0, err.read_text()[-3000:]
+    results = [json.loads(out.read_text().split("RESULT", 1)[1]) for out, _ in logs]
+    assert all(r["devices"] == 2 and r["processes"] == 2 for r in results)
+    single = run_steps(jax.devices()[:1])  # this process alone, its batches whole
+    assert single["processes"] == 1
+    for result in results:
+        np.testing.assert_allclose(result["losses"], single["losses"], rtol=1e-5)
+        np.testing.assert_allclose(result["mask_probs"], single["mask_probs"], atol=1e-5)
