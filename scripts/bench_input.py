@@ -8,6 +8,10 @@ image), i.e. 50 at --per-stream 10, the same count as scripts/bench_step.py's st
 worker count (Grain worker processes, config.data.worker_count) gets a fresh iterator;
 the first --warmup batches (worker start-up included) are not timed, then --batches are;
 images_per_s is the rate over the second half of those (after the workers' buffers drain).
+With --repeats R each worker count is timed R times (a fresh iterator each): the figures are
+the median with the min and max (spread). ``per_core_images_per_s`` divides by the processes
+that augment (the main process with 0 workers, else the workers) and ``scaling`` is the rate
+over the 0-worker rate.
 
 Sources are materialised in memory first (synthetic data are generated once, folders read
 once), so the pipeline cost measured is shuffling, augmentation and batching. The step's
@@ -81,6 +85,21 @@ def time_pipeline(config, splits, streams, workers: int, warmup: int, num_batche
             "warmup_s": startup_s, "timed_s": times[-1] - times[0]}
 
 
+def time_pipeline_rounds(config, splits, streams, workers: int, args) -> dict:
+    """``time_pipeline`` --repeats times: median rate, spread and the rate per core."""
+    import statistics
+
+    rounds = [time_pipeline(config, splits, streams, workers, args.warmup, args.batches)
+              for _ in range(args.repeats)]
+    rates = [r["images_per_s"] for r in rounds]
+    median = statistics.median(rates)
+    return {"images_per_s": median,
+            "images_per_s_spread": {"median": median, "min": min(rates), "max": max(rates),
+                                    "rounds": len(rates)},
+            "per_core_images_per_s": median / max(1, workers),
+            "warmup_s": statistics.median(r["warmup_s"] for r in rounds), "rounds": rounds}
+
+
 def step_images_per_s(args) -> dict:
     spec = importlib.util.spec_from_file_location("bench_step", REPO / "scripts" / "bench_step.py")
     bench_step = importlib.util.module_from_spec(spec)
@@ -111,6 +130,7 @@ def main() -> None:
                         help="the step's rate, if known (skips timing the JAX step)")
     parser.add_argument("--steps", type=int, default=2, help="timed JAX steps")
     parser.add_argument("--step-warmup", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=1, help="rounds per worker count")
     parser.add_argument("--out", default="", help="also write the JSON line to this file")
     args = parser.parse_args()
 
@@ -129,15 +149,20 @@ def main() -> None:
         "source_sizes": splits.summary(), "prepare_s": prepare_s,
         "warmup_batches": args.warmup, "timed_batches": args.batches,
     }
-    result["pipeline"] = {str(w): time_pipeline(config, splits, streams, w, args.warmup,
-                                                args.batches) for w in args.workers}
+    result["pipeline"] = {str(w): time_pipeline_rounds(config, splits, streams, w, args)
+                          for w in args.workers}
+    base = result["pipeline"].get("0")
+    if base:
+        result["scaling"] = {w: r["images_per_s"] / base["images_per_s"]
+                             for w, r in result["pipeline"].items()}
     if args.step_images_per_s > 0:
         result.update(step_images_per_s=args.step_images_per_s, step_source="given")
     else:  # after the pipeline runs, so the two do not compete for the cores
         result.update(step_images_per_s(args), step_source="measured")
     result["ratio_pipeline_over_step"] = {
         w: r["images_per_s"] / result["step_images_per_s"] for w, r in result["pipeline"].items()}
-    result.update(cpu_count=os.cpu_count(), grain=importlib.metadata.version("grain"))
+    result.update(cpu_count=os.cpu_count(), usable_cores=len(os.sched_getaffinity(0)),
+                  grain=importlib.metadata.version("grain"))
     line = json.dumps(result)
     print(line)
     if args.out:

@@ -1,10 +1,15 @@
 #!/usr/bin/env python3
-"""Time the compiled MultiMix training step (compile excluded, median of N) and, given a
-PyTorch venv's python, the original's step rebuilt by ../shared/bench/torch_reference.py
-with the same shapes in the same invocation. Prints one JSON line.
+"""Time the compiled MultiMix training step (compile excluded) and, given a PyTorch venv's
+python and the reference script's path, the original's step rebuilt in PyTorch with the same
+shapes on the same kind of device (cuda when JAX runs on a GPU). Prints one JSON line.
 
-  python scripts/bench_step.py --size 128 --per-stream 10 --steps 5 \
-      --torch-python /path/to/torch-venv/bin/python
+Each of --repeats rounds runs --warmup untimed then --steps timed steps; a round's figure is
+its median step; the result is the median over rounds with their min and max (the spread),
+so a busy machine shows up as a wide spread.
+
+  python scripts/bench_step.py --size 128 --per-stream 10 --steps 5 --repeats 3 \
+      --dtype float32 bfloat16 --torch-python /path/to/torch-venv/bin/python \
+      --torch-reference /path/to/torch_reference.py
 """
 
 from __future__ import annotations
@@ -20,84 +25,150 @@ import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-TORCH_REFERENCE = (REPO / ".." / "shared" / "bench" / "torch_reference.py").resolve()
 
 
-def time_jax_step(size: int, per_stream: int, num_steps: int, warmup: int,
-                  segment_all_images: bool) -> dict:
-    import jax
+def spread(values: list[float]) -> dict:
+    """Median, min and max of per-round figures."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values),
+            "rounds": len(values)}
+
+
+def random_batch(size: int, per_stream: int, seed: int = 0) -> dict:
+    """All five streams at ``size`` px: random float images in [-1, 1], masks, labels."""
     import numpy as np
 
-    from multimix_jax import steps
-    from multimix_jax.config_base import base_config
-
-    config = base_config()
-    config.data.image_size, config.data.per_stream_batch = size, per_stream
-    mesh = steps.make_mesh()
-    model, tx, state = steps.setup(config, mesh, steps_per_epoch=1000)
-    rng = np.random.default_rng(0)
-    image = lambda: rng.standard_normal((per_stream, size, size, 1)).astype(np.float32)
-    batch = steps.shard_batch({
+    rng = np.random.default_rng(seed)
+    image = lambda: rng.uniform(-1, 1, (per_stream, size, size, 1)).astype(np.float32)
+    return {
         "seg_labeled": {"image": image(),
                         "mask": (rng.uniform(size=(per_stream, size, size, 1)) > .5).astype(np.float32)},
         "seg_unlabeled": {"image": image()},
         "cls_labeled": {"image": image(), "label": rng.integers(0, 2, per_stream).astype(np.int32)},
         "cls_unlabeled": {"weak": image(), "strong": image()},
-    }, mesh)
+    }
+
+
+def time_jax_step(size: int, per_stream: int, num_steps: int, warmup: int,
+                  segment_all_images: bool, dtype: str = "float32", repeats: int = 1) -> dict:
+    """The jitted training step of ``configs/default.py`` at ``size`` px in ``dtype`` (the
+    same program as the training loop's, so a compilation cache serves both)."""
+    import jax
+
+    from configs import default
+    from multimix_jax import steps
+
+    config = default.get_config()
+    config.data.image_size, config.data.per_stream_batch = size, per_stream
+    config.model.dtype = dtype
+    mesh = steps.make_mesh()
+    model, tx, state = steps.setup(config, mesh, steps_per_epoch=1000)
+    batch = steps.shard_batch(random_batch(size, per_stream), mesh)
     step = steps.jit_train_step(model, tx, config, mesh, segment_all_images=segment_all_images)
     t0 = time.perf_counter()
     state, metrics = step(state, batch)
     jax.block_until_ready(metrics)
     compile_s = time.perf_counter() - t0
-    times = []
-    for i in range(warmup + num_steps):
-        t0 = time.perf_counter()
-        state, metrics = step(state, batch)
-        jax.block_until_ready((state, metrics))
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    median = statistics.median(times)
+    round_medians = []
+    for _ in range(repeats):
+        times = []
+        for i in range(warmup + num_steps):
+            t0 = time.perf_counter()
+            state, metrics = step(state, batch)
+            jax.block_until_ready((state, metrics))
+            if i >= warmup:
+                times.append(time.perf_counter() - t0)
+        round_medians.append(statistics.median(times))
+    median = statistics.median(round_medians)
+    images = 5 * per_stream
     return {"impl": "multimix_jax" + ("_all_images" if segment_all_images else ""),
-            "device": str(jax.devices()[0].platform), "num_devices": jax.device_count(),
+            "dtype": dtype, "device": str(jax.devices()[0].platform),
+            "device_kind": jax.devices()[0].device_kind, "num_devices": jax.device_count(),
             "jax": jax.__version__, "size": size, "per_stream": per_stream,
-            "images_per_step": 5 * per_stream, "compile_s": compile_s,
-            "median_step_s": median, "min_step_s": min(times),
-            "images_per_s": 5 * per_stream / median}
+            "images_per_step": images, "compile_s": compile_s, "median_step_s": median,
+            "step_s": spread(round_medians),
+            "images_per_s": images / median,
+            "images_per_s_spread": spread([images / t for t in round_medians])}
 
 
-def run_torch_reference(python: str, size: int, per_stream: int, num_steps: int,
-                        warmup: int, threads: int) -> dict:
-    cmd = [python, str(TORCH_REFERENCE), "--size", str(size), "--per-stream", str(per_stream),
-           "--steps", str(num_steps), "--warmup", str(warmup), "--device", "cpu"]
+def run_torch_reference(python: str, reference: str, size: int, per_stream: int,
+                        num_steps: int, warmup: int, threads: int = 0, device: str = "cpu",
+                        repeats: int = 1) -> dict:
+    """The PyTorch reference, once per round (its own process); median and spread."""
+    if not pathlib.Path(reference).is_file():
+        raise SystemExit(f"--torch-reference {reference}: no such file; give the path of "
+                         "torch_reference.py")
+    cmd = [python, reference, "--size", str(size), "--per-stream", str(per_stream),
+           "--steps", str(num_steps), "--warmup", str(warmup), "--device", device]
     if threads:
         cmd += ["--threads", str(threads)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    rounds = []
+    for _ in range(repeats):
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        if out.returncode != 0:
+            raise SystemExit(f"the torch reference failed ({' '.join(cmd)}): "
+                             f"{out.stderr.strip().splitlines()[-1:]}")
+        rounds.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    medians = [r["median_step_s"] for r in rounds]
+    median = statistics.median(medians)
+    images = rounds[0]["images_per_step"]
+    return {**rounds[0], "median_step_s": median, "step_s": spread(medians),
+            "images_per_s": images / median,
+            "images_per_s_spread": spread([images / t for t in medians])}
+
+
+def torch_device() -> str:
+    """The reference runs where JAX runs: cuda on a GPU backend, else cpu."""
+    import jax
+
+    return "cuda" if jax.default_backend() == "gpu" else "cpu"
+
+
+def add_torch_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--torch-python", default="",
+                        help="python of an environment with torch, to run the reference")
+    parser.add_argument("--torch-reference", default="",
+                        help="path of torch_reference.py (the original's step in PyTorch)")
+    parser.add_argument("--torch-threads", type=int, default=0,
+                        help="torch.set_num_threads (0 = torch's default, all cores)")
+
+
+def check_torch_arguments(args) -> None:
+    if bool(args.torch_python) != bool(args.torch_reference):
+        raise SystemExit("--torch-python and --torch-reference go together: give both (the "
+                         "python with torch and the path of torch_reference.py) or neither")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--per-stream", type=int, default=10)
-    parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per round")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps per round")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds (median and spread)")
+    parser.add_argument("--dtype", nargs="+", default=["float32"],
+                        choices=("float32", "bfloat16"), help="config.model.dtype(s) to time")
     parser.add_argument("--all-images", action="store_true",
-                        help="also time the original's decode-all-images variant")
-    parser.add_argument("--torch-python", default="",
-                        help="python of a venv with torch, to run the reference in the same call")
-    parser.add_argument("--torch-threads", type=int, default=0,
-                        help="torch.set_num_threads (0 = torch's default, all cores)")
+                        help="also time the original's decode-all-images variant (float32)")
+    add_torch_arguments(parser)
     args = parser.parse_args()
-    result = time_jax_step(args.size, args.per_stream, args.steps, args.warmup, False)
+    check_torch_arguments(args)
+    timing = lambda dtype, all_images=False: time_jax_step(
+        args.size, args.per_stream, args.steps, args.warmup, all_images, dtype, args.repeats)
+    runs = {dtype: timing(dtype) for dtype in args.dtype}
+    result = dict(runs[args.dtype[0]])
+    if len(runs) > 1:
+        result["by_dtype"] = runs
     if args.all_images:
-        naive = time_jax_step(args.size, args.per_stream, args.steps, args.warmup, True)
+        naive = timing("float32", True)
         result["all_images_median_step_s"] = naive["median_step_s"]
         result["all_images_images_per_s"] = naive["images_per_s"]
     if args.torch_python:
-        ref = run_torch_reference(args.torch_python, args.size, args.per_stream, args.steps,
-                                  args.warmup, args.torch_threads)
+        ref = run_torch_reference(args.torch_python, args.torch_reference, args.size,
+                                  args.per_stream, args.steps, args.warmup, args.torch_threads,
+                                  torch_device(), args.repeats)
         result["torch_reference"] = ref
-        result["speedup_vs_torch"] = result["images_per_s"] / ref["images_per_s"]
+        result["speedup_vs_torch"] = {dtype: r["images_per_s"] / ref["images_per_s"]
+                                      for dtype, r in runs.items()}
     result["cpu_count"] = os.cpu_count()
     print(json.dumps(result))
 
