@@ -98,6 +98,10 @@ def base_config() -> ml_collections.ConfigDict:
     config.eval = ml_collections.ConfigDict(dict(
         checkpoint="best", model_name="MultiMix", num_example_pngs=8,
         table=ml_collections.ConfigDict(dict(in_cls="", in_seg="", cross_cls="", cross_seg=""))))
+    # Shifted validation (docs/multimix.md, Shifted validation): validate also on shifted
+    # copies of the hold-outs; with train.best_metric='shifted_score' they select the model.
+    config.eval.shifted_validation = False
+    config.eval.flip_tta = False  # average the predictions of each image and its mirror
 
     config.distributed = False  # call jax.distributed.initialize() (multi-host)
     return config

@@ -44,7 +44,7 @@ def evaluate(config, workdir: str | pathlib.Path, *, which: str = "best",
     workdir = pathlib.Path(workdir).resolve()
     output_dir = pathlib.Path(output_dir).resolve() if output_dir else workdir
     loaded = evaluation.load_for_inference(config, workdir, which)
-    predict_fn = steps.jit_predict(loaded.model, loaded.mesh)
+    predict_fn = steps.jit_predict(loaded.model, loaded.mesh, config.eval.flip_tta)
     sets = evaluation.eval_sources(config, input_pipeline.make_splits(config), extra_sets)
     results = {name: evaluate_one(config, predict_fn, loaded, name, task, source, output_dir)
                for name, (task, source) in sets.items()}

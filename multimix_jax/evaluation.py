@@ -11,7 +11,7 @@ from typing import Any, Callable, Mapping, NamedTuple
 
 import numpy as np
 
-from multimix_jax import checkpointing, input_pipeline, metrics, steps
+from multimix_jax import checkpointing, input_pipeline, metrics, shifts, steps
 
 log = logging.getLogger("multimix_jax")
 
@@ -97,25 +97,34 @@ def evaluate_set(predict_fn: Callable, params, source, task: str, batch_size: in
     return set_metrics(task, predictions, threshold, fit_threshold)
 
 
+SHIFTED_SCORE_PARTS = (("val_cls", "balanced_accuracy"), ("val_cls_shifted", "balanced_accuracy"),
+                       ("val_seg", "dice"), ("val_seg_shifted", "dice"), ("val_seg_disease", "dice"))
+
+
 def validation_score(results: Mapping[str, dict], criterion: str) -> float:
-    """The model-selection criterion: 'val_score' = mean of val accuracy and val Dice (those
-    available), or 'SET/METRIC' such as 'val_cls/accuracy' (higher is better)."""
-    if criterion == "val_score":
-        parts = [results[name][key] for name, key in (("val_cls", "accuracy"), ("val_seg", "dice"))
-                 if name in results]
-        return float(np.mean(parts))
+    """The model-selection criterion (higher is better): 'val_score' = mean of val accuracy
+    and val Dice (those available); 'shifted_score' = mean of the balanced accuracies and
+    Dice scores of the hold-outs and their shifted copies (those available; docs/multimix.md,
+    Shifted validation); or 'SET/METRIC' such as 'val_cls/accuracy'."""
+    if criterion in ("val_score", "shifted_score"):
+        parts = SHIFTED_SCORE_PARTS if criterion == "shifted_score" else (
+            ("val_cls", "accuracy"), ("val_seg", "dice"))
+        return float(np.mean([results[name][key] for name, key in parts if name in results]))
     name, key = criterion.split("/")
     return float(results[name][key])
 
 
 # --------------------------------------------------------------------------- sets
-def validation_sources(splits: input_pipeline.DataSplits) -> dict:
-    """name -> (task, source) of the held-out validation splits (model selection only)."""
+def validation_sources(splits: input_pipeline.DataSplits, shifted: bool = False) -> dict:
+    """name -> (task, source) of the held-out validation splits (model selection only), with
+    their shifted copies when ``shifted`` (docs/multimix.md, Shifted validation)."""
     sets = {}
     if splits.cls_val is not None:
         sets["val_cls"] = (input_pipeline.CLASSIFICATION, splits.cls_val)
     if splits.seg_val is not None:
         sets["val_seg"] = (input_pipeline.SEGMENTATION, splits.seg_val)
+    if shifted:
+        sets.update(shifts.shifted_sources(sets))
     return sets
 
 
@@ -123,7 +132,7 @@ def eval_sources(config, splits: input_pipeline.DataSplits | None = None,
                  extra: Mapping[str, tuple[str, str]] | None = None) -> dict:
     """name -> (task, source): the validation hold-outs, ``config.data.eval_sets`` and any
     ``extra`` folders given as name -> (task, path)."""
-    sets = validation_sources(splits) if splits is not None else {}
+    sets = validation_sources(splits, config.eval.shifted_validation) if splits is not None else {}
     data = config.data
     for name, spec in data.eval_sets.items():
         task = spec["task"]

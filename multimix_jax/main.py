@@ -25,6 +25,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from multimix_jax import workdir as workdir_lib
+from multimix_jax.datasets.image_io import DataError
 from multimix_jax.workdir import UserError
 
 config_flags.DEFINE_config_file("config", None, "Path to a configs/*.py file.", lock_config=True)
@@ -134,6 +135,9 @@ def run_mode(config) -> None:
     _check_inputs(FLAGS.mode, FLAGS.checkpoint)
     check_config_values(config)
     workdir_lib.adopt_recorded_data_root(config, FLAGS.workdir)
+    if "data_root" in config and not config.data_root:
+        raise UserError("--config.data_root is not set: pass --config.data_root=DIR or set "
+                        "MULTIMIX_DATA_ROOT to the folder this config's data paths start from")
     if FLAGS.mode == "train":
         train.train_and_evaluate(config, FLAGS.workdir,
                                  allow_config_change=FLAGS.allow_config_change)
@@ -158,7 +162,7 @@ def main(argv) -> None:
     from multimix_jax import train
     try:
         run_mode(load_config())
-    except (UserError, train.NonFiniteLossError, train.DivergenceError) as error:
+    except (UserError, DataError, train.NonFiniteLossError, train.DivergenceError) as error:
         sys.exit(f"error: {error}")
 
 

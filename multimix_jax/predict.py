@@ -138,7 +138,7 @@ def predict_files(config, workdir: str | pathlib.Path, inputs: Sequence[str],
                     ", ".join(str(p) for p in found.skipped[:5]),
                     " ..." if len(found.skipped) > 5 else "")
     loaded = evaluation.load_for_inference(config, workdir, which)
-    predict_fn = steps.jit_predict(loaded.model, loaded.mesh)
+    predict_fn = steps.jit_predict(loaded.model, loaded.mesh, config.eval.flip_tta)
     rows, chunk = [], 8 * config.data.eval_batch_size  # bounds the images held in memory
     for start in range(0, len(found.images), chunk):
         paths, names = found.images[start:start + chunk], found.names[start:start + chunk]

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from multimix_jax import checkpointing, evaluation, input_pipeline, steps, summaries
+from multimix_jax import checkpointing, evaluation, input_pipeline, metrics, steps, summaries
 from multimix_jax import workdir as workdir_lib
 
 log = logging.getLogger("multimix_jax")
@@ -168,17 +168,29 @@ def log_train_metrics(config, accumulated, step: int, num_steps: int, schedule, 
              per_step, _format_seconds(per_step * (num_steps - step)))
 
 
-def _evaluate_set(config, predict_fn, params, task: str, source, mesh) -> dict:
-    """Metrics of one validation set; classification also fits its decision threshold."""
-    return evaluation.evaluate_set(predict_fn, params, source, task,
-                                   config.data.eval_batch_size, config.data.image_size, mesh,
-                                   fit_threshold=task == input_pipeline.CLASSIFICATION)
-
-
 def validate(config, predict_fn, params, val_sets: dict, mesh) -> dict:
-    """name -> metrics of every validation hold-out."""
-    return {name: _evaluate_set(config, predict_fn, params, task, source, mesh)
-            for name, (task, source) in val_sets.items()}
+    """name -> metrics of every validation set. The first classification set also holds the
+    ``fitted_threshold`` (stored with the checkpoint) that maximises balanced accuracy: with
+    shifted validation it is fitted on the hold-out and its shifted copy pooled and every set
+    is scored at it; otherwise on the hold-out alone, scored at 0.5 (docs/multimix.md,
+    Shifted validation)."""
+    predictions = {name: evaluation.run_predictions(predict_fn, params, source,
+                                                    config.data.eval_batch_size,
+                                                    config.data.image_size, mesh)
+                   for name, (task, source) in val_sets.items()}
+    cls_names = [n for n, (task, _) in val_sets.items() if task == input_pipeline.CLASSIFICATION]
+    fit_on = cls_names if config.eval.shifted_validation else cls_names[:1]
+    fitted = None
+    if fit_on:
+        pooled = {k: np.concatenate([predictions[n][k] for n in fit_on])
+                  for k in ("label", "prob_pneumonia")}
+        fitted = metrics.balanced_threshold(pooled["label"], pooled["prob_pneumonia"])
+    threshold = fitted if config.eval.shifted_validation and fitted is not None else 0.5
+    results = {name: evaluation.set_metrics(task, predictions[name], threshold)
+               for name, (task, _) in val_sets.items()}
+    if fitted is not None:
+        results[cls_names[0]]["fitted_threshold"] = fitted
+    return results
 
 
 def _image_summaries(config, predict_fn, params, val_sets: dict, mesh) -> dict:
@@ -282,8 +294,8 @@ def _train(config, workdir: pathlib.Path, checkpointer, accepted: list, stop_at_
     if is_chief:
         workdir_lib.record_config(config, workdir, accepted, start)
     train_step = steps.jit_train_step(model, tx, config, mesh)
-    predict_fn = steps.jit_predict(model, mesh)
-    val_sets = evaluation.validation_sources(splits)
+    predict_fn = steps.jit_predict(model, mesh, config.eval.flip_tta)
+    val_sets = evaluation.validation_sources(splits, config.eval.shifted_validation)
     best = _best_so_far(checkpointer, config.train.best_metric)
     log.info("data %s | %d steps/epoch | %d steps | %d device(s) | workdir %s",
              splits.summary(), epoch_steps, num_steps, jax.device_count(), workdir)

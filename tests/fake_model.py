@@ -27,5 +27,5 @@ def install(monkeypatch, threshold: float = 0.5, step: int = 7) -> FakeModel:
     loaded = evaluation.Loaded(model=None, params=None, mesh=steps.make_mesh(), step=step,
                                threshold=threshold)
     monkeypatch.setattr(evaluation, "load_for_inference", lambda config, workdir, which: loaded)
-    monkeypatch.setattr(steps, "jit_predict", lambda model, mesh: fake.predict_fn)
+    monkeypatch.setattr(steps, "jit_predict", lambda model, mesh, flip_tta=False: fake.predict_fn)
     return fake

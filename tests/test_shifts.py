@@ -123,3 +123,28 @@ def test_flip_tta_is_invariant_to_flipping_the_input(use_bridge):
                                atol=1e-5)
     plain = steps.predict(params, images, model=model)
     assert not np.allclose(plain["class_probs"], flipped["class_probs"], atol=1e-7)
+
+
+def test_shifted_validation_selects_the_model_and_stores_the_pooled_threshold(tmp_path):
+    """With eval.shifted_validation the training loop validates on the shifted copies too,
+    scores with 'shifted_score', stores the threshold fitted on the pooled classification
+    sets, and evaluate reports every set at that threshold (flip TTA on)."""
+    import json
+
+    from multimix_jax import evaluate, evaluation, train
+    from tests.conftest import tiny_train_config
+    config = tiny_train_config(num_steps=2)
+    config.data.cls.num_examples, config.data.val_cls = 60, 16
+    config.eval.shifted_validation, config.eval.flip_tta = True, True
+    config.train.best_metric = "shifted_score"
+    out = train.train_and_evaluate(config, tmp_path)
+    results = out["best"]["results"]
+    assert set(shifts.SHIFTED_SETS) <= set(results)
+    threshold = results["val_cls"]["fitted_threshold"]
+    assert results["val_cls_shifted"]["threshold"] == threshold == results["val_cls"]["threshold"]
+    assert out["best"]["score"] == evaluation.validation_score(results, "shifted_score")
+    written = evaluate.evaluate(config, tmp_path, which="best")
+    assert set(shifts.SHIFTED_SETS) <= set(written)
+    stored = json.loads((tmp_path / "results.json").read_text())
+    assert stored["cls_threshold"] == threshold
+    assert stored["sets"]["val_cls_shifted"]["threshold"] == threshold
