@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 
+import grain
 import jax
 import numpy as np
 import pytest
@@ -32,6 +33,19 @@ def _batches(config, count, process_index=None, process_count=None):
                                       process_index, process_count)
     iterator = iter(ds)
     return [next(iterator) for _ in range(count)]
+
+
+def test_epoch_shuffle_is_a_new_seeded_permutation_each_epoch():
+    ds = input_pipeline.EpochShuffle(grain.MapDataset.range(7).seed(3)).repeat()
+    epochs = [[ds[e * 7 + i] for i in range(7)] for e in range(3)]
+    for e, order in enumerate(epochs):
+        assert sorted(order) == list(range(7))
+        assert order == np.random.default_rng([ds._parent._seed, e]).permutation(7).tolist()
+    assert epochs[0] != epochs[1] != epochs[2]
+    again = input_pipeline.EpochShuffle(grain.MapDataset.range(7).seed(3)).repeat()
+    assert [again[i] for i in range(21)] == sum(epochs, [])
+    with pytest.raises(ValueError, match="needs a seed"):
+        input_pipeline.EpochShuffle(grain.MapDataset.range(7))
 
 
 def test_processes_get_disjoint_halves_whose_union_is_the_one_process_batch():
