@@ -1,4 +1,5 @@
-"""scripts/multimix_colab.ipynb runs top to bottom (SMALL = True) in a kernel on this
+"""scripts/multimix_colab.ipynb picks its run from the runtime (the real model at 256 px on a
+GPU/TPU, a tiny one on a CPU) and runs top to bottom on this CPU in a kernel on this
 interpreter, without errors, and shows the results table."""
 
 import json
@@ -36,8 +37,55 @@ def test_notebook_is_valid_and_does_not_force_a_platform():
     nb = nbformat.read(NOTEBOOK, as_version=4)
     nbformat.validate(nb)
     source = "\n".join(cell.source for cell in nb.cells)
-    assert "JAX_PLATFORMS" not in source and "SMALL = True" in source
+    assert "JAX_PLATFORMS" not in source and 'RUN = "auto"' in source
     assert all(not cell.get("outputs") for cell in nb.cells if cell.cell_type == "code")
+
+
+class _FakeDevice:
+    def __init__(self, platform, capability=None):
+        self.platform, self.device_kind = platform, f"fake {platform}"
+        if capability is not None:
+            self.compute_capability = capability
+
+
+class _FakeJax:
+    """What the parameters cell asks of ``jax``: the backend and the devices."""
+
+    def __init__(self, device):
+        self._device = device
+
+    def default_backend(self):
+        return self._device.platform
+
+    def devices(self):
+        return [self._device]
+
+    def device_count(self):
+        return 1
+
+
+def _parameters_cell_config(device, tmp_path, monkeypatch):
+    import nbformat
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    cell = next(c.source for c in nb.cells if c.cell_type == "code" and 'RUN = "auto"' in c.source)
+    monkeypatch.setenv("MULTIMIX_NOTEBOOK_WORKDIR", str(tmp_path))
+    monkeypatch.syspath_prepend(str(REPO))
+    namespace = {"jax": _FakeJax(device), "os": os}
+    exec(compile(cell, "parameters cell", "exec"), namespace)
+    return namespace["RUN"], namespace["config"]
+
+
+@pytest.mark.parametrize("device, run, size, dtype", [
+    (_FakeDevice("gpu", "9.0"), "accelerator", 256, "bfloat16"),
+    (_FakeDevice("gpu", "7.5"), "accelerator", 256, "float32"),  # a T4: no native bfloat16
+    (_FakeDevice("tpu"), "accelerator", 256, "bfloat16"),
+    (_FakeDevice("cpu"), "small", 32, "float32"),
+])
+def test_runtime_picks_the_run(device, run, size, dtype, tmp_path, monkeypatch):
+    picked, config = _parameters_cell_config(device, tmp_path, monkeypatch)
+    assert (picked, config.data.image_size, config.model.dtype) == (run, size, dtype)
+    if run == "accelerator":
+        assert tuple(config.model.widths) == (16, 32, 64, 128, 256)
 
 
 @pytest.mark.slow
@@ -56,6 +104,7 @@ def test_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
     assert not [o for o in outputs if o.output_type == "error"]
     text = "\n".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "nothing to install" in text  # the local checkout imports: no pip install ran
+    assert "RUN = 'small' on 1 x cpu: 32 px" in text  # it says what it ran
     assert "JAX" in text and any("Device" in o.data.get("text/plain", "") for o in outputs
                                  if o.output_type == "execute_result")  # jax.devices()
     markdown = [o.data["text/markdown"] for o in outputs
