@@ -59,7 +59,8 @@ def run_predictions(predict_fn: Callable, params, source, batch_size: int, image
     seen = 0
     for batch in input_pipeline.eval_batches(source, batch_size, image_size):
         valid = batch.pop("valid")
-        pred = predict_fn(params, steps.shard_batch(batch["image"], mesh))
+        # every process holds the whole batch; each places its devices' rows (multi-host)
+        pred = predict_fn(params, steps.shard_global_batch(batch["image"], mesh))
         row = {"prob_pneumonia": np.asarray(pred["class_probs"])[:, 1],
                "mask_prob": np.asarray(pred["mask_probs"])}
         for key in ("label", "mask"):

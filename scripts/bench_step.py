@@ -34,14 +34,15 @@ def spread(values: list[float]) -> dict:
 
 
 def random_batch(size: int, per_stream: int, seed: int = 0) -> dict:
-    """All five streams at ``size`` px: random float images in [-1, 1], masks, labels."""
+    """All five streams at ``size`` px as the input pipeline delivers them (uint8 images and
+    masks, int32 labels), so that the step is the training loop's very program."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    image = lambda: rng.uniform(-1, 1, (per_stream, size, size, 1)).astype(np.float32)
+    image = lambda: rng.integers(0, 256, (per_stream, size, size, 1), dtype=np.uint8)
     return {
         "seg_labeled": {"image": image(),
-                        "mask": (rng.uniform(size=(per_stream, size, size, 1)) > .5).astype(np.float32)},
+                        "mask": rng.integers(0, 2, (per_stream, size, size, 1), dtype=np.uint8)},
         "seg_unlabeled": {"image": image()},
         "cls_labeled": {"image": image(), "label": rng.integers(0, 2, per_stream).astype(np.int32)},
         "cls_unlabeled": {"weak": image(), "strong": image()},
