@@ -10,7 +10,9 @@
 #   bash scripts/gpu_bench.sh
 # Results: $OUT/bench_train.json, $OUT/bench_input.json and a markdown table on stdout.
 # Knobs (environment): SIZE=256 STEPS=20 REPEATS=3 LOOP_STEPS=300 LOOP_WORKERS=8
-#   WORKERS="0 8 14" BATCHES=40 INPUT_REPEATS=2 CLS_EXAMPLES=800 SEG_EXAMPLES=160 OUT=$OUT|bench_out PYTHON=python3
+#   WORKERS="0 8 14" BATCHES=300 INPUT_REPEATS=2 CLS_EXAMPLES=800 SEG_EXAMPLES=160
+#   OUT=bench_out (an exported OUT, as on the device machine, is kept)
+#   PYTHON=python3 TORCH_PYTHON=$PYTHON TORCH_REFERENCE=.bench/torch_reference.py
 # A CPU check of the script itself: SIZE=32 STEPS=3 bash scripts/gpu_bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,10 +31,11 @@ REPEATS=${REPEATS:-3}
 LOOP_STEPS=${LOOP_STEPS:-300}
 LOOP_WORKERS=${LOOP_WORKERS:-8}
 WORKERS=${WORKERS:-"0 8 14"}
-BATCHES=${BATCHES:-40}
+BATCHES=${BATCHES:-300}  # many: the in-process prefetch buffers batches during the warm-up
 CLS_EXAMPLES=${CLS_EXAMPLES:-800}
 SEG_EXAMPLES=${SEG_EXAMPLES:-160}
 PYTHON=${PYTHON:-python3}
+TORCH_PYTHON=${TORCH_PYTHON:-$PYTHON}
 OUT=${OUT:-bench_out}
 TORCH_REFERENCE=${TORCH_REFERENCE:-.bench/torch_reference.py}
 if [[ "$SIZE" -le 64 ]]; then  # a check of the script: few steps, no wait on a loop
@@ -53,10 +56,10 @@ export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 
 torch_args=()
-if [[ -f "$TORCH_REFERENCE" ]] && "$PYTHON" -c "import torch" 2>/dev/null; then
-    torch_args=(--torch-python "$PYTHON" --torch-reference "$TORCH_REFERENCE")
+if [[ -f "$TORCH_REFERENCE" ]] && "$TORCH_PYTHON" "$TORCH_REFERENCE" --help >/dev/null 2>&1; then
+    torch_args=(--torch-python "$TORCH_PYTHON" --torch-reference "$TORCH_REFERENCE")
 else
-    echo "no torch or no $TORCH_REFERENCE: the PyTorch reference is skipped" >&2
+    echo "$TORCH_REFERENCE is missing or does not run under $TORCH_PYTHON (no torch?): the PyTorch reference is skipped" >&2
 fi
 
 start=$SECONDS
