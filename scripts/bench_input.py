@@ -21,7 +21,7 @@ same invocation, unless --step-images-per-s gives it (a ~15 s step at 256 px on 
   python scripts/bench_input.py --size 256 --workers 0 1 2 --batches 30 --steps 2 \
       --out docs/bench/bench_input_cpu256.json
   python scripts/bench_input.py --size 256 --step-images-per-s 3.3 --data folder \
-      --path ../shared/data/kermany_pneumonia_224/train --seg-path ../shared/data/lung_masks_openist
+      --path DATA/kermany_pneumonia_224/train --seg-path DATA/lung_masks_openist
 """
 
 from __future__ import annotations
