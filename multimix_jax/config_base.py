@@ -96,7 +96,7 @@ def base_config() -> ml_collections.ConfigDict:
 
     # Which evaluation sets fill the paper's Table-2 columns (in-domain, cross-domain).
     config.eval = ml_collections.ConfigDict(dict(
-        checkpoint="best", model_name="MultiMix", num_example_pngs=8,
+        model_name="MultiMix", num_example_pngs=8,
         table=ml_collections.ConfigDict(dict(in_cls="", in_seg="", cross_cls="", cross_seg=""))))
     # Shifted validation (docs/multimix.md, Shifted validation): validate also on shifted
     # copies of the hold-outs; with train.best_metric='shifted_score' they select the model.

@@ -143,7 +143,7 @@ def eval_sources(config, splits: input_pipeline.DataSplits | None = None,
         sets[name] = (task, input_pipeline.load_source(
             spec, task, data.image_size, split=spec.get("split", "test"),
             synthetic_offset=input_pipeline.SYNTHETIC_TEST_OFFSET,
-            synthetic_seed=data.synthetic_seed + stream_id + spec.get("seed_offset", 0),
+            synthetic_seed=data.synthetic_seed + stream_id,
             pneumonia_fraction=data.synthetic_pneumonia_fraction))
     for name, (task, path) in (extra or {}).items():
         sets[name] = (task, input_pipeline.load_source({"kind": "folder", "path": path}, task,

@@ -85,7 +85,7 @@ def load_source(spec, task: str, image_size: int, *, split: str | None = None,
         n = num_examples if num_examples is not None else spec["num_examples"]
         generator = SyntheticCXR(n, seed=synthetic_seed, size=image_size,
                                  pneumonia_fraction=pneumonia_fraction, offset=synthetic_offset)
-        return materialize(generator) if spec.get("cache", True) else generator
+        return materialize(generator)
     if kind == "folder":
         from multimix_jax.datasets.folders import load_folder
         if not spec.get("path"):

@@ -36,10 +36,6 @@ class MetricWriter:
             value = np.clip(np.asarray(value, np.float32), 0.0, 1.0)[..., None]
             self._tb.add_images(name, value, step, dataformats="NHWC")
 
-    def flush(self) -> None:
-        self._tb.flush()
-        self._jsonl.flush()
-
     def close(self) -> None:
         self._tb.close()
         self._jsonl.close()

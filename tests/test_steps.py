@@ -49,8 +49,11 @@ def test_segmentation_only_decoder_equals_the_naive_all_images_step():
         return jax.jit(lambda p: fn(p, batch, rng, model=model, config=config,
                                     segment_all_images=segment_all_images))(state.params)
 
-    (loss_fast, aux_fast), grads_fast = loss_and_grads(False)
-    (loss_naive, aux_naive), grads_naive = loss_and_grads(True)
+    # Dropout bits for the first 20 rows equal those of a 50-row draw only with the
+    # partitionable threefry (each element's bits from its own index): pin it.
+    with jax.threefry_partitionable(True):
+        (loss_fast, aux_fast), grads_fast = loss_and_grads(False)
+        (loss_naive, aux_naive), grads_naive = loss_and_grads(True)
     np.testing.assert_allclose(loss_fast, loss_naive, rtol=1e-5)
     for name in aux_fast:
         np.testing.assert_allclose(aux_fast[name], aux_naive[name], rtol=1e-5, atol=1e-7)
