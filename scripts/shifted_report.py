@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""Validation and shifted validation of trained workdirs, under each decision rule a recipe
+decision looks at: threshold 0.5, the threshold fitted on the hold-out alone, the threshold
+fitted on the hold-out and its shifted copy pooled; with and without flip TTA
+(docs/multimix.md, Shifted validation). One JSON object per workdir, one markdown row per
+workdir and rule.
+
+  python scripts/shifted_report.py --config configs/shared_real.py:multimix \
+      --config.data_root=DIR --workdirs runs/real/multimix [--checkpoint best]
+
+The config (and its overrides) must be the one each workdir was trained with: it fixes the
+validation split, the image size and the model.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from multimix_jax import evaluation, input_pipeline, metrics, steps  # noqa: E402
+
+config_flags.DEFINE_config_file("config", None, "configs/*.py[:VARIANT] the workdirs used.")
+flags.DEFINE_list("workdirs", None, "Trained workdirs (comma-separated).")
+flags.DEFINE_string("checkpoint", "best", "best | latest | a step number.")
+flags.DEFINE_string("output", None, "Also write the JSON lines here.")
+flags.mark_flags_as_required(["config", "workdirs"])
+FLAGS = flags.FLAGS
+
+
+def report(config, workdir: str, which: str) -> dict:
+    """{'step', 'plain'|'tta': {'thresholds', SET@RULE: metrics, SEG_SET: metrics}}."""
+    loaded = evaluation.load_for_inference(config, workdir, which)
+    splits = input_pipeline.make_splits(config)
+    sets = evaluation.validation_sources(splits, shifted=True)
+    out = {"workdir": workdir, "step": loaded.step}
+    for tta in (False, True):
+        predict_fn = steps.jit_predict(loaded.model, loaded.mesh, tta)
+        preds = {name: evaluation.run_predictions(predict_fn, loaded.params, source,
+                                                  config.data.eval_batch_size,
+                                                  config.data.image_size, loaded.mesh)
+                 for name, (_, source) in sets.items()}
+        res = {}
+        cls_sets = [n for n in ("val_cls", "val_cls_shifted") if n in preds]
+        if cls_sets:
+            pooled = lambda key: [v for n in cls_sets for v in preds[n][key]]
+            rules = {"0.5": 0.5,
+                     "fit_on_val": metrics.balanced_threshold(preds["val_cls"]["label"],
+                                                              preds["val_cls"]["prob_pneumonia"]),
+                     "fit_pooled": metrics.balanced_threshold(pooled("label"),
+                                                              pooled("prob_pneumonia"))}
+            res["thresholds"] = rules
+            for name in cls_sets:
+                for rule, threshold in rules.items():
+                    res[f"{name}@{rule}"] = evaluation.set_metrics(
+                        input_pipeline.CLASSIFICATION, preds[name], threshold)
+        for name in ("val_seg", "val_seg_shifted", "val_seg_disease"):
+            if name in preds:
+                res[name] = evaluation.set_metrics(input_pipeline.SEGMENTATION, preds[name])
+        out["tta" if tta else "plain"] = res
+    return out
+
+
+def markdown_rows(result: dict) -> list[str]:
+    rows = []
+    get = lambda res, name, key: evaluation.format_value(res.get(name, {}).get(key))
+    for mode in ("plain", "tta"):
+        res = result[mode]
+        for rule in res.get("thresholds", {"-": None}):
+            cls = lambda name, key: get(res, f"{name}@{rule}", key)
+            rows.append(" | ".join([
+                result["workdir"], mode, rule, evaluation.format_value(res.get("thresholds", {}).get(rule)),
+                cls("val_cls", "accuracy"), cls("val_cls", "balanced_accuracy"), cls("val_cls", "f1_normal"),
+                cls("val_cls", "roc_auc"), cls("val_cls_shifted", "balanced_accuracy"),
+                cls("val_cls_shifted", "f1_normal"), cls("val_cls_shifted", "roc_auc"),
+                get(res, "val_seg", "dice"), get(res, "val_seg_shifted", "dice"),
+                get(res, "val_seg_disease", "dice")]))
+    return ["| " + row + " |" for row in rows]
+
+
+def main(argv) -> None:
+    del argv
+    header = ("| workdir | predict | threshold rule | threshold | val Acc | val bal. acc | val F1-N | "
+              "val AUC | shifted bal. acc | shifted F1-N | shifted AUC | val Dice | shifted Dice | "
+              "disease Dice |")
+    lines, results = [header, "|---" * 14 + "|"], []
+    for workdir in FLAGS.workdirs:
+        result = report(FLAGS.config, workdir, FLAGS.checkpoint)
+        results.append(json.dumps(result, default=float))
+        lines += markdown_rows(result)
+    if FLAGS.output:
+        pathlib.Path(FLAGS.output).write_text("\n".join(results) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    app.run(main)
