@@ -4,7 +4,7 @@
 Images travel as uint8 (N, S, S, 1) and are normalised to [-1, 1] on the device
 (``steps.normalize_batch``); masks as uint8 {0, 1}; labels as int32.
 
-Randomness: every stream is ``MapDataset.source(...).seed(s).shuffle().repeat()`` followed
+Randomness: every stream is ``EpochShuffle(MapDataset.source(...).seed(s)).repeat()`` followed
 by ``random_map`` BEFORE ``to_iter_dataset()``, so each element's augmentation depends only
 on (seed, stream, position): the same seed gives the same batches, with or without worker
 processes, and the iterator state (a position) can be checkpointed and restored.
