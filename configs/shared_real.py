@@ -49,11 +49,11 @@ def get_config(variant: str = "multimix") -> ml_collections.ConfigDict:
     config.augment.acquisition = True
     config.augment.opacity_prob = 0.5
     config.optim.learning_rate = 1e-3
-    config.optim.lr_decay_epochs = 2.6  # one x0.1 step at ~1200 of 1600 steps (459 steps/epoch)
+    config.optim.lr_decay_epochs = 2.45  # one x0.1 step at ~1125 of 1500 steps (459 steps/epoch)
     config.optim.ema_decay = 0.99
-    config.train.num_steps = 1600
+    config.train.num_steps = 1500
     config.train.best_metric = "shifted_score"
     config.train.log_every_steps = 50
-    config.train.eval_every_steps = 400
-    config.train.checkpoint_every_steps = 400
+    config.train.eval_every_steps = 500
+    config.train.checkpoint_every_steps = 250
     return apply_variant(config, variant)
