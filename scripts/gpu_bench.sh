@@ -20,7 +20,6 @@ cd "$(dirname "$0")/.."
 if [[ "${1:-}" == "--prepare" ]]; then
     [[ -f "${2:-}" ]] || { echo "gpu_bench.sh --prepare needs the path of torch_reference.py" >&2; exit 2; }
     mkdir -p .bench && cp "$2" .bench/torch_reference.py
-    grep -qx '/.bench/' .git/info/exclude 2>/dev/null || echo '/.bench/' >> .git/info/exclude
     echo "copied $2 to .bench/ (git-ignored); carry .bench and .whl in the device call"
     exit 0
 fi
