@@ -28,9 +28,9 @@ import numpy as np
 from scipy import ndimage
 from skimage import exposure
 
-from multimix_jax.augment import to_uint8, affine, paint_opacity
+from multimix_jax.augment import affine, paint_opacity, to_uint8
+from multimix_jax.input_pipeline import CLASSIFICATION, SEGMENTATION
 
-CLASSIFICATION, SEGMENTATION = "classification", "segmentation"
 SHIFTED_SETS = ("val_cls_shifted", "val_seg_shifted", "val_seg_disease")
 
 
