@@ -199,7 +199,7 @@ def make_splits(config) -> DataSplits:
             val_idx, train_idx = split_off(len(source), val, seed * 1000 + stream_id)
             val_source, train = SubsetSource(source, val_idx), SubsetSource(source, train_idx)
         labeled, unlabeled = split_off(len(train), budget, seed * 1000 + 10 + stream_id)
-        if task == CLASSIFICATION and data.get("balance_labeled", False):
+        if task == CLASSIFICATION and data.balance_labeled:
             labeled = balanced_oversample(labeled, [train[int(i)]["label"] for i in labeled])
         setattr(splits, f"{short}_val", val_source)
         setattr(splits, f"{short}_labeled", SubsetSource(train, labeled))
@@ -235,8 +235,8 @@ class StreamTransform(grain.transforms.RandomMap):
         self.num_ops = augment_config.randaugment_num_ops
         self.magnitude = augment_config.randaugment_magnitude
         self.seg_joint = augment_config.seg_joint
-        self.acquisition = augment_config.get("acquisition", False)
-        self.opacity_prob = augment_config.get("opacity_prob", 0.0)
+        self.acquisition = augment_config.acquisition
+        self.opacity_prob = augment_config.opacity_prob
 
     def _acquire(self, image: np.ndarray, mask, rng: np.random.Generator):
         """Acquisition jitter of an image (and its mask), when switched on."""
