@@ -2,7 +2,9 @@
 in-domain on their test splits and cross-domain on Montgomery (MCU) and NIH pneumonia (NIHX).
 For a GPU/TPU; on 2 CPU cores one step takes ~15 s.
 
-Build the datasets once from your manual downloads (no TensorFlow needed):
+Build the datasets once from your manual downloads (no TensorFlow needed; the builders fix
+the splits: Kermany's folders, JSRT 111/13/123 and Montgomery 93/10/35 seeded by 0, NIH test
+only with NORMAL subsampled to 2,754):
   python scripts/build_dataset.py kermany     --manual_dir ~/data/chest_xray  --data_dir ~/tfds --size 256
   python scripts/build_dataset.py jsrt        --manual_dir ~/data/jsrt        --data_dir ~/tfds --size 256
   python scripts/build_dataset.py montgomery  --manual_dir ~/data/montgomery  --data_dir ~/tfds --size 256

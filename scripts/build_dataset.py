@@ -5,9 +5,9 @@
       --data_dir ~/tensorflow_datasets --size 256
 
 Read it back with ``load_source({'kind': 'tfds', 'name': NAME, 'data_dir': DIR}, task, SIZE)``.
-Running it again with the same folder and options reuses the dataset; a different folder
-(or changed files) or other options into the same --data_dir and --size is REFUSED with
-exit code 2 unless --overwrite. On failure nothing is left in --data_dir.
+Each dataset's splits are fixed (configs/paper.py). Running it again with the same folder
+reuses the dataset; a different folder (or changed files) into the same --data_dir and --size
+is REFUSED with exit code 2 unless --overwrite. On failure nothing is left in --data_dir.
 """
 
 from __future__ import annotations
@@ -25,9 +25,6 @@ except ImportError:  # running from a checkout without installing
 from multimix_jax.datasets import builders  # noqa: E402
 from multimix_jax.datasets.image_io import DataError  # noqa: E402
 
-OPTIONS = {"split_seed": int, "val_fraction": float, "test_fraction": float, "max_normal": int,
-           "jsrt_shape": int, "mask_size_policy": str}
-
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -38,17 +35,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--data_dir", required=True, help="TFDS data dir to write into")
     p.add_argument("--size", type=int, default=256, help="output side length (default 256)")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace a dataset built earlier from another folder or with other options")
-    g = p.add_argument_group("builder options (each builder takes only some; defaults per builder)")
-    for name, kind in OPTIONS.items():
-        g.add_argument(f"--{name}", type=kind, default=None, choices=(
-            builders.MASK_SIZE_POLICIES if name == "mask_size_policy" else None))
-    g.add_argument("--class_names", default=None,
-                   help="comma-separated class folder names, label = position")
-    g.add_argument("--allow_unknown", action="store_true", default=None,
-                   help="skip unknown class folders instead of failing")
-    g.add_argument("--strict", action="store_true", default=None,
-                   help="fail on an image without mask instead of skipping it")
+                   help="replace a dataset built earlier from another folder")
     p.add_argument("-v", "--verbose", action="store_true")
     return p.parse_args(argv)
 
@@ -56,17 +43,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
-    options = {k: getattr(args, k) for k in (*OPTIONS, "allow_unknown", "strict")}
-    if args.class_names:
-        options["class_names"] = [c.strip() for c in args.class_names.split(",") if c.strip()]
     try:
         builder = builders.build_dataset(args.name, args.manual_dir, args.data_dir, args.size,
-                                         overwrite=args.overwrite, **options)
+                                         overwrite=args.overwrite)
     except (DataError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     md = builder.info.metadata
-    print(f"{builder.data_path} from {md['source']}, options {md['options']}")
+    print(f"{builder.data_path} from {md['source']}")
     for split, info in builder.info.splits.items():
         print(f"  {split}: {info.num_examples} examples")
     for reason, n in md["skipped"].items():

@@ -7,6 +7,7 @@ Every layout has a tiny fixture in exactly that layout (tests/fixtures_util.py),
 from __future__ import annotations
 
 import logging
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -146,21 +147,20 @@ def test_load_mask_binarisation_and_alpha(tmp_path):
 
 def test_jsrt_img_inverted_and_sized(tmp_path):
     raw = np.zeros(io_.JSRT_SHAPE, np.uint16)
-    raw[0, :3] = [0, 4095, 2048]
+    raw[0, :4] = [0, 4095, 2048, 3500]
     p = F.write_jsrt_img(tmp_path / "JPCLN001.IMG", raw)
     g = io_.load_grayscale(p)
-    assert g.shape == (2048, 2048) and tuple(g[0, :3]) == (255, 0, 127)
+    assert g.shape == (2048, 2048) and tuple(g[0, :4]) == (255, 0, 127, F.jsrt_gray(3500))
     small = F.write_jsrt_img(tmp_path / "x.IMG", np.full((16, 16), 3500))
     with pytest.raises(DataError, match="x.IMG.*truncated or not a JSRT"):
-        io_.load_jsrt_img(small)
-    assert io_.load_jsrt_img(small, 16)[0, 0] == F.jsrt_gray(3500)
+        io_.load_grayscale(small)
     with pytest.raises(DataError, match="y.IMG: 0 bytes"):
-        io_.load_jsrt_img(F.write_junk(tmp_path / "y.IMG", b""), 16)
+        io_.load_jsrt_img(F.write_junk(tmp_path / "y.IMG", b""))
 
 
 def test_resize_image_and_mask_analytic():
     assert np.all(io_.resize_image(np.full((64, 48), 77, np.uint8), 32) == 77)
-    assert io_.resize_image(np.zeros((64, 48), np.uint8), (10, 20)).shape == (10, 20)
+    assert io_.resize_image(np.zeros((64, 48), np.uint8), 20).shape == (20, 20)  # squashed
     np.testing.assert_array_equal(io_.resize_mask(F.union01(64), 32), F.union01(32))
     np.testing.assert_array_equal(io_.resize_mask(F.union01(16) * 255, 32), F.union01(32))
 
@@ -173,14 +173,12 @@ def test_is_ignorable():
 
 # --------------------------------------------------------------------------- layouts
 def test_seeded_split_paper_counts_and_determinism():
-    keys = [f"k{i:03d}" for i in range(247)]
-    s = B.seeded_split(keys, 13 / 247, 123 / 247, seed=0)
-    assert {k: len(v) for k, v in s.items()} == {"train": 111, "validation": 13, "test": 123}
-    assert s == B.seeded_split(keys[::-1], 13 / 247, 123 / 247, seed=0)
-    assert s != B.seeded_split(keys, 13 / 247, 123 / 247, seed=1)
-    labels = [0] * 100 + [1] * 300
-    st = B.seeded_split([f"{i}" for i in range(400)], 0.1, 0.0, seed=0, strata=labels)
-    assert [labels[int(k)] for k in st["validation"]].count(0) == 10
+    for cls, n, want in ((B.Jsrt, 247, (111, 13, 123)), (B.Montgomery, 138, (93, 10, 35))):
+        keys = [f"k{i:03d}" for i in range(n)]
+        s = B.seeded_split(keys, cls.VAL_FRACTION, cls.TEST_FRACTION, cls.SPLIT_SEED)
+        assert tuple(len(s[k]) for k in ("train", "validation", "test")) == want
+        assert s == B.seeded_split(keys[::-1], cls.VAL_FRACTION, cls.TEST_FRACTION, seed=0)
+        assert s != B.seeded_split(keys, cls.VAL_FRACTION, cls.TEST_FRACTION, seed=1)
 
 
 def test_classification_reader_flat_split_unknown_empty(tmp_path):
@@ -191,14 +189,19 @@ def test_classification_reader_flat_split_unknown_empty(tmp_path):
     F.make_generic_cls(tmp_path / "split", split_layout=True)
     recs, s = L.read_classification_folder(tmp_path / "split")
     assert {r.split for r in recs} == {"train", "validation", "test"} and len(recs) == 21
+    F.write_png(tmp_path / "split" / "other" / "NORMAL" / "o.png", np.zeros((4, 4), np.uint8))
+    with pytest.raises(DataError, match=r"other: unexpected folder 'other' next to the split"):
+        L.read_classification_folder(tmp_path / "split")
+    _, s = L.read_classification_folder(tmp_path / "split", skip_other_folders=True)
+    assert s["unexpected_folder"] == 1
     F.write_png(tmp_path / "flat" / "COVID" / "c.png", np.zeros((4, 4), np.uint8))
-    with pytest.raises(DataError, match=r"COVID: unknown class folder"):
+    with pytest.raises(DataError, match=r"COVID: unknown class folder 'COVID'; expected one of "
+                       r"\['NORMAL', 'PNEUMONIA'\] \(case-insensitive\)"):
         L.read_classification_folder(tmp_path / "flat")
-    _, s = L.read_classification_folder(tmp_path / "flat", allow_unknown=True)
-    assert s["unknown_class"] == 1
-    (tmp_path / "flat" / "COVID" / "c.png").unlink()
-    with pytest.raises(DataError, match=r"COVID: class folder 'COVID' contains no images"):
-        L.read_classification_folder(tmp_path / "flat", ["normal", "pneumonia", "covid"])
+    F.write_png(tmp_path / "empty" / "NORMAL" / "n.png", np.zeros((4, 4), np.uint8))
+    F.write_junk(tmp_path / "empty" / "PNEUMONIA" / "notes.txt")
+    with pytest.raises(DataError, match=r"PNEUMONIA: class folder 'PNEUMONIA' contains no images"):
+        L.read_classification_folder(tmp_path / "empty")
 
 
 def test_segmentation_reader_pairs_and_counts(tmp_path):
@@ -207,13 +210,11 @@ def test_segmentation_reader_pairs_and_counts(tmp_path):
     assert [r.key for r in recs] == ["images/a.png", "images/b.jpg", "images/c.png", "images/d.png"]
     assert [r.mask_paths[0].name for r in recs] == ["a_mask.png", "b.png", "c_mask.png", "d.png"]
     assert (s["image_without_mask"], s["mask_without_image"], s["ignored_system_file"]) == (1, 1, 1)
-    with pytest.raises(DataError, match="e.png: image has no mask"):
-        L.read_segmentation_folder(tmp_path, strict=True)
     with pytest.raises(DataError, match="expected the sub-folders images/ and masks/"):
         L.read_segmentation_folder(tmp_path / "images")
 
 
-def test_kermany_jsrt_nih_readers(tmp_path):
+def test_kermany_jsrt_montgomery_nih_readers(tmp_path):
     F.make_kermany(tmp_path / "k")
     for root in (tmp_path / "k", tmp_path / "k" / "chest_xray"):
         recs, s = L.read_kermany(root)
@@ -222,6 +223,13 @@ def test_kermany_jsrt_nih_readers(tmp_path):
     recs, s = L.read_jsrt(tmp_path / "j")
     assert [r.key for r in recs] == sorted(F.JSRT_RAW) and all(len(r.mask_paths) == 2 for r in recs)
     assert (s["image_without_mask"], s["unused_structure"], s["not_an_image"]) == (1, 6, 1)
+    F.make_montgomery(tmp_path / "m")
+    recs, s = L.read_montgomery(tmp_path / "m")
+    assert [r.key for r in recs] == [f"MCUCXR_{i:04d}_{i % 2}" for i in range(1, 5)]
+    assert [[p.parent.name for p in r.mask_paths] for r in recs] == [["leftMask", "rightMask"]] * 4
+    assert (s["image_without_mask"], s["not_an_image"], s["ignored_system_file"]) == (1, 1, 1)
+    with pytest.raises(DataError, match="no CXR_png/\\*.png images found under it"):
+        L.read_montgomery(tmp_path / "j")
     F.make_nih(tmp_path / "n")
     recs, s = L.read_nih_pneumonia(tmp_path / "n")
     assert {r.key: r.label for r in recs} == {"00000001_000.png": 0, "00000002_000.png": 0,
@@ -241,93 +249,80 @@ def test_build_kermany(tmp_path):
         assert e["label"] == (cls == "PNEUMONIA") and e["image"].shape == (S, S, 1)
         assert abs(int(e["image"].mean()) - (40 if cls == "NORMAL" else 160) - 10 * i) <= 2, key
     assert b.info.metadata["skipped"] == {"ignored_system_file": 2}
+    assert "tensorflow" not in sys.modules
 
 
 def test_build_segmentation_sets(tmp_path):
-    F.make_jsrt(tmp_path / "j")
-    b = B.build_dataset("jsrt", tmp_path / "j", tmp_path / "tfds", 32, jsrt_shape=S)
+    F.make_jsrt(tmp_path / "j", side=2048)  # real sizes: 2048 px raw images, 1024 px SCR masks
+    b = B.build_dataset("jsrt", tmp_path / "j", tmp_path / "tfds", 32)
     assert _sizes(b) == {"train": 2, "validation": 1, "test": 3}
     for split in _sizes(b):
         for key, e in _read_all(b, split).items():
             assert np.all(e["image"][..., 0] == F.jsrt_gray(F.JSRT_RAW[key]))
             np.testing.assert_array_equal(e["mask"][..., 0], F.union01(S))  # left OR right
-    grays = F.make_shenzhen(tmp_path / "s")
-    b = B.build_dataset("shenzhen", tmp_path / "s", tmp_path / "tfds", 32)
-    assert _sizes(b) == {"train": 3, "validation": 1, "test": 1}
-    assert all(np.all(e["image"] == grays[k]) for k, e in _read_all(b, "train").items())
-    F.make_montgomery(tmp_path / "m")
+    grays = F.make_montgomery(tmp_path / "m")
     b = B.build_dataset("montgomery", tmp_path / "m", tmp_path / "tfds", 32)
-    allex = {k: e for s in _sizes(b) for k, e in _read_all(b, s).items()}
-    assert {k: int(e["abnormal"]) for k, e in allex.items()} == {
-        f"MCUCXR_{i:04d}_{i % 2}": i % 2 for i in range(1, 5)}
+    assert _sizes(b) == {"train": 2, "validation": 1, "test": 1}
+    examples = {k: e for s in _sizes(b) for k, e in _read_all(b, s).items()}
+    assert sorted(examples) == [f"MCUCXR_{i:04d}_{i % 2}" for i in range(1, 5)]
+    for key, e in examples.items():
+        assert np.all(e["image"] == grays[key])
+        np.testing.assert_array_equal(e["mask"][..., 0], F.union01(S))
 
 
-def test_build_nih_test_only_with_subsampling(tmp_path):
+def test_build_nih_test_only_with_subsampling(tmp_path, monkeypatch):
     F.make_nih(tmp_path / "manual")
-    b = B.build_dataset("nih_pneumonia", tmp_path / "manual", tmp_path / "tfds", 32, max_normal=2)
+    assert B.NihPneumonia.MAX_NORMAL == 2754
+    monkeypatch.setattr(B.NihPneumonia, "MAX_NORMAL", 2)
+    b = B.build_dataset("nih_pneumonia", tmp_path / "manual", tmp_path / "tfds", 32)
     assert sorted(int(e["label"]) for e in _read_all(b, "test").values()) == [0, 0, 1, 1]
     assert b.info.metadata["skipped"]["normal_subsampled"] == 1
 
 
-def test_build_generic_folders(tmp_path):
-    F.make_generic_cls(tmp_path / "cls", split_layout=True)
-    b = B.build_dataset("generic_classification_folder", tmp_path / "cls", tmp_path / "tfds", 32)
-    assert _sizes(b) == {"train": 7, "validation": 7, "test": 7}
-    F.make_generic_seg(tmp_path / "seg", side=64)  # 64 px files, built at 32
-    b = B.build_dataset("generic_segmentation_folder", tmp_path / "seg", tmp_path / "tfds", 32,
-                        val_fraction=0.25)
-    assert _sizes(b) == {"train": 3, "validation": 1}
-    for e in _read_all(b, "train").values():
-        np.testing.assert_array_equal(e["mask"][..., 0], F.union01(S))
-    assert "tensorflow" not in sys.modules
-
-
-def test_dataset_built_with_options_is_found_by_load_source(tmp_path):
-    F.make_generic_cls(tmp_path / "manual")
-    B.build_dataset("generic_classification_folder", tmp_path / "manual", tmp_path / "tfds", 16,
-                    val_fraction=0.25, split_seed=3)
-    spec = {"kind": "tfds", "name": "generic_classification_folder",
-            "data_dir": str(tmp_path / "tfds")}
+def test_built_dataset_is_found_by_load_source(tmp_path):
+    F.make_kermany(tmp_path / "manual")
+    B.build_dataset("kermany", tmp_path / "manual", tmp_path / "tfds", 16)
+    spec = {"kind": "tfds", "name": "kermany", "data_dir": str(tmp_path / "tfds")}
     src = input_pipeline.load_source(spec, "classification", 16, split="validation")
     assert len(src) == 2 and src[0]["image"].shape == (16, 16, 1)
-    assert len(B.open_dataset(spec["name"], spec["data_dir"], 16, val_fraction=0.25)
-               .as_data_source("train")) == 5
-    with pytest.raises(DataError, match=r"built with \{'split_seed': 3\} but \{'split_seed': 0\}"):
-        B.open_dataset(spec["name"], spec["data_dir"], 16, split_seed=0)
-    with pytest.raises(DataError, match="no generic_classification_folder dataset at 32 px"):
+    with pytest.raises(DataError, match="no kermany dataset at 32 px: build it with "
+                       "scripts/build_dataset.py kermany --manual_dir DIR"):
         input_pipeline.load_source(spec, "classification", 32)
-    with pytest.raises(ValueError, match=r"has no split 'test'; its splits are \['train', 'valid"):
-        input_pipeline.load_source(spec, "classification", 16, split="test")
+    F.make_nih(tmp_path / "nih")
+    B.build_dataset("nih_pneumonia", tmp_path / "nih", tmp_path / "tfds", 16)
+    spec = {**spec, "name": "nih_pneumonia"}
+    with pytest.raises(ValueError, match=r"has no split 'train'; its splits are \['test'\]"):
+        input_pipeline.load_source(spec, "classification", 16, split="train")
 
 
 def test_rebuild_same_folder_reuses_other_folder_is_refused(tmp_path, monkeypatch):
-    F.make_generic_seg(tmp_path / "a")
-    F.make_generic_seg(tmp_path / "b", side=64)
-    B.build_dataset("generic_segmentation_folder", tmp_path / "a", tmp_path / "tfds", 16)
+    F.make_montgomery(tmp_path / "a")
+    F.make_montgomery(tmp_path / "b", side=64)
+    B.build_dataset("montgomery", tmp_path / "a", tmp_path / "tfds", 16)
     monkeypatch.setattr(B, "load_records", lambda *a, **k: pytest.fail("rebuilt"))
-    B.build_dataset("generic_segmentation_folder", tmp_path / "a", tmp_path / "tfds", 16)
-    for manual, opts in (("b", {}), ("a", {"val_fraction": 0.5})):
-        with pytest.raises(DataError, match=f"already holds .* pass --overwrite"):
-            B.build_dataset("generic_segmentation_folder", tmp_path / manual, tmp_path / "tfds",
-                            16, **opts)
+    B.build_dataset("montgomery", tmp_path / "a", tmp_path / "tfds", 16)
+    F.write_junk(tmp_path / "a" / "notes.txt")  # the same folder, its files changed
+    for manual in ("b", "a"):
+        with pytest.raises(DataError, match="already holds .* pass --overwrite"):
+            B.build_dataset("montgomery", tmp_path / manual, tmp_path / "tfds", 16)
     monkeypatch.undo()
-    b = B.build_dataset("generic_segmentation_folder", tmp_path / "b", tmp_path / "tfds", 16,
-                        overwrite=True)
+    b = B.build_dataset("montgomery", tmp_path / "b", tmp_path / "tfds", 16, overwrite=True)
     assert b.info.metadata["source"] == str(tmp_path / "b")
 
 
 def test_killed_build_leftovers_removed_and_failures_leave_nothing(tmp_path):
     manual, data_dir = tmp_path / "manual", tmp_path / "tfds"
-    F.make_generic_seg(manual)
-    B.build_dataset("generic_segmentation_folder", manual, data_dir, 32)
+    F.make_montgomery(manual)
+    B.build_dataset("montgomery", manual, data_dir, 32)
     before = sorted(data_dir.rglob("*"))
     (data_dir / ".incomplete-killed" / "multimix_x").mkdir(parents=True)
-    (data_dir / "multimix_generic_segmentation_folder" / "32px" / "incomplete.9_1.0.0").mkdir()
-    with pytest.raises(DataError, match="e.png: image has no mask"):
-        B.build_dataset("generic_segmentation_folder", manual, data_dir, 16, strict=True)
+    (data_dir / "multimix_montgomery" / "32px" / "incomplete.9_1.1.0").mkdir()
+    bad = F.write_junk(manual / "MontgomerySet" / "CXR_png" / "MCUCXR_0002_0.png", b"")
+    with pytest.raises(DataError, match="MCUCXR_0002_0.png: empty"):
+        B.build_dataset("montgomery", manual, data_dir, 16)
     assert sorted(data_dir.rglob("*")) == before  # stale leftovers gone, 32 px dataset intact
-    with pytest.raises(DataError):
-        B.build_dataset("generic_segmentation_folder", manual, tmp_path / "new", 16, strict=True)
+    with pytest.raises(DataError, match=re.escape(str(bad))):
+        B.build_dataset("montgomery", manual, tmp_path / "new", 16)
     assert not (tmp_path / "new").exists()
 
 
@@ -335,21 +330,23 @@ def test_killed_build_leftovers_removed_and_failures_leave_nothing(tmp_path):
 def test_build_fails_naming_the_file(tmp_path, bad):
     manual = tmp_path / "manual"
     if bad == "mask_size":
-        F.make_generic_seg(manual)
-        p = F.write_png(manual / "masks" / "d.png", F.union01(16) * 255)  # image is 32x32
-        name, want = "segmentation", "mask is 16x16"
+        F.make_montgomery(manual)
+        left = manual / "MontgomerySet" / "ManualMask" / "leftMask" / "MCUCXR_0002_0.png"
+        p = F.write_png(left, F.union01(16) * 255)  # image is 32x32
+        name, want = "montgomery", "mask is 16x16 (WxH) but its image"
     else:
-        F.make_generic_cls(manual)
-        name, want = "classification", ""
+        F.make_kermany(manual)
+        train = manual / "chest_xray" / "train"
+        name, want = "kermany", ""
         if bad == "truncated":
             src = F.write_image(tmp_path / "ok.jpg", np.zeros((64, 64), np.uint8), fmt="JPEG")
-            p = F.truncated_copy(src, manual / "pneumonia" / "p9.jpg")
+            p = F.truncated_copy(src, train / "PNEUMONIA" / "p9.jpg")
         elif bad == "unknown":
-            p = F.write_png(manual / "Covid" / "c.png", np.zeros((S, S), np.uint8)).parent
+            p = F.write_png(train / "Covid" / "c.png", np.zeros((S, S), np.uint8)).parent
         else:
-            p = F.write_junk(manual / "NORMAL" / "n9.png", b"" if bad == "zero_byte" else b"no")
+            p = F.write_junk(train / "NORMAL" / "n9.png", b"" if bad == "zero_byte" else b"no")
     with pytest.raises(DataError) as e:
-        B.build_dataset(f"generic_{name}_folder", manual, tmp_path / "tfds", 32)
+        B.build_dataset(name, manual, tmp_path / "tfds", 32)
     assert str(e.value).startswith(str(p)) and want in str(e.value)
     assert not (tmp_path / "tfds").exists()
 
@@ -362,27 +359,32 @@ def test_cli(tmp_path, capsys):
         sys.path.pop(0)
     F.make_montgomery(tmp_path / "m")
     F.make_montgomery(tmp_path / "other")
-    (tmp_path / "other" / "MontgomerySet" / "CXR_png" / "MCUCXR_0005_1.png").unlink()
+    (tmp_path / "other" / "MontgomerySet" / "CXR_png" / "MCUCXR_0004_0.png").unlink()
     args = ["montgomery", "--data_dir", str(tmp_path / "tfds"), "--size", "32", "--manual_dir"]
-    assert cli.main(args + [str(tmp_path / "m"), "--split_seed", "3"]) == 0
+    assert cli.main(args + [str(tmp_path / "m")]) == 0
     out = capsys.readouterr().out
-    assert "image_without_mask: 1" in out and "train:" in out
-    assert cli.main(args + [str(tmp_path / "other"), "--split_seed", "3"]) == 2
+    assert "image_without_mask: 1" in out and "train: 2 examples" in out
+    assert cli.main(args + [str(tmp_path / "other")]) == 2
     assert "pass --overwrite" in capsys.readouterr().err
-    assert cli.main(args + [str(tmp_path / "m"), "--class_names", "a,b"]) == 2
-    assert "does not take the option(s) ['class_names']" in capsys.readouterr().err
+    assert cli.main(args + [str(tmp_path / "other"), "--overwrite"]) == 0
+    assert "mask_without_image: 2" in capsys.readouterr().out
 
 
 # --------------------------------------------------------------------------- folders
 def test_load_folder_fixtures(tmp_path):
-    F.make_generic_seg(tmp_path / "seg")
+    F.make_generic_seg(tmp_path / "seg", side=64)  # 64 px files, read at 32
     a = folders.load_folder(tmp_path / "seg", "segmentation", 32)
     assert a["image"].shape == a["mask"].shape == (4, 32, 32) and a["image"][0, 0, 0] == 60
     assert list(a["key"]) == ["images/a.png", "images/b.jpg", "images/c.png", "images/d.png"]
+    assert all(np.array_equal(m, F.union01(32)) for m in a["mask"])
     F.make_generic_cls(tmp_path / "cls", split_layout=True)
-    c = folders.load_folder(tmp_path / "cls", "classification", (16, 24))
-    assert c["image"].shape == (7, 16, 24) and set(c["split"]) == {"train"}  # val/test: copies
+    c = folders.load_folder(tmp_path / "cls", "classification", 16)
+    assert c["image"].shape == (7, 16, 16) and set(c["split"]) == {"train"}  # val/test: copies
     assert not c["image"].flags.writeable
+    p = F.write_png(tmp_path / "seg" / "masks" / "d.png", F.union01(32) * 255)  # same aspect
+    with pytest.raises(DataError, match=f"^{re.escape(str(p))}: mask is 32x32 \\(WxH\\) but its "
+                       "image .*d.png is 64x64; masks must match their image$"):
+        folders.load_folder(tmp_path / "seg", "segmentation", 32)
 
 
 def test_folder_source_never_imports_tfds(tmp_path):

@@ -443,11 +443,11 @@ def test_tfds_validation_split_is_not_the_training_split(tmp_path):
     'data.val_cls=split:validation' must still read the validation split, never the train one."""
     from multimix_jax.datasets import builders
     counts = _write_split_folder(tmp_path / "xray", np.random.default_rng(1))
-    builders.build_dataset("generic_classification_folder", tmp_path / "xray", tmp_path / "tfds", S)
+    builders.build_dataset("kermany", tmp_path / "xray", tmp_path / "tfds", S)  # Kermany layout
     config = pipeline_config(**{"tasks.segmentation": False, "data.val_cls": "split:validation",
                                 "labels.cls": 2})
-    config.data.cls = dict(kind="tfds", name="generic_classification_folder",
-                           data_dir=str(tmp_path / "tfds"), split="train")
+    config.data.cls = dict(kind="tfds", name="kermany", data_dir=str(tmp_path / "tfds"),
+                           split="train")
     splits = input_pipeline.make_splits(config)
     summary = splits.summary()
     assert summary["cls_val"] == counts["val"]

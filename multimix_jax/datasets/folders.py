@@ -14,11 +14,10 @@ from typing import Sequence
 import numpy as np
 
 from multimix_jax.datasets import layouts
-from multimix_jax.datasets.image_io import (JSRT_SHAPE, DataError, load_jsrt_img, load_grayscale,
-                                            load_mask, resize_image, resize_mask, to_hw)
+from multimix_jax.datasets.image_io import (DataError, load_grayscale, load_mask, resize_image,
+                                            resize_mask)
 
 log = logging.getLogger("multimix_jax")
-MASK_SIZE_POLICIES = ("error", "same_aspect", "resize")
 _SPLIT_RANK = {"train": 0, "validation": 1, "test": 2}
 
 
@@ -32,40 +31,34 @@ def fingerprint(root: os.PathLike | str) -> str:
     return h.hexdigest()
 
 
-def _check_mask_shape(mask: Path, mshape, image: Path, ishape, policy: str) -> None:
-    (mh, mw), (ih, iw) = mshape, ishape
-    same_aspect = abs(mh * iw - mw * ih) <= 0.01 * ih * iw
-    if (mh, mw) != (ih, iw) and not (policy == "resize" or policy == "same_aspect" and same_aspect):
-        raise DataError(mask, f"mask is {mw}x{mh} (WxH) but its image {image} is {iw}x{ih}; "
-                        "masks must match their image (mask_size_policy='resize' accepts any size)")
-
-
-def load_example(record: layouts.Record, size: int | Sequence[int], *,
-                 mask_size_policy: str = "error",
-                 jsrt_shape: int | Sequence[int] = JSRT_SHAPE) -> dict[str, np.ndarray]:
-    """``{'image': uint8 (h, w)[, 'mask': uint8 (h, w)]}``; a record's masks (left and right
-    lung) are united at their native size, then resized."""
-    ip = Path(record.image_path)
-    img = load_jsrt_img(ip, jsrt_shape) if ip.suffix.lower() == ".img" else load_grayscale(ip)
-    out = {"image": resize_image(img, size)}
+def load_example(record: layouts.Record, size: int, *,
+                 masks_same_aspect: bool = False) -> dict[str, np.ndarray]:
+    """``{'image': uint8 (size, size)[, 'mask': ...]}``; a record's masks (left and right lung)
+    are united at their native size, then resized. A mask must have its image's size or,
+    if ``masks_same_aspect`` (JSRT), its aspect ratio."""
+    image = load_grayscale(record.image_path)
+    out = {"image": resize_image(image, size)}
     if record.mask_paths:
         masks = [load_mask(m) for m in record.mask_paths]
-        for m, path in zip(masks, record.mask_paths):
-            _check_mask_shape(Path(path), m.shape, ip, img.shape, mask_size_policy)
-            if m.shape != masks[0].shape:
-                raise DataError(path, f"mask is {m.shape} but {record.mask_paths[0]} of the same "
-                                f"image is {masks[0].shape}")
+        ih, iw = image.shape
+        for (mh, mw), path in zip((m.shape for m in masks), record.mask_paths):
+            same_aspect = abs(mh * iw - mw * ih) <= 0.01 * ih * iw
+            if (mh, mw) != (ih, iw) and not (masks_same_aspect and same_aspect):
+                raise DataError(path, f"mask is {mw}x{mh} (WxH) but its image {record.image_path} "
+                                f"is {iw}x{ih}; masks must match their image"
+                                + (" in aspect ratio" if masks_same_aspect else ""))
+            if (mh, mw) != masks[0].shape:
+                raise DataError(path, f"mask is {(mh, mw)} but {record.mask_paths[0]} of the "
+                                f"same image is {masks[0].shape}")
         out["mask"] = resize_mask(np.logical_or.reduce(masks), size)
     return out
 
 
-def load_records(records: Sequence[layouts.Record], size: int | Sequence[int], *, kind: str,
-                 mask_size_policy: str = "error",
-                 jsrt_shape: int | Sequence[int] = JSRT_SHAPE) -> dict[str, np.ndarray]:
-    """``image`` (N, h, w) uint8, ``label`` (N,) int64 or ``mask`` (N, h, w) uint8, ``key``
-    (N,) str, and ``split`` (N,) str when the records carry splits."""
-    fn = functools.partial(load_example, size=to_hw(size), mask_size_policy=mask_size_policy,
-                           jsrt_shape=jsrt_shape)
+def load_records(records: Sequence[layouts.Record], size: int, *, kind: str,
+                 masks_same_aspect: bool = False) -> dict[str, np.ndarray]:
+    """``image`` (N, size, size) uint8, ``label`` (N,) int64 or ``mask`` (N, size, size)
+    uint8, ``key`` (N,) str, and ``split`` (N,) str when the records carry splits."""
+    fn = functools.partial(load_example, size=size, masks_same_aspect=masks_same_aspect)
     with concurrent.futures.ThreadPoolExecutor() as pool:  # Pillow decodes without the GIL
         try:
             examples = list(pool.map(fn, records))
@@ -83,7 +76,7 @@ def load_records(records: Sequence[layouts.Record], size: int | Sequence[int], *
     return out
 
 
-def load_folder(root: os.PathLike | str, kind: str, size: int | Sequence[int]) -> dict:
+def load_folder(root: os.PathLike | str, kind: str, size: int) -> dict:
     """A class folder (``ROOT/<class>/*`` or ``ROOT/<split>/<class>/*``) or a segmentation
     folder (``ROOT/images`` + ``ROOT/masks``) as read-only arrays (:func:`load_records`, by
     key) after :func:`drop_duplicate_images`; read once per (folder, kind, size, file
@@ -93,11 +86,11 @@ def load_folder(root: os.PathLike | str, kind: str, size: int | Sequence[int]) -
         raise ValueError(f"kind must be 'classification' or 'segmentation', got {kind!r}")
     if not path.is_dir():
         raise DataError(root, "data folder does not exist" if not path.exists() else "not a folder")
-    return dict(_load_folder_cached(str(path), kind, to_hw(size), fingerprint(path)))
+    return dict(_load_folder_cached(str(path), kind, int(size), fingerprint(path)))
 
 
 @functools.lru_cache(maxsize=4)
-def _load_folder_cached(root: str, kind: str, size: tuple[int, int], listing: str) -> dict:
+def _load_folder_cached(root: str, kind: str, size: int, listing: str) -> dict:
     del listing  # part of the cache key only: an edited folder is read again
     read = (layouts.read_classification_folder if kind == "classification"
             else layouts.read_segmentation_folder)
@@ -117,24 +110,24 @@ def drop_duplicate_images(arrays: dict, where: str = "") -> dict:
     label is right is unknown. The kept examples stay in their original order."""
     n = len(arrays["image"])
     digest = lambda a: hashlib.blake2b(np.ascontiguousarray(a).tobytes(), digest_size=16).digest()
-    images = np.array([digest(x) for x in arrays["image"]], dtype=object)
     target = "label" if "label" in arrays else "mask"
-    targets = [digest(x) for x in arrays[target]]
-    rank = [_SPLIT_RANK.get(str(s), 3) for s in arrays.get("split", [""] * n)]
-    order = np.lexsort((np.arange(n), rank))
-    _, first, group = np.unique(images[order], return_index=True, return_inverse=True)
-    seen = collections.defaultdict(set)
-    for g, i in zip(group.ravel(), order):
-        seen[g].add(targets[i])
-    conflicts = np.array([g for g, t in seen.items() if len(t) > 1], dtype=np.int64)
-    if len(conflicts):
+    splits = arrays.get("split", [""] * n)
+    copies = collections.defaultdict(list)  # image digest -> its indices, earliest split first
+    for i in sorted(range(n), key=lambda i: (_SPLIT_RANK.get(str(splits[i]), 3), i)):
+        copies[digest(arrays["image"][i])].append(i)
+    keep, conflicts = [], []
+    for group in copies.values():
+        if len({digest(arrays[target][i]) for i in group}) > 1:
+            conflicts.append(group)
+        else:
+            keep.append(group[0])
+    if conflicts:
         keys = arrays.get("key", np.arange(n).astype(str))
         what = lambda i: f"label {arrays['label'][i]}" if target == "label" else "its own mask"
-        named = ["; ".join(f"{keys[i]} ({what(i)})" for i in order[group.ravel() == g])
-                 for g in conflicts[:20]]
+        named = ["; ".join(f"{keys[i]} ({what(i)})" for i in group) for group in conflicts[:20]]
         log.warning("%s: %d images occur with different %ss, all their copies are dropped (which "
                     "is right is unknown): %s", where, len(conflicts), target, " | ".join(named))
-    keep = np.sort(order[first[np.setdiff1d(np.arange(len(first)), conflicts)]])
+    keep = np.sort(np.array(keep, dtype=np.int64))
     if len(keep) < n:
         dropped = np.setdiff1d(np.arange(n), keep)
         per_split = collections.Counter(arrays["split"][dropped]) if "split" in arrays else ""

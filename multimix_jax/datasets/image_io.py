@@ -5,15 +5,15 @@ luma (``convert('L')``, R=G=B keeps its value); alpha is composited on black
 (``round(L * A / 255)``, transparent padding becomes air); integer images wider than 8 bits
 are scaled by their bit depth, the smallest of 8, 10, 12, 14, 16 bits holding the maximum
 (``round(v * 255 / (2**bits - 1))``), never clipped; float images in [0, 1] are multiplied by
-255, in [0, 255] rounded, anything else is min-max normalised; JSRT raw ``.IMG`` files are INVERTED so lungs are
-dark as everywhere else. Every decoding problem raises :class:`DataError` naming the file.
+255, in [0, 255] rounded, anything else is min-max normalised; JSRT raw ``.IMG`` files are
+INVERTED so lungs are dark as everywhere else. Every decoding problem raises
+:class:`DataError` naming the file.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -42,14 +42,6 @@ def is_ignorable(path: os.PathLike | str) -> bool:
 def is_image_file(path: os.PathLike | str) -> bool:
     """True if the extension is an image extension (content unchecked)."""
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
-
-
-def to_hw(size: int | Sequence[int]) -> tuple[int, int]:
-    """``128 -> (128, 128)``; ``(h, w) -> (h, w)``."""
-    h, w = (int(size), int(size)) if np.ndim(size) == 0 else (int(s) for s in size)
-    if h <= 0 or w <= 0:
-        raise ValueError(f"size must be positive, got {size!r}")
-    return h, w
 
 
 def _scale(arr: np.ndarray) -> np.ndarray:
@@ -106,10 +98,10 @@ def load_grayscale(path: os.PathLike | str) -> np.ndarray:
     return ((gray.astype(np.uint32) * alpha + 127) // 255).astype(np.uint8)
 
 
-def load_jsrt_img(path: os.PathLike | str, shape: int | Sequence[int] = JSRT_SHAPE) -> np.ndarray:
-    """A JSRT raw ``.IMG`` (``H*W`` big-endian uint16, 12-bit, larger = darker) -> uint8,
+def load_jsrt_img(path: os.PathLike | str) -> np.ndarray:
+    """A JSRT raw ``.IMG`` (2048x2048 big-endian uint16, 12-bit, larger = darker) -> uint8,
     inverted: ``round((4095 - v) * 255 / 4095)`` (65535 if values exceed 12 bits)."""
-    path, (h, w) = Path(path), to_hw(shape)
+    path, (h, w) = Path(path), JSRT_SHAPE
     nbytes = path.stat().st_size if path.is_file() else 0
     if nbytes != 2 * h * w:
         raise DataError(path, f"{nbytes} bytes, but a {h}x{w} JSRT raw image (big-endian "
@@ -123,33 +115,27 @@ def load_mask(path: os.PathLike | str) -> np.ndarray:
     """A mask file -> ``uint8`` {0, 1}. Alpha is the mask when the colour is constant and
     alpha varies (a mask drawn as transparency), else ignored; then ``> 0`` for {0, 1}
     data and ``> 127`` otherwise (0/255, anti-aliased)."""
-    path = Path(path)
-    if path.suffix.lower() == ".img":
-        gray = load_jsrt_img(path)
-    else:
-        gray, alpha = _decode(path, "mask")
-        if alpha is not None and gray.min() == gray.max() and alpha.min() != alpha.max():
-            gray = alpha
+    gray, alpha = _decode(Path(path), "mask")
+    if alpha is not None and gray.min() == gray.max() and alpha.min() != alpha.max():
+        gray = alpha
     return (gray > (0 if gray.size and gray.max() <= 1 else 127)).astype(np.uint8)
 
 
-def resize_image(img: np.ndarray, size: int | Sequence[int]) -> np.ndarray:
-    """Squash-resizes ``uint8 (H, W)`` to ``size`` with Pillow BILINEAR (antialiased when
-    shrinking); the aspect ratio is not kept, as in the paper."""
-    h, w = to_hw(size)
+def resize_image(img: np.ndarray, size: int) -> np.ndarray:
+    """Squash-resizes ``uint8 (H, W)`` to ``(size, size)`` with Pillow BILINEAR (antialiased
+    when shrinking); the aspect ratio is not kept, as in the paper."""
     img = np.asarray(img)
     if img.dtype != np.uint8 or img.ndim != 2:
         raise ValueError(f"expected a uint8 (H, W) image, got {img.dtype} {img.shape}")
-    if img.shape == (h, w):
+    if img.shape == (size, size):
         return img.copy()
-    out = Image.fromarray(np.ascontiguousarray(img)).resize((w, h), Image.Resampling.BILINEAR)
+    out = Image.fromarray(np.ascontiguousarray(img)).resize((size, size), Image.Resampling.BILINEAR)
     return np.asarray(out)
 
 
-def resize_mask(mask: np.ndarray, size: int | Sequence[int]) -> np.ndarray:
-    """Resizes a binary mask: bilinear on floats, then ``>= 0.5``; uint8 {0, 1}."""
-    h, w = to_hw(size)
+def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
+    """Resizes a binary mask to ``(size, size)``: bilinear on floats, then ``>= 0.5``; uint8."""
     binary = (np.asarray(mask) > 0).astype(np.float32)
-    if binary.shape != (h, w):
-        binary = np.asarray(Image.fromarray(binary).resize((w, h), Image.Resampling.BILINEAR))
+    if binary.shape != (size, size):
+        binary = np.asarray(Image.fromarray(binary).resize((size, size), Image.Resampling.BILINEAR))
     return (binary >= 0.5).astype(np.uint8)

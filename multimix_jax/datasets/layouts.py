@@ -1,8 +1,8 @@
 """Readers of each download's folder layout: ``(records sorted by key, SkipSummary)``.
 
-Keys are the file stem for sets with official ids (JSRT, Montgomery, Shenzhen, NIH), else
-the path relative to the root. Files deliberately not used are counted by reason (hidden
-and system files, non-images, unpaired images or masks, ...); structural problems raise
+Keys are the file stem for sets with official ids (JSRT, Montgomery, NIH), else the path
+relative to the root. Files deliberately not used are counted by reason (hidden and system
+files, non-images, unpaired images or masks, ...); structural problems raise
 :class:`~multimix_jax.datasets.image_io.DataError` naming the folder or file.
 """
 
@@ -27,14 +27,13 @@ _MASK_SUFFIX = re.compile(r"[_\-]?mask$", re.IGNORECASE)
 
 @dataclasses.dataclass(frozen=True)
 class Record:
-    """One example: its files, and its label / split / metadata when known."""
+    """One example: its files, and its label / split when known."""
 
     key: str
     image_path: Path
     mask_paths: tuple[Path, ...] = ()
     label: int | None = None
     split: str | None = None
-    abnormal: int | None = None  # Montgomery/Shenzhen: 1 tuberculosis, 0 normal (metadata)
 
 
 class SkipSummary(collections.Counter):
@@ -44,9 +43,9 @@ class SkipSummary(collections.Counter):
         super().__init__()
         self.examples: dict[str, list[str]] = collections.defaultdict(list)
 
-    def add(self, reason: str, path: os.PathLike | str | None = None, n: int = 1) -> None:
-        self[reason] += n
-        if path is not None and len(self.examples[reason]) < 5:
+    def add(self, reason: str, path: os.PathLike | str) -> None:
+        self[reason] += 1
+        if len(self.examples[reason]) < 5:
             self.examples[reason].append(os.fspath(path))
 
     def __str__(self) -> str:
@@ -74,9 +73,9 @@ def _walk(root: Path, summary: SkipSummary) -> list[Path]:
     return sorted(out)
 
 
-def _images(root: Path, summary: SkipSummary, exclude: Path | None = None) -> list[Path]:
-    """The image files under root; other files (but ``exclude``) count as ``not_an_image``."""
-    files = [p for p in _walk(root, summary) if p != exclude]
+def _images(root: Path, summary: SkipSummary) -> list[Path]:
+    """The image files under root; other files count as ``not_an_image``."""
+    files = _walk(root, summary)
     for p in files:
         if not is_image_file(p):
             summary.add("not_an_image", p)
@@ -85,18 +84,6 @@ def _images(root: Path, summary: SkipSummary, exclude: Path | None = None) -> li
 
 def _subdirs(d: Path) -> list[Path]:
     return sorted(c for c in d.iterdir() if c.is_dir() and not is_ignorable(c))
-
-
-def _find_dirs(root: Path, names: Sequence[str], required: bool = True) -> list[Path]:
-    """Folders under root (root included) named like ``names`` (case, spaces, _ and - ignored),
-    shallowest first."""
-    norm = lambda s: re.sub(r"[\s_\-]+", "", s.lower())
-    found = sorted((Path(d) for d, _, _ in os.walk(root) if norm(Path(d).name) in map(norm, names)
-                    and not is_ignorable(Path(d).relative_to(root))),
-                   key=lambda p: (len(p.parts), str(p)))
-    if required and not found:
-        raise DataError(root, f"no {' or '.join(names)} folder found under it")
-    return found
 
 
 def _index(paths: Iterable[Path], key: Callable[[Path], str], what: str) -> dict[str, Path]:
@@ -109,24 +96,22 @@ def _index(paths: Iterable[Path], key: Callable[[Path], str], what: str) -> dict
     return out
 
 
-def _stem(base: Path | None = None, mask: bool = False) -> Callable[[Path], str]:
-    """Key of a file: its path relative to ``base`` (else its name) without extension and,
-    for a mask, without a ``_mask`` suffix."""
-    def key(p: Path) -> str:
-        stem = (p.relative_to(base) if base else Path(p.name)).with_suffix("").as_posix()
-        return _MASK_SUFFIX.sub("", stem) if mask else stem
-    return key
+def _key(path: Path, base: Path | None = None, mask: bool = False) -> str:
+    """``path`` relative to ``base`` (default: its folder) without extension and, for a
+    mask, without a ``_mask`` suffix."""
+    stem = path.relative_to(base or path.parent).with_suffix("").as_posix()
+    return _MASK_SUFFIX.sub("", stem) if mask else stem
 
 
-def pair_by_stem(images: Iterable[Path], mask_lists: Sequence[Iterable[Path]],
-                 summary: SkipSummary, make: Callable[[Path, tuple[Path, ...]], Record],
-                 image_key: Callable[[Path], str] = _stem(),
-                 mask_key: Callable[[Path], str] = _stem(mask=True)) -> list[Record]:
+def _pair(images: Iterable[Path], mask_lists: Sequence[Iterable[Path]], summary: SkipSummary,
+          make: Callable[[Path, tuple[Path, ...]], Record], image_dir: Path | None = None,
+          mask_dir: Path | None = None) -> list[Record]:
     """Records of the images that have a mask in every one of ``mask_lists``, matched by
-    lower-case key (default: the name without extension and ``_mask``); the others are
-    counted as ``image_without_mask``, unused masks as ``mask_without_image``."""
-    images = _index(images, image_key, "image")
-    mask_sets = [_index(masks, mask_key, "mask") for masks in mask_lists]
+    lower-case :func:`_key` (default: the name without extension and ``_mask``); the others
+    are counted as ``image_without_mask``, unused masks as ``mask_without_image``."""
+    images = _index(images, lambda p: _key(p, image_dir), "image")
+    mask_sets = [_index(masks, lambda p: _key(p, mask_dir, mask=True), "mask")
+                 for masks in mask_lists]
     records, used = [], set()
     for stem, image in images.items():
         if all(stem in masks for masks in mask_sets):
@@ -147,21 +132,18 @@ def _count_loose(parent: Path, summary: SkipSummary) -> None:
             summary.add("ignored_system_file" if is_ignorable(f) else "outside_class_folder", f)
 
 
-def _class_records(parent: Path, root: Path, class_names: Sequence[str], split: str | None,
-                   allow_unknown: bool, summary: SkipSummary) -> list[Record]:
-    index = {c.lower(): i for i, c in enumerate(class_names)}
+def _class_records(parent: Path, root: Path, split: str | None,
+                   summary: SkipSummary) -> list[Record]:
+    index = {c.lower(): i for i, c in enumerate(CLASS_NAMES)}
     _count_loose(parent, summary)
     if not _subdirs(parent):
-        raise DataError(parent, f"no class folders found (expected {', '.join(class_names)})")
+        raise DataError(parent, f"no class folders found (expected {', '.join(CLASS_NAMES)})")
     records = []
     for d in _subdirs(parent):
         label = index.get(d.name.lower())
-        if label is None and not allow_unknown:
-            raise DataError(d, f"unknown class folder {d.name!r}; expected one of "
-                            f"{list(class_names)} (case-insensitive)")
         if label is None:
-            summary.add("unknown_class", d, n=max(1, len(_walk(d, SkipSummary()))))
-            continue
+            raise DataError(d, f"unknown class folder {d.name!r}; expected one of "
+                            f"{list(CLASS_NAMES)} (case-insensitive)")
         files = _images(d, summary)
         if not files:
             raise DataError(d, f"class folder {d.name!r} contains no images")
@@ -170,26 +152,23 @@ def _class_records(parent: Path, root: Path, class_names: Sequence[str], split: 
     return records
 
 
-def read_classification_folder(root: os.PathLike | str,
-                               class_names: Sequence[str] = CLASS_NAMES, *,
-                               allow_unknown: bool = False, skip_other_folders: bool = False,
+def read_classification_folder(root: os.PathLike | str, *, skip_other_folders: bool = False,
                                ) -> tuple[list[Record], SkipSummary]:
     """``ROOT/<class>/*`` or ``ROOT/<split>/<class>/*`` (split folders train, val, test and
-    aliases); class folders match ``class_names`` case-insensitively, label = position.
-    Unknown class folders (and, next to split folders, other folders) are an error unless
-    ``allow_unknown`` (or ``skip_other_folders``), then counted."""
+    aliases); class folders match ``CLASS_NAMES`` case-insensitively, label = position.
+    Other folders next to split folders are an error unless ``skip_other_folders``, then
+    counted as ``unexpected_folder``."""
     root = _check_dir(root)
     summary = SkipSummary()
     splits = [d for d in _subdirs(root) if d.name.lower() in SPLIT_ALIASES]
     if not splits:
-        records = _class_records(root, root, class_names, None, allow_unknown, summary)
+        records = _class_records(root, root, None, summary)
     else:
         records = []
         for d in _subdirs(root):
             if d in splits:
-                records += _class_records(d, root, class_names, SPLIT_ALIASES[d.name.lower()],
-                                          allow_unknown, summary)
-            elif allow_unknown or skip_other_folders:
+                records += _class_records(d, root, SPLIT_ALIASES[d.name.lower()], summary)
+            elif skip_other_folders:
                 summary.add("unexpected_folder", d)
             else:
                 raise DataError(d, f"unexpected folder {d.name!r} next to the split folders "
@@ -200,12 +179,30 @@ def read_classification_folder(root: os.PathLike | str,
     return sorted(records, key=lambda r: r.key), summary
 
 
+def read_segmentation_folder(root: os.PathLike | str) -> tuple[list[Record], SkipSummary]:
+    """``ROOT/images/*`` + ``ROOT/masks/*`` paired by relative path without extension,
+    case-insensitively; a mask may end in ``_mask``."""
+    root = _check_dir(root)
+    summary = SkipSummary()
+    image_dirs = [d for d in _subdirs(root) if d.name.lower() in ("images", "image", "imgs")]
+    mask_dirs = [d for d in _subdirs(root) if d.name.lower() in ("masks", "mask")]
+    if not image_dirs or not mask_dirs:
+        raise DataError(root, "expected the sub-folders images/ and masks/")
+    img_dir, mask_dir = image_dirs[0], mask_dirs[0]
+    records = _pair(_images(img_dir, summary), [_images(mask_dir, summary)], summary,
+                    lambda i, m: Record(i.relative_to(root).as_posix(), i, m), img_dir, mask_dir)
+    if not records:
+        raise DataError(root, "no image/mask pairs found")
+    return records, summary
+
+
 def read_kermany(root: os.PathLike | str) -> tuple[list[Record], SkipSummary]:
     """Kermany ``chest_xray/{train,test,val}/{NORMAL,PNEUMONIA}``; ``root`` may be any parent
     (the Kaggle archive nests ``chest_xray/chest_xray``): the shallowest folder holding split
     folders wins, other folders next to the splits are counted as ``unexpected_folder``."""
     root = _check_dir(root)
-    for base in [root] + _find_dirs(root, ["chest_xray"], required=False):
+    folders = [Path(d) for d, _, _ in os.walk(root) if not is_ignorable(Path(d).relative_to(root))]
+    for base in sorted(folders, key=lambda p: (len(p.parts), str(p))):
         if any(d.name.lower() in SPLIT_ALIASES for d in _subdirs(base)):
             return read_classification_folder(base, skip_other_folders=True)
     raise DataError(root, "no chest_xray/{train,val,test}/{NORMAL,PNEUMONIA} folders found")
@@ -222,7 +219,10 @@ def read_nih_pneumonia(root: os.PathLike | str) -> tuple[list[Record], SkipSumma
     if not tables:
         raise DataError(root, "no Data_Entry_2017.csv found under it")
     table = min(tables, key=lambda p: (len(p.parts), str(p)))
-    images = _index(_images(root, summary, exclude=table), lambda p: p.name, "image")
+    for p in files:
+        if p != table and not is_image_file(p):
+            summary.add("not_an_image", p)
+    images = _index([p for p in files if is_image_file(p)], lambda p: p.name, "image")
     try:
         with open(table, newline="", encoding="utf-8-sig") as fh:
             rows = [(row["Image Index"].strip(), row["Finding Labels"].split("|"))
@@ -246,80 +246,40 @@ def read_nih_pneumonia(root: os.PathLike | str) -> tuple[list[Record], SkipSumma
     return sorted(records, key=lambda r: r.key), summary
 
 
-def read_segmentation_folder(root: os.PathLike | str, *, strict: bool = False,
-                             ) -> tuple[list[Record], SkipSummary]:
-    """``ROOT/images/*`` + ``ROOT/masks/*`` paired by relative path without extension,
-    case-insensitively; a mask may end in ``_mask``. ``strict``: an image without mask is
-    an error instead of a counted skip."""
-    root = _check_dir(root)
-    summary = SkipSummary()
-    image_dirs = [d for d in _subdirs(root) if d.name.lower() in ("images", "image", "imgs")]
-    mask_dirs = [d for d in _subdirs(root) if d.name.lower() in ("masks", "mask")]
-    if not image_dirs or not mask_dirs:
-        raise DataError(root, "expected the sub-folders images/ and masks/")
-    img_dir, mask_dir = image_dirs[0], mask_dirs[0]
-    records = pair_by_stem(_images(img_dir, summary), [_images(mask_dir, summary)], summary,
-                           lambda i, m: Record(i.relative_to(root).as_posix(), i, m),
-                           _stem(img_dir), _stem(mask_dir, mask=True))
-    if strict and summary["image_without_mask"]:
-        raise DataError(summary.examples["image_without_mask"][0],
-                        f"image has no mask in {mask_dir} (strict)")
-    if not records:
-        raise DataError(root, "no image/mask pairs found")
-    return records, summary
-
-
-def _stem_records(root: Path, images: list[Path], mask_lists: list[list[Path]],
-                  summary: SkipSummary) -> list[Record]:
-    """Records keyed by image stem; ``abnormal`` is the name's last digit
-    (Montgomery/Shenzhen ``_0`` normal, ``_1`` tuberculosis), metadata only."""
-    abnormal = lambda i: int(i.stem[-1]) if re.search(r"_\d$", i.stem) else None
-    make = lambda i, m: Record(i.stem, i, m, abnormal=abnormal(i))
-    records = pair_by_stem(images, mask_lists, summary, make)
+def _read_lung_set(root: os.PathLike | str, is_image: Callable[[Path], bool],
+                   images_name: str) -> tuple[list[Record], SkipSummary]:
+    """The files under root that pass ``is_image``, each with its masks in folders named
+    for the side (``left lung``, ``leftMask``, ...), paired by stem; other image files
+    (heart, clavicles) count as ``unused_structure``."""
+    root, summary = _check_dir(root), SkipSummary()
+    files = _walk(root, summary)
+    side_of = lambda p: re.sub(r"[\s_\-]+|lung|mask", "", p.parent.name.lower())
+    images = [p for p in files if is_image(p)]
+    sides = [[p for p in files if side_of(p) == side and is_image_file(p) and not is_image(p)]
+             for side in ("left", "right")]
+    for p in files:
+        if not is_image_file(p):
+            summary.add("not_an_image", p)
+        elif not is_image(p) and side_of(p) not in ("left", "right"):
+            summary.add("unused_structure", p)
+    if not images:
+        raise DataError(root, f"no {images_name} found under it")
+    if not any(sides):
+        raise DataError(root, "no left / right lung mask files found under it")
+    records = _pair(images, sides, summary, lambda i, m: Record(i.stem, i, m))
     if not records:
         raise DataError(root, "no image under it has all its lung masks")
-    return records
+    return records, summary
 
 
 def read_montgomery(root: os.PathLike | str) -> tuple[list[Record], SkipSummary]:
     """Montgomery ``CXR_png/*.png`` + ``ManualMask/{leftMask,rightMask}/*.png`` (found
     anywhere under root), paired by file name."""
-    root, summary = _check_dir(root), SkipSummary()
-    images = _images(_find_dirs(root, ["CXR_png"])[0], summary)
-    sides = [_images(_find_dirs(root, [n])[0], summary) for n in ("leftMask", "rightMask")]
-    return _stem_records(root, images, sides, summary), summary
-
-
-def read_shenzhen(root: os.PathLike | str) -> tuple[list[Record], SkipSummary]:
-    """Shenzhen ``CXR_png/*.png`` + ``mask/*_mask.png`` (found anywhere under root); images
-    without a mask are counted as ``image_without_mask``."""
-    root, summary = _check_dir(root), SkipSummary()
-    img_dir = _find_dirs(root, ["CXR_png"])[0]
-    mask_dirs = [d for d in _find_dirs(root, ["mask", "masks"]) if img_dir not in d.parents]
-    if not mask_dirs:
-        raise DataError(root, "no mask/ folder found under it (outside CXR_png)")
-    masks = _images(mask_dirs[0], summary)
-    return _stem_records(root, _images(img_dir, summary), [masks], summary), summary
+    return _read_lung_set(root, lambda p: is_image_file(p) and p.parent.name.lower() == "cxr_png",
+                          "CXR_png/*.png images")
 
 
 def read_jsrt(root: os.PathLike | str) -> tuple[list[Record], SkipSummary]:
-    """JSRT ``*.IMG`` with the SCR ``left lung/*.gif`` and ``right lung/*.gif`` masks, all
-    anywhere under ``root``, paired by stem; other SCR structures (heart, clavicles) count as
-    ``unused_structure``. SCR masks are 1024x1024 for the 2048x2048 images."""
-    root, summary = _check_dir(root), SkipSummary()
-    files = _walk(root, summary)
-    side_of = lambda p: re.sub(r"[\s_\-]+|lung|mask", "", p.parent.name.lower())
-    images = [p for p in files if p.suffix.lower() == ".img"]
-    sides = [[p for p in files if side_of(p) == s and is_image_file(p)
-             and p.suffix.lower() != ".img"]
-             for s in ("left", "right")]
-    for p in files:
-        if not is_image_file(p):
-            summary.add("not_an_image", p)
-        elif p.suffix.lower() != ".img" and side_of(p) not in ("left", "right"):
-            summary.add("unused_structure", p)
-    if not images:
-        raise DataError(root, "no JSRT .IMG files found under it")
-    if not any(sides):
-        raise DataError(root, "no SCR 'left lung'/'right lung' mask files found under it")
-    return _stem_records(root, images, sides, summary), summary
+    """JSRT ``*.IMG`` with the SCR ``left lung/*.gif`` and ``right lung/*.gif`` masks (found
+    anywhere under root), paired by stem. SCR masks are 1024x1024 for the 2048x2048 images."""
+    return _read_lung_set(root, lambda p: p.suffix.lower() == ".img", "JSRT .IMG files")
