@@ -118,10 +118,11 @@ def run_torch_reference(python: str, reference: str, size: int, per_stream: int,
 
 
 def torch_device() -> str:
-    """The reference runs where JAX runs: cuda on a GPU backend, else cpu."""
-    import jax
-
-    return "cuda" if jax.default_backend() == "gpu" else "cpu"
+    """The reference runs where JAX runs: cuda on a GPU backend, else cpu. Asked in a child
+    process, so that this one holds no accelerator memory while the reference runs."""
+    backend = subprocess.run([sys.executable, "-c", "import jax; print(jax.default_backend())"],
+                             capture_output=True, text=True, check=True).stdout.split()[-1]
+    return "cuda" if backend == "gpu" else "cpu"
 
 
 def add_torch_arguments(parser: argparse.ArgumentParser) -> None:
@@ -153,6 +154,11 @@ def main() -> None:
     add_torch_arguments(parser)
     args = parser.parse_args()
     check_torch_arguments(args)
+    ref = None
+    if args.torch_python:  # first, in its own processes, before this one computes anything
+        ref = run_torch_reference(args.torch_python, args.torch_reference, args.size,
+                                  args.per_stream, args.steps, args.warmup, args.torch_threads,
+                                  torch_device(), args.repeats)
     timing = lambda dtype, all_images=False: time_jax_step(
         args.size, args.per_stream, args.steps, args.warmup, all_images, dtype, args.repeats)
     runs = {dtype: timing(dtype) for dtype in args.dtype}
@@ -163,10 +169,7 @@ def main() -> None:
         naive = timing("float32", True)
         result["all_images_median_step_s"] = naive["median_step_s"]
         result["all_images_images_per_s"] = naive["images_per_s"]
-    if args.torch_python:
-        ref = run_torch_reference(args.torch_python, args.torch_reference, args.size,
-                                  args.per_stream, args.steps, args.warmup, args.torch_threads,
-                                  torch_device(), args.repeats)
+    if ref is not None:
         result["torch_reference"] = ref
         result["speedup_vs_torch"] = {dtype: r["images_per_s"] / ref["images_per_s"]
                                       for dtype, r in runs.items()}

@@ -154,15 +154,17 @@ def main() -> None:
 
     result = {"bench": "train", "size": args.size, "per_stream": args.per_stream,
               "images_per_step": 5 * args.per_stream, **versions()}
+    ref = None
+    if args.torch_python:  # first, in its own processes, before this one computes anything
+        ref = bench_step.run_torch_reference(
+            args.torch_python, args.torch_reference, args.size, args.per_stream, args.steps,
+            args.warmup, args.torch_threads, bench_step.torch_device(), args.repeats)
     result["step"] = {dtype: bench_step.time_jax_step(
         args.size, args.per_stream, args.steps, args.warmup, False, dtype, args.repeats)
         for dtype in args.dtype}
     if args.loop_steps > 0:
         result["loop"] = {dtype: time_training_loop(args, dtype) for dtype in args.dtype}
-    if args.torch_python:
-        ref = bench_step.run_torch_reference(
-            args.torch_python, args.torch_reference, args.size, args.per_stream, args.steps,
-            args.warmup, args.torch_threads, bench_step.torch_device(), args.repeats)
+    if ref is not None:
         result["torch_reference"] = ref
         result["versions"]["torch"] = ref.get("torch")
         result["step_over_torch"] = {d: r["images_per_s"] / ref["images_per_s"]
