@@ -21,17 +21,12 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as ocm
 
-from multimix_jax.workdir import UserError
+from multimix_jax.errors import CheckpointNotFoundError, UserError
+from multimix_jax.names import DEFAULT_THRESHOLD
 
 log = logging.getLogger("multimix_jax")
 
 CHECKPOINTS = "checkpoints"
-DEFAULT_THRESHOLD = 0.5  # P(pneumonia) decision threshold when validation fitted none
-
-
-class CheckpointNotFoundError(UserError, FileNotFoundError):
-    """No (such) checkpoint in the workdir."""
-
 
 def _score(metrics: dict) -> float:
     return float(metrics["val_score"])

@@ -7,7 +7,7 @@ import logging
 import pathlib
 from typing import Callable, Mapping
 
-from multimix_jax import evaluation, input_pipeline, pictures, steps
+from multimix_jax import evaluation, input_pipeline, names, pictures, steps
 
 log = logging.getLogger("multimix_jax")
 
@@ -15,15 +15,15 @@ log = logging.getLogger("multimix_jax")
 def label_budgets(config) -> str:
     """'cls/seg' label budgets as in the paper's table; '-' for a task switched off."""
     return "/".join(str(n) if config.tasks.get(task) else "-"
-                    for n, task in ((config.labels.cls, input_pipeline.CLASSIFICATION),
-                                    (config.labels.seg, input_pipeline.SEGMENTATION)))
+                    for n, task in ((config.labels.cls, names.CLASSIFICATION),
+                                    (config.labels.seg, names.SEGMENTATION)))
 
 
 def evaluate_one(config, predict_fn: Callable, loaded: evaluation.Loaded, name: str, task: str,
                  source, output_dir: pathlib.Path) -> dict:
     """One set, predicted once: its metrics (classification at the checkpoint's threshold)
     and, for a segmentation set, ``config.eval.num_example_pngs`` example PNGs."""
-    count = config.eval.num_example_pngs if task == input_pipeline.SEGMENTATION else 0
+    count = config.eval.num_example_pngs if task == names.SEGMENTATION else 0
     predictions = evaluation.run_predictions(
         predict_fn, loaded.params, source, config.data.eval_batch_size, config.data.image_size,
         loaded.mesh, saliency_count=count)

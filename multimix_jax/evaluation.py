@@ -11,7 +11,8 @@ from typing import Any, Callable, Mapping, NamedTuple
 
 import numpy as np
 
-from multimix_jax import checkpointing, input_pipeline, metrics, shifts, steps
+from multimix_jax import checkpointing, input_pipeline, metrics, names, shifts, steps
+from multimix_jax.files import write_atomically
 
 log = logging.getLogger("multimix_jax")
 
@@ -81,7 +82,7 @@ def set_metrics(task: str, predictions: Mapping[str, np.ndarray], threshold: flo
     """Classification metrics at ``threshold`` (with ``fit_threshold``, also the
     ``fitted_threshold`` that maximises balanced accuracy on this set: ask for it on a
     validation set only), or segmentation metrics of masks thresholded at 0.5."""
-    if task == input_pipeline.CLASSIFICATION:
+    if task == names.CLASSIFICATION:
         labels, probs = predictions["label"], predictions["prob_pneumonia"]
         result = metrics.classification_metrics(labels, probs, threshold)
         if fit_threshold:
@@ -121,9 +122,9 @@ def validation_sources(splits: input_pipeline.DataSplits, shifted: bool = False)
     their shifted copies when ``shifted`` (docs/multimix.md, Shifted validation)."""
     sets = {}
     if splits.cls_val is not None:
-        sets["val_cls"] = (input_pipeline.CLASSIFICATION, splits.cls_val)
+        sets["val_cls"] = (names.CLASSIFICATION, splits.cls_val)
     if splits.seg_val is not None:
-        sets["val_seg"] = (input_pipeline.SEGMENTATION, splits.seg_val)
+        sets["val_seg"] = (names.SEGMENTATION, splits.seg_val)
     if shifted:
         sets.update(shifts.shifted_sources(sets))
     return sets
@@ -139,7 +140,7 @@ def eval_sources(config, splits: input_pipeline.DataSplits | None = None,
         task = spec["task"]
         if not config.tasks.get(task):
             continue  # e.g. no classification sets for the U-Net baseline
-        stream_id = 0 if task == input_pipeline.CLASSIFICATION else 1
+        stream_id = 0 if task == names.CLASSIFICATION else 1
         sets[name] = (task, input_pipeline.load_source(
             spec, task, data.image_size, split=spec.get("split", "test"),
             synthetic_offset=input_pipeline.SYNTHETIC_TEST_OFFSET,
@@ -203,12 +204,6 @@ def markdown_tables(results: Mapping[str, dict], layout: Mapping[str, str], mode
     return "\n".join(lines) + "\n"
 
 
-def _write_atomically(path: pathlib.Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def write_results(output_dir: pathlib.Path, results: Mapping[str, dict],
                   layout: Mapping[str, str], model_name: str, budgets: str, *, threshold: float,
                   extra: dict | None = None) -> tuple[pathlib.Path, pathlib.Path]:
@@ -218,6 +213,6 @@ def write_results(output_dir: pathlib.Path, results: Mapping[str, dict],
     payload = {"model": model_name, "budgets": budgets, "cls_threshold": threshold,
                "sets": results, "paper_row": paper_row(results, layout), **(extra or {})}
     json_path, md_path = output_dir / "results.json", output_dir / "results.md"
-    _write_atomically(json_path, json.dumps(payload, indent=2, default=float))
-    _write_atomically(md_path, markdown_tables(results, layout, model_name, budgets, threshold))
+    write_atomically(json_path, json.dumps(payload, indent=2, default=float))
+    write_atomically(md_path, markdown_tables(results, layout, model_name, budgets, threshold))
     return json_path, md_path

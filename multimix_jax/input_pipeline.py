@@ -21,13 +21,11 @@ import numpy as np
 from grain.experimental import ZipMapDataset
 
 from multimix_jax import augment
+from multimix_jax.names import (CLASSIFICATION, CLS_LABELED, CLS_UNLABELED, SEG_LABELED,
+                                SEG_UNLABELED, SEGMENTATION, STREAMS)
 from multimix_jax.synthetic import SyntheticCXR
 
 log = logging.getLogger("multimix_jax")
-CLASSIFICATION, SEGMENTATION = "classification", "segmentation"
-# The training batch's streams (one definition; steps.py and the tests use these names).
-SEG_LABELED, SEG_UNLABELED, CLS_LABELED, CLS_UNLABELED = STREAMS = (
-    "seg_labeled", "seg_unlabeled", "cls_labeled", "cls_unlabeled")
 # Disjoint index ranges of the synthetic generator for the held-out test sets.
 SYNTHETIC_TEST_OFFSET = 1_000_000
 

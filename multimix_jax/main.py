@@ -25,8 +25,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from multimix_jax import workdir as workdir_lib
-from multimix_jax.datasets.image_io import DataError
-from multimix_jax.workdir import UserError
+from multimix_jax.errors import DivergenceError, NonFiniteLossError, UserError
 
 config_flags.DEFINE_config_file("config", None, "Path to a configs/*.py file.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Checkpoints, TensorBoard logs and results go here.")
@@ -159,10 +158,9 @@ def main(argv) -> None:
     logging.getLogger("multimix_jax").setLevel(logging.INFO)
     for noisy in ("absl", "orbax", "jax"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    from multimix_jax import train
     try:
         run_mode(load_config())
-    except (UserError, DataError, train.NonFiniteLossError, train.DivergenceError) as error:
+    except (UserError, NonFiniteLossError, DivergenceError) as error:
         sys.exit(f"error: {error}")
 
 

@@ -27,10 +27,7 @@ from scipy import ndimage
 from skimage.metrics import structural_similarity
 from sklearn import metrics as skm
 
-from multimix_jax.datasets.layouts import CLASS_NAMES  # noqa: F401  (index = label)
-
-NORMAL = 0
-PNEUMONIA = 1
+from multimix_jax.names import NORMAL, PNEUMONIA
 
 # 4-connected (cross) structuring element used to extract mask boundaries,
 # as in medpy's hd95 (generate_binary_structure(2, connectivity=1)).

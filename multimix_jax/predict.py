@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import logging
 import os
@@ -14,9 +15,10 @@ from typing import Sequence
 
 import numpy as np
 
-from multimix_jax import evaluation, input_pipeline, metrics, pictures, steps
+from multimix_jax import evaluation, input_pipeline, metrics, names, pictures, steps
 from multimix_jax.datasets import image_io
-from multimix_jax.workdir import UserError
+from multimix_jax.errors import UserError
+from multimix_jax.files import write_atomically
 
 log = logging.getLogger("multimix_jax")
 
@@ -104,7 +106,7 @@ def _write_pictures(output_dir: pathlib.Path, name: str, image: np.ndarray, mask
 def _row(path: pathlib.Path, name: str, prob_pneumonia: float, threshold: float) -> dict:
     return {"file": str(path), "prob_normal": 1.0 - prob_pneumonia,
             "prob_pneumonia": prob_pneumonia,
-            "predicted": metrics.CLASS_NAMES[int(prob_pneumonia >= threshold)],
+            "predicted": names.CLASS_NAMES[int(prob_pneumonia >= threshold)],
             "threshold": threshold, "outputs": name}
 
 
@@ -116,14 +118,12 @@ def _write_tables(output_dir: pathlib.Path, rows: list[dict], found: Inputs,
                "input_root": str(found.root), "skipped_non_images": len(found.skipped),
                "skipped_files": [str(p) for p in found.skipped], "predictions": rows}
     json_path, csv_path = output_dir / "predictions.json", output_dir / "predictions.csv"
-    json_tmp, csv_tmp = json_path.with_suffix(".json.tmp"), csv_path.with_suffix(".csv.tmp")
-    json_tmp.write_text(json.dumps(payload, indent=2))
-    with open(csv_tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    json_tmp.replace(json_path)
-    csv_tmp.replace(csv_path)
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=CSV_COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomically(json_path, json.dumps(payload, indent=2))
+    write_atomically(csv_path, table.getvalue())
 
 
 def predict_files(config, workdir: str | pathlib.Path, inputs: Sequence[str],

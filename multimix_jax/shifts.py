@@ -29,9 +29,7 @@ from scipy import ndimage
 from skimage import exposure
 
 from multimix_jax.augment import affine, paint_opacity, to_uint8
-from multimix_jax.input_pipeline import CLASSIFICATION, SEGMENTATION
-
-SHIFTED_SETS = ("val_cls_shifted", "val_seg_shifted", "val_seg_disease")
+from multimix_jax.names import CLASSIFICATION, SEGMENTATION, SHIFTED_SETS  # noqa: F401
 
 
 # --------------------------------------------------------------------------- photometric

@@ -23,7 +23,7 @@ from clu import metrics as clu_metrics
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from multimix_jax import losses
-from multimix_jax.input_pipeline import CLS_LABELED, CLS_UNLABELED, SEG_LABELED, SEG_UNLABELED
+from multimix_jax.names import CLS_LABELED, CLS_UNLABELED, SEG_LABELED, SEG_UNLABELED
 from multimix_jax.models import MultiMix, build_model, init_params
 from multimix_jax.saliency import saliency_map
 

@@ -7,7 +7,10 @@ import json
 import pathlib
 
 import numpy as np
+
 from tensorboardX import SummaryWriter
+
+from multimix_jax.files import write_atomically
 
 
 class MetricWriter:
@@ -48,9 +51,7 @@ def drop_rows_after(path: pathlib.Path, step: int) -> None:
     lines = path.read_text().splitlines()
     kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
     if len(kept) != len(lines):
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text("".join(line + "\n" for line in kept))
-        tmp.replace(path)
+        write_atomically(path, "".join(line + "\n" for line in kept))
 
 
 def normalize_map(values: np.ndarray) -> np.ndarray:

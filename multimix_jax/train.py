@@ -24,18 +24,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from multimix_jax import checkpointing, evaluation, input_pipeline, metrics, steps, summaries
+from multimix_jax import checkpointing, evaluation, input_pipeline, metrics, names, steps, summaries
 from multimix_jax import workdir as workdir_lib
+from multimix_jax.errors import DivergenceError, NonFiniteLossError, UserError
 
 log = logging.getLogger("multimix_jax")
-
-
-class NonFiniteLossError(FloatingPointError):
-    pass
-
-
-class DivergenceError(FloatingPointError):
-    pass
 
 
 def total_steps(config, steps_per_epoch: int) -> int:
@@ -66,7 +59,7 @@ def _check_batch_divisible(config) -> None:
     for name, size in (("data.per_stream_batch", config.data.per_stream_batch),
                        ("data.eval_batch_size", config.data.eval_batch_size)):
         if size % n:
-            raise workdir_lib.UserError(
+            raise UserError(
                 f"--config.{name}={size}: must be a multiple of the {n} devices")
 
 
@@ -178,7 +171,7 @@ def validate(config, predict_fn, params, val_sets: dict, mesh) -> dict:
                                                     config.data.eval_batch_size,
                                                     config.data.image_size, mesh)
                    for name, (task, source) in val_sets.items()}
-    cls_names = [n for n, (task, _) in val_sets.items() if task == input_pipeline.CLASSIFICATION]
+    cls_names = [n for n, (task, _) in val_sets.items() if task == names.CLASSIFICATION]
     fit_on = cls_names if config.eval.shifted_validation else cls_names[:1]
     fitted = None
     if fit_on:

@@ -19,6 +19,9 @@ import pathlib
 import socket
 from typing import Iterator, Sequence
 
+from multimix_jax.errors import ConfigMismatchError, WorkdirLockedError
+from multimix_jax.files import write_atomically
+
 log = logging.getLogger("multimix_jax")
 
 CONFIG_FILE = "config.json"
@@ -35,18 +38,6 @@ ALLOWED = ("train.num_steps", "train.num_epochs", "train.log_every_steps",
 INFERENCE_ALLOWED = ALLOWED + ("train", "optim", "loss", "augment", "data.per_stream_batch")
 
 
-class UserError(ValueError):
-    """Bad input from the user: the message is one sentence that says what would work."""
-
-
-class ConfigMismatchError(UserError):
-    pass
-
-
-class WorkdirLockedError(UserError):
-    pass
-
-
 # --------------------------------------------------------------------------- recorded config
 def config_dict(config) -> dict:
     """The config as plain JSON values (tuples as lists), as recorded in config.json."""
@@ -60,9 +51,7 @@ def read_recorded(workdir: str | pathlib.Path) -> dict | None:
 
 def write_recorded(workdir: pathlib.Path, config) -> None:
     """config.json, written atomically."""
-    tmp = workdir / (CONFIG_FILE + ".tmp")
-    tmp.write_text(config.to_json_best_effort(indent=2))
-    tmp.replace(workdir / CONFIG_FILE)
+    write_atomically(workdir / CONFIG_FILE, config.to_json_best_effort(indent=2))
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:

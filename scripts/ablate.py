@@ -34,6 +34,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from multimix_jax import evaluation  # noqa: E402
+from multimix_jax.files import write_atomically  # noqa: E402
 from multimix_jax.variants import DISPLAY_NAMES, VARIANTS, apply_variant  # noqa: E402
 
 NO_TASK = "-"
@@ -97,9 +98,7 @@ def run_cell(base, outdir: pathlib.Path, model: str, eff: tuple, seed: int, step
             "wall_s": time.perf_counter() - start, "layout": layout, "sets": results,
             "paper_row": evaluation.paper_row(results, layout)}
     workdir.mkdir(parents=True, exist_ok=True)
-    tmp = workdir / (CELL_FILE + ".tmp")
-    tmp.write_text(json.dumps(cell, indent=2, default=float))
-    tmp.replace(workdir / CELL_FILE)
+    write_atomically(workdir / CELL_FILE, json.dumps(cell, indent=2, default=float))
     return cell
 
 

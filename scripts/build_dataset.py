@@ -23,7 +23,7 @@ except ImportError:  # running from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from multimix_jax.datasets import builders  # noqa: E402
-from multimix_jax.datasets.image_io import DataError  # noqa: E402
+from multimix_jax.errors import DataError  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -22,7 +22,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from multimix_jax import evaluation, input_pipeline, metrics, steps  # noqa: E402
+from multimix_jax import evaluation, input_pipeline, metrics, names, steps  # noqa: E402
 
 config_flags.DEFINE_config_file("config", None, "configs/*.py[:VARIANT] the workdirs used.")
 flags.DEFINE_list("workdirs", None, "Trained workdirs (comma-separated).")
@@ -57,10 +57,10 @@ def report(config, workdir: str, which: str) -> dict:
             for name in cls_sets:
                 for rule, threshold in rules.items():
                     res[f"{name}@{rule}"] = evaluation.set_metrics(
-                        input_pipeline.CLASSIFICATION, preds[name], threshold)
+                        names.CLASSIFICATION, preds[name], threshold)
         for name in ("val_seg", "val_seg_shifted", "val_seg_disease"):
             if name in preds:
-                res[name] = evaluation.set_metrics(input_pipeline.SEGMENTATION, preds[name])
+                res[name] = evaluation.set_metrics(names.SEGMENTATION, preds[name])
         out["tta" if tta else "plain"] = res
     return out
 

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from PIL import Image  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from multimix_jax.metrics import CLASS_NAMES  # noqa: E402
+from multimix_jax.names import CLASS_NAMES  # noqa: E402
 from multimix_jax.synthetic import make_example  # noqa: E402
 
 

@@ -21,7 +21,7 @@ from multimix_jax.datasets import builders as B
 from multimix_jax.datasets import folders
 from multimix_jax.datasets import image_io as io_
 from multimix_jax.datasets import layouts as L
-from multimix_jax.datasets.image_io import DataError
+from multimix_jax.errors import DataError
 from tests import fixtures_util as F
 
 REAL = (Path(__file__).parents[1] / ".." / "shared" / "data").resolve()

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from multimix_jax import evaluate, evaluation, input_pipeline, metrics, steps
+from multimix_jax import evaluate, evaluation, input_pipeline, metrics, names, steps
 from tests import fake_model
 from tests.conftest import tiny_train_config
 
@@ -29,7 +29,7 @@ def test_evaluate_predicts_each_set_once_at_the_stored_threshold(tmp_path, monke
     assert len(list((tmp_path / "out" / "examples").glob("*.png"))) == 4  # 2 per seg set
 
     labels = evaluation.eval_sources(config)["test_cls"][1]
-    normal = np.mean([labels[i]["label"] == metrics.NORMAL for i in range(len(labels))])
+    normal = np.mean([labels[i]["label"] == names.NORMAL for i in range(len(labels))])
     assert results["test_cls"]["accuracy"] == pytest.approx(normal)
     assert results["test_cls"]["recall_pneumonia"] == 0.0
 
@@ -53,9 +53,9 @@ def test_run_predictions_keeps_the_first_saliency_maps_only(monkeypatch):
 
 def test_fitted_threshold_only_when_asked():
     predictions = {"label": np.array([0, 0, 1, 1]), "prob_pneumonia": np.array([.1, .2, .3, .4])}
-    plain = evaluation.set_metrics(input_pipeline.CLASSIFICATION, predictions)
+    plain = evaluation.set_metrics(names.CLASSIFICATION, predictions)
     assert "fitted_threshold" not in plain and plain["accuracy"] == 0.5
-    fitted = evaluation.set_metrics(input_pipeline.CLASSIFICATION, predictions, fit_threshold=True)
+    fitted = evaluation.set_metrics(names.CLASSIFICATION, predictions, fit_threshold=True)
     assert fitted["fitted_threshold"] == 0.3
 
 

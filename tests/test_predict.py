@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from multimix_jax import predict
-from multimix_jax.workdir import UserError
+from multimix_jax.errors import UserError
 from tests import fake_model
 from tests.conftest import tiny_train_config
 from tests.fixtures_util import write_jpeg

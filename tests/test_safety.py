@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from multimix_jax import checkpointing, steps, summaries, train
+from multimix_jax import checkpointing, errors, steps, summaries, train
 from multimix_jax import workdir as workdir_lib
 from tests.conftest import REPO, tiny_train_config
 
@@ -56,7 +56,7 @@ def test_changed_fields_are_named_with_both_values(tmp_path):
     config.data.image_size = 64
     config.model.widths = (4, 8, 8, 16, 32)
     config.train.num_steps = 99  # run length: allowed
-    with pytest.raises(workdir_lib.ConfigMismatchError) as error:
+    with pytest.raises(errors.ConfigMismatchError) as error:
         workdir_lib.check_config(config, tmp_path, inference=True)
     message = str(error.value)
     assert "data.image_size 32 -> 64" in message and "model.widths" in message
@@ -73,7 +73,7 @@ def test_training_only_fields_matter_to_resume_not_to_evaluate(tmp_path):
     workdir_lib.write_recorded(tmp_path, config)
     config.optim.learning_rate = 1e-2
     assert workdir_lib.check_config(config, tmp_path, inference=True)
-    with pytest.raises(workdir_lib.ConfigMismatchError, match="optim.learning_rate"):
+    with pytest.raises(errors.ConfigMismatchError, match="optim.learning_rate"):
         workdir_lib.check_config(config, tmp_path)
 
 
@@ -88,7 +88,7 @@ def test_unknown_fields_are_allowed_and_a_moved_data_root_is_the_same_data(tmp_p
     config.data.cls.path = "/new/place/kermany/train"
     assert workdir_lib.check_config(config, tmp_path) == []
     config.data.cls.path = "/new/place/other/train"
-    with pytest.raises(workdir_lib.ConfigMismatchError, match="data.cls.path"):
+    with pytest.raises(errors.ConfigMismatchError, match="data.cls.path"):
         workdir_lib.check_config(config, tmp_path)
 
 
@@ -104,11 +104,11 @@ def test_an_unset_data_root_takes_the_recorded_one(tmp_path):
 # --------------------------------------------------------------------------- lock
 def test_a_second_run_is_refused_and_a_stale_lock_is_taken_over(tmp_path):
     with workdir_lib.training_lock(tmp_path):
-        with pytest.raises(workdir_lib.WorkdirLockedError,
+        with pytest.raises(errors.WorkdirLockedError,
                            match=f"pid {os.getpid()} on {socket.gethostname()}"):
             with workdir_lib.training_lock(tmp_path):
                 pass
-        with pytest.raises(workdir_lib.WorkdirLockedError, match="being trained by pid"):
+        with pytest.raises(errors.WorkdirLockedError, match="being trained by pid"):
             train.train_and_evaluate(tiny_train_config(), tmp_path)
     assert not (tmp_path / workdir_lib.LOCK_FILE).exists()
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -162,12 +162,12 @@ def test_checkpoint_choice_info_and_errors(trained, tmp_path):
     assert set(info) == {"val_score", "cls_threshold", "val"}
     assert 0 <= info["val_score"] <= 1 and 0 < info["cls_threshold"] < 1
     assert {"val_cls", "val_seg"} <= set(info["val"])
-    with pytest.raises(workdir_lib.UserError, match="--checkpoint 'foo': expected 'best'"):
+    with pytest.raises(errors.UserError, match="--checkpoint 'foo': expected 'best'"):
         checkpointing.restore_for_inference(trained, abstract, "foo")
-    with pytest.raises(checkpointing.CheckpointNotFoundError, match="step 7 is not kept"):
+    with pytest.raises(errors.CheckpointNotFoundError, match="step 7 is not kept"):
         checkpointing.restore_for_inference(trained, abstract, 7)
     missing = tmp_path / "mistyped"
-    with pytest.raises(checkpointing.CheckpointNotFoundError, match="train first"):
+    with pytest.raises(errors.CheckpointNotFoundError, match="train first"):
         checkpointing.restore_for_inference(missing, abstract, "best")
     assert not missing.exists()
 
@@ -176,9 +176,9 @@ def test_resume_with_another_model_gives_one_message(trained, tmp_path):
     workdir = pathlib_copy(trained, tmp_path / "run")
     config = tiny_train_config(num_steps=4)
     config.model.widths = (4, 8, 8, 16, 32)
-    with pytest.raises(workdir_lib.ConfigMismatchError, match="model.widths"):
+    with pytest.raises(errors.ConfigMismatchError, match="model.widths"):
         train.train_and_evaluate(config, workdir)
-    with pytest.raises(workdir_lib.UserError, match="does not fit the model of this config"):
+    with pytest.raises(errors.UserError, match="does not fit the model of this config"):
         checkpointing.restore_for_inference(workdir, _abstract_state(config), "best")
 
 
@@ -198,14 +198,14 @@ def test_resume_after_a_kill_logs_each_step_once(trained, tmp_path):
 def test_an_exploding_loss_stops_the_run(tmp_path):
     config = tiny_train_config(num_steps=6)
     config.optim.learning_rate = 1e6
-    with pytest.raises(train.DivergenceError, match="diverged at step"):
+    with pytest.raises(errors.DivergenceError, match="diverged at step"):
         train.train_and_evaluate(config, tmp_path)
 
 
 def test_non_finite_loss_before_any_checkpoint_says_there_is_none(tmp_path):
     config = tiny_train_config(num_steps=2)
     config.optim.learning_rate = float("inf")
-    with pytest.raises(train.NonFiniteLossError, match="no checkpoint was saved before it"):
+    with pytest.raises(errors.NonFiniteLossError, match="no checkpoint was saved before it"):
         train.train_and_evaluate(config, tmp_path)
 
 

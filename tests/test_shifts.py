@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from multimix_jax import augment, input_pipeline, shifts, steps
+from multimix_jax import augment, input_pipeline, names, shifts, steps
 from multimix_jax.config_base import base_config
 from multimix_jax.models import build_model, init_params
 from tests.conftest import tiny_config
@@ -40,12 +40,12 @@ def _val_sets(n_cls: int = 12):
 
 def test_shifted_sets_are_deterministic_balanced_and_change_the_films():
     sets = shifts.shifted_sources(_val_sets(), seed=3)
-    assert set(sets) == set(shifts.SHIFTED_SETS)
+    assert set(sets) == set(names.SHIFTED_SETS)
     cls = sets["val_cls_shifted"][1]
     labels = [cls[i]["label"] for i in range(len(cls))]
     assert len(cls) == 6 and labels.count(0) == labels.count(1) == 3  # 50/50 prior
     again = shifts.shifted_sources(_val_sets(), seed=3)
-    for name in shifts.SHIFTED_SETS:
+    for name in names.SHIFTED_SETS:
         a, b = sets[name][1], again[name][1]
         for i in range(len(a)):
             assert a[i]["image"].dtype == np.uint8 and a[i]["image"].shape == (S, S)
@@ -99,7 +99,7 @@ def test_recipe_augmentations_keep_dtype_shape_and_binary_masks():
     config = base_config().augment
     config.seg_joint, config.acquisition, config.opacity_prob = True, True, 1.0
     element = {"image": _film(2), "mask": _lung_mask(), "label": 1}
-    for stream in input_pipeline.STREAMS:
+    for stream in names.STREAMS:
         out = input_pipeline.StreamTransform(stream, S, config).random_map(
             dict(element), np.random.default_rng(0))
         for key, value in out.items():
@@ -139,12 +139,12 @@ def test_shifted_validation_selects_the_model_and_stores_the_pooled_threshold(tm
     config.train.best_metric = "shifted_score"
     out = train.train_and_evaluate(config, tmp_path)
     results = out["best"]["results"]
-    assert set(shifts.SHIFTED_SETS) <= set(results)
+    assert set(names.SHIFTED_SETS) <= set(results)
     threshold = results["val_cls"]["fitted_threshold"]
     assert results["val_cls_shifted"]["threshold"] == threshold == results["val_cls"]["threshold"]
     assert out["best"]["score"] == evaluation.validation_score(results, "shifted_score")
     written = evaluate.evaluate(config, tmp_path, which="best")
-    assert set(shifts.SHIFTED_SETS) <= set(written)
+    assert set(names.SHIFTED_SETS) <= set(written)
     stored = json.loads((tmp_path / "results.json").read_text())
     assert stored["cls_threshold"] == threshold
     assert stored["sets"]["val_cls_shifted"]["threshold"] == threshold

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from multimix_jax import checkpointing, evaluate, predict, train
+from multimix_jax import checkpointing, errors, evaluate, predict, train
 from tests.conftest import tiny_train_config
 
 
@@ -39,7 +39,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     config = tiny_train_config(num_steps=6)
     train.train_and_evaluate(config, tmp_path, stop_at_step=2)
     config.optim.learning_rate = float("inf")
-    with pytest.raises(train.NonFiniteLossError, match="last good checkpoint \\(step 2\\)"):
+    with pytest.raises(errors.NonFiniteLossError, match="last good checkpoint \\(step 2\\)"):
         train.train_and_evaluate(config, tmp_path, allow_config_change=["optim.learning_rate"])
     checkpointer = checkpointing.Checkpointer(tmp_path)
     assert checkpointer.latest_step() == 2

@@ -3,4 +3,3 @@ masks to {0, 1}), :mod:`.layouts` (each download's folder layout to records), :m
 (records and folders to arrays: ``load_source(kind='folder')``), :mod:`.builders` (TFDS
 ArrayRecord builders; the only module importing tensorflow_datasets: import it explicitly)."""
 
-from multimix_jax.datasets.image_io import DataError  # noqa: F401

@@ -24,7 +24,7 @@ import tensorflow_datasets as tfds
 
 from multimix_jax.datasets import layouts
 from multimix_jax.datasets.folders import fingerprint, load_records
-from multimix_jax.datasets.image_io import DataError
+from multimix_jax.errors import DataError
 
 log = logging.getLogger("multimix_jax")
 

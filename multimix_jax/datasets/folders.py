@@ -14,7 +14,8 @@ from typing import Sequence
 import numpy as np
 
 from multimix_jax.datasets import layouts
-from multimix_jax.datasets.image_io import (DataError, load_grayscale, load_mask, resize_image,
+from multimix_jax.errors import DataError
+from multimix_jax.datasets.image_io import (load_grayscale, load_mask, resize_image,
                                             resize_mask)
 
 log = logging.getLogger("multimix_jax")

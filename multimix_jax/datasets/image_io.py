@@ -18,18 +18,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from multimix_jax.errors import DataError
+
 JSRT_SHAPE = (2048, 2048)
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff",
                               ".webp", ".pgm", ".ppm", ".pbm", ".img"})
 IGNORABLE_NAMES = frozenset({".ds_store", "thumbs.db", "desktop.ini", "ehthumbs.db"})
-
-
-class DataError(ValueError):
-    """A problem with the user's data; the message starts with the file at fault."""
-
-    def __init__(self, path: os.PathLike | str, problem: str):
-        self.path = Path(path)
-        super().__init__(f"{path}: {problem}")
 
 
 def is_ignorable(path: os.PathLike | str) -> bool:

@@ -16,9 +16,10 @@ import re
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from multimix_jax.datasets.image_io import DataError, is_ignorable, is_image_file
+from multimix_jax.datasets.image_io import is_ignorable, is_image_file
+from multimix_jax.errors import DataError
+from multimix_jax.names import CLASS_NAMES
 
-CLASS_NAMES = ("NORMAL", "PNEUMONIA")
 SPLIT_ALIASES = {"train": "train", "training": "train", "val": "validation",
                  "valid": "validation", "validation": "validation", "test": "test",
                  "testing": "test"}
