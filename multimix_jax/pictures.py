@@ -12,15 +12,14 @@ from multimix_jax import metrics, summaries
 
 
 def overlay_rgb(image: np.ndarray, mask_prob: np.ndarray, true_mask: np.ndarray | None = None) -> np.ndarray:
-    """Gray image with the predicted mask (>= 0.5) tinted green; true-mask edge in red."""
+    """Gray image with the predicted mask (>= 0.5) tinted green; the true mask's boundary
+    (``metrics.boundary``) in red."""
     gray = np.asarray(image, np.float32) / 255.0
     rgb = np.stack([gray] * 3, -1)
     pred = metrics.binarize(mask_prob)
     rgb[pred] = 0.6 * rgb[pred] + 0.4 * np.array([0.1, 0.9, 0.2])
     if true_mask is not None:
-        t = true_mask > 0
-        edge = t & ~(np.roll(t, 1, 0) & np.roll(t, -1, 0) & np.roll(t, 1, 1) & np.roll(t, -1, 1))
-        rgb[edge] = [1.0, 0.1, 0.1]
+        rgb[metrics.boundary(np.asarray(true_mask) > 0)] = [1.0, 0.1, 0.1]
     return (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
 
 
