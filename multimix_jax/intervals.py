@@ -152,3 +152,14 @@ def paired_difference(task: str, a: Mapping[str, np.ndarray], b: Mapping[str, np
                     "difference": float(point_b[key][0] - point_a[key][0]), "ci": [lo, hi],
                     "excludes_zero": bool(lo > 0 or hi < 0)}
     return {key: out[key] for key in reps_a if key in out}
+
+
+def per_film(task: str, predictions: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The per-film arrays of one set's predictions that its intervals (and a later paired
+    comparison, from predictions.npz) resample: label and probabilities, or each film's
+    segmentation metrics (masks thresholded at 0.5)."""
+    if task == names.CLASSIFICATION:
+        return {k: np.asarray(predictions[k]) for k in CLS_ARRAYS
+                if predictions.get(k) is not None}
+    return metrics.per_image_segmentation(metrics.binarize(predictions["mask_prob"]),
+                                          predictions["mask"] > 0)

@@ -23,12 +23,14 @@ Conventions shared by the segmentation metrics
 
 from __future__ import annotations
 
+from typing import Mapping
+
 import numpy as np
 from scipy import ndimage
 from skimage.metrics import structural_similarity
 from sklearn import metrics as skm
 
-from multimix_jax.names import NORMAL, PNEUMONIA
+from multimix_jax.names import DEFAULT_THRESHOLD, NORMAL, PNEUMONIA
 
 # 4-connected (cross) structuring element used to extract mask boundaries,
 # as in medpy's hd95 (generate_binary_structure(2, connectivity=1)).
@@ -170,6 +172,33 @@ def calibration_metrics(labels, prob_pneumonia, bins: int = ECE_BINS) -> dict[st
             "brier": float(np.mean((prob - labels) ** 2))}
 
 
+TRIVIAL_RULES = ("all_pneumonia", "all_normal", "training_prior")
+
+
+def trivial_rule_probs(rule: str, n: int, prior: float | None) -> np.ndarray | None:
+    """The constant P(pneumonia) of a trivial rule for ``n`` films: 1 (all pneumonia), 0 (all
+    normal), or ``prior``, the labelled training films' pneumonia fraction (None when unknown:
+    no rule)."""
+    value = {"all_pneumonia": 1.0, "all_normal": 0.0, "training_prior": prior}[rule]
+    return None if value is None else np.full(n, float(value))
+
+
+def trivial_rules(labels, prior: float | None = None) -> dict[str, dict[str, float]]:
+    """rule -> classification_metrics + calibration_metrics of the rules that ignore the film
+    (docs/multimix.md, Metrics): no model's figure means anything below them. Each predicts a
+    constant probability (:func:`trivial_rule_probs`) classified at the default threshold,
+    so the training-prior rule calls every film the training set's majority class; its ECE
+    and Brier score are the reference for a model's calibration."""
+    labels = np.asarray(labels).reshape(-1)
+    out = {}
+    for rule in TRIVIAL_RULES:
+        prob = trivial_rule_probs(rule, labels.size, prior)
+        if prob is not None:
+            out[rule] = {**classification_metrics(labels, prob, DEFAULT_THRESHOLD),
+                         **calibration_metrics(labels, prob)}
+    return out
+
+
 # --------------------------------------------------------------------------
 # segmentation: overlap
 # --------------------------------------------------------------------------
@@ -309,16 +338,19 @@ def per_image_segmentation(pred_masks, true_masks) -> dict[str, np.ndarray]:
             for k, f in _SEG_FUNCS.items()}
 
 
-def segmentation_metrics(pred_masks, true_masks) -> dict[str, float]:
+def segmentation_metrics(pred_masks, true_masks,
+                         per_image: Mapping[str, np.ndarray] | None = None) -> dict[str, float]:
     """Means over the images of dice, jaccard, hd, hd95 and ssim (docs/multimix.md, Metrics).
 
     Masks are (N, H, W) or (N, H, W, 1); non-bool arrays are binarised with ``>= 0.5``.
     Also returns ``n`` (images), ``empty_pred`` (images whose predicted mask is empty) and
     ``hd_penalised`` (images with exactly one empty mask, whose hd and hd95 are the image
-    diagonal: see the module docstring). The means are NaN when ``n == 0``.
+    diagonal: see the module docstring). The means are NaN when ``n == 0``. ``per_image``:
+    the masks' :func:`per_image_segmentation`, when already computed.
     """
     p, t = _batch(pred_masks), _batch(true_masks)
-    out: dict[str, float] = {k: _mean(v) for k, v in per_image_segmentation(p, t).items()}
+    per_image = per_image if per_image is not None else per_image_segmentation(p, t)
+    out: dict[str, float] = {k: _mean(v) for k, v in per_image.items()}
     pred_empty, true_empty = ~p.any(axis=(1, 2)), ~t.any(axis=(1, 2))
     out["n"] = int(p.shape[0])
     out["empty_pred"] = int(pred_empty.sum())

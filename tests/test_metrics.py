@@ -318,3 +318,16 @@ def test_overlay_outlines_the_true_mask_with_the_metrics_boundary():
     np.testing.assert_array_equal(red, M.boundary(true))
     assert red[3, 0] and red[3, 7] and not red[3, 3]  # the image border is part of the edge
     np.testing.assert_array_equal(M.boundary(true), _render(map(tuple, _brute_boundary(true).astype(int)), (8, 8)))
+
+
+def test_trivial_rules():
+    labels = np.array([1] * 6 + [0] * 4)
+    rules = M.trivial_rules(labels, prior=0.7)
+    assert list(rules) == ["all_pneumonia", "all_normal", "training_prior"]
+    assert rules["all_pneumonia"]["accuracy"] == 0.6 and rules["all_normal"]["accuracy"] == 0.4
+    assert rules["all_pneumonia"]["f1_pneumonia"] == pytest.approx(2 * 6 / (2 * 6 + 4))
+    assert rules["all_normal"]["f1_pneumonia"] == 0.0 and rules["all_normal"]["brier"] == 0.6
+    prior = rules["training_prior"]  # P = 0.7 >= 0.5 for every film: all pneumonia
+    assert prior["accuracy"] == 0.6 and prior["brier"] == pytest.approx(0.6 * 0.09 + 0.4 * 0.49)
+    assert prior["ece"] == pytest.approx(0.1) and math.isnan(prior["balanced_accuracy"]) is False
+    assert prior["roc_auc"] == 0.5 and "training_prior" not in M.trivial_rules(labels)
