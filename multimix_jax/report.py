@@ -244,7 +244,8 @@ def render(sections: Sequence[SetSection], run: Mapping[str, Any], config_json: 
     """The page: ``run`` (model, budgets, checkpoint, step, threshold, temperature, ...) as a
     table, the config, then every set."""
     title = f"{run.get('model', 'model')} evaluation"
-    info = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(_num(v) if isinstance(v, float) else str(v))}</td></tr>"
+    shown = lambda v: "none" if v is None else _num(v) if isinstance(v, float) else str(v)
+    info = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(shown(v))}</td></tr>"
                    for k, v in run.items())
     return "\n".join([
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',

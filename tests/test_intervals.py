@@ -2,6 +2,7 @@
 resampled films, intervals are reproducible and fast, paired differences of a model with
 itself are exactly zero."""
 
+import json
 import math
 import time
 
@@ -79,3 +80,36 @@ def test_paired_difference():
     assert "ece_uncalibrated" not in diff  # only in a
     assert math.isclose(diff["accuracy"]["a"],
                         metrics.classification_metrics(a["label"], a["prob_pneumonia"])["accuracy"])
+
+
+def _evaluation(folder, prob, labels, threshold=0.5, dice=None):
+    """A results.json + predictions.npz as --mode evaluate writes them."""
+    from multimix_jax import evaluate
+    folder.mkdir()
+    films = {"test_cls": {"label": labels, "prob_pneumonia": prob}}
+    if dice is not None:
+        films["test_seg"] = {k: dice for k in intervals.SEG_ARRAYS}
+    evaluate.write_predictions(folder / "predictions.npz", films)
+    sets = {"test_cls": {"threshold": threshold}}
+    (folder / "results.json").write_text(json.dumps({"sets": sets, "predictions": "predictions.npz"}))
+    return folder / "results.json"
+
+
+def test_compare_script(tmp_path, capsys):
+    from multimix_jax import compare
+    from scripts import compare as script
+    labels = np.tile([0, 1], 50)
+    a = _evaluation(tmp_path / "a", np.full(100, 0.6), labels, dice=np.linspace(0.5, 0.9, 100))
+    b = _evaluation(tmp_path / "b", np.where(labels == 1, 0.8, 0.3), labels)
+    script.main([str(a), str(tmp_path / "b"), "--json", str(tmp_path / "c.json")])
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("| test_cls | accuracy |"))
+    assert row.startswith("| test_cls | accuracy | 0.500 | 1.000 | 0.500 | [0.") and row.endswith("| yes |")
+    assert "test_seg" not in out  # only in A
+    saved = json.loads((tmp_path / "c.json").read_text())
+    assert saved["sets"]["test_cls"]["roc_auc"]["excludes_zero"]
+    with pytest.raises(compare.UserError, match="labels differ"):
+        compare.compare(a, _evaluation(tmp_path / "d", np.full(100, 0.6), 1 - labels))
+    (tmp_path / "a" / "predictions.npz").unlink()
+    with pytest.raises(SystemExit, match="error: .*predictions.npz: missing"):
+        script.main([str(a), str(b)])
