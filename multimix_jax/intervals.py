@@ -1,6 +1,6 @@
 """95% percentile bootstrap intervals over films, and paired comparisons of two models on the
-same set (docs/multimix.md, Metrics; Efron & Tibshirani 1993, "An introduction to the
-bootstrap", ch. 13).
+same set (docs/multimix.md, Metrics), after Efron & Tibshirani 1993, "An introduction to
+the bootstrap", ch. 13.
 
 One (R, n) matrix of film indices is drawn per set from a fixed seed (the same for every model
 evaluated on a set of n films, so two models' replicates are paired); every metric of all R

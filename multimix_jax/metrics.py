@@ -154,8 +154,8 @@ def calibration_bin(prob_pneumonia, bins: int = ECE_BINS) -> np.ndarray:
 
 
 def calibration_metrics(labels, prob_pneumonia, bins: int = ECE_BINS) -> dict[str, float]:
-    """Calibration of P(pneumonia) (docs/multimix.md, Metrics; Guo et al. 2017, "On
-    calibration of modern neural networks"):
+    """Calibration of P(pneumonia) (docs/multimix.md, Metrics), as in Guo et al. 2017, "On
+    calibration of modern neural networks":
 
     * ``ece``: expected calibration error over ``bins`` equal-width bins of P(pneumonia),
       sum_b (n_b / n) |mean label_b - mean P_b| (the reliability diagram's weighted gap);
