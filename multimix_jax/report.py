@@ -169,7 +169,8 @@ h1{font-size:1.5em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-to
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding:.2em .6em;
 text-align:right}th:first-child,td:first-child{text-align:left}
 figure{display:inline-block;margin:.3em;vertical-align:top}figcaption{font-size:.85em;color:#555}
-.films img{max-width:100%}pre{background:#f6f6f6;padding:.6em;overflow:auto;font-size:.8em}"""
+.films figure{width:48%}.films img{width:100%;image-rendering:pixelated}
+table.run td{text-align:left}pre{background:#f6f6f6;padding:.6em;overflow:auto;font-size:.8em}"""
 
 
 def _num(value) -> str:
