@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from multimix_jax import metrics, names
+from multimix_jax.evaluation import format_interval, format_value
 from multimix_jax.files import write_atomically
 
 WORST_FILMS = 4  # films shown per set
@@ -173,20 +174,6 @@ figure{display:inline-block;margin:.3em;vertical-align:top}figcaption{font-size:
 table.run td{text-align:left}pre{background:#f6f6f6;padding:.6em;overflow:auto;font-size:.8em}"""
 
 
-def _num(value) -> str:
-    if value is None or (isinstance(value, float) and not np.isfinite(value)):
-        return "-"
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    return f"{value:.3f}"
-
-
-def _interval(ci) -> str:
-    if not ci or any(v is None or not np.isfinite(v) for v in ci):
-        return "-"
-    return f"{ci[0]:.3f} - {ci[1]:.3f}"
-
-
 def _figure(cls: str, uri: str, text: str) -> str:
     return (f'<figure class="{cls}"><img src="{uri}" alt="{html.escape(text)}">'
             f"<figcaption>{html.escape(text)}</figcaption></figure>")
@@ -200,8 +187,8 @@ def metrics_table(section: SetSection) -> str:
     head = "<tr><th>metric</th><th>model</th><th>95% interval</th>" + "".join(
         f"<th>{html.escape(rule.replace('_', ' '))}</th>" for rule in rules) + "</tr>"
     body = "".join(
-        f"<tr><td>{title}</td><td>{_num(section.result[key])}</td><td>{_interval(ci.get(key))}"
-        "</td>" + "".join(f"<td>{_num(r.get(key))}</td>" for r in rules.values()) + "</tr>"
+        f"<tr><td>{title}</td><td>{format_value(section.result[key])}</td><td>{format_interval(ci.get(key))}"
+        "</td>" + "".join(f"<td>{format_value(r.get(key))}</td>" for r in rules.values()) + "</tr>"
         for title, key in rows if key in section.result)
     return f'<table class="metrics">{head}{body}</table>'
 
@@ -245,7 +232,7 @@ def render(sections: Sequence[SetSection], run: Mapping[str, Any], config_json: 
     """The page: ``run`` (model, budgets, checkpoint, step, threshold, temperature, ...) as a
     table, the config, then every set."""
     title = f"{run.get('model', 'model')} evaluation"
-    shown = lambda v: "none" if v is None else _num(v) if isinstance(v, float) else str(v)
+    shown = lambda v: "none" if v is None else format_value(v) if isinstance(v, float) else str(v)
     info = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(shown(v))}</td></tr>"
                    for k, v in run.items())
     return "\n".join([
