@@ -186,10 +186,11 @@ def metrics_table(section: SetSection) -> str:
     ci = section.result.get("ci", {})
     head = "<tr><th>metric</th><th>model</th><th>95% interval</th>" + "".join(
         f"<th>{html.escape(rule.replace('_', ' '))}</th>" for rule in rules) + "</tr>"
-    body = "".join(
-        f"<tr><td>{title}</td><td>{format_value(section.result[key])}</td><td>{format_interval(ci.get(key))}"
-        "</td>" + "".join(f"<td>{format_value(r.get(key))}</td>" for r in rules.values()) + "</tr>"
-        for title, key in rows if key in section.result)
+    cells = lambda title, key: [title, format_value(section.result[key]),
+                                format_interval(ci.get(key))] + [
+        format_value(r.get(key)) for r in rules.values()]
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in cells(title, key)) + "</tr>"
+                   for title, key in rows if key in section.result)
     return f'<table class="metrics">{head}{body}</table>'
 
 
