@@ -97,3 +97,24 @@ def test_report_screenshot(page, tmp_path):
                    check=True, capture_output=True, timeout=120)
     image = np.asarray(Image.open(shot).convert("L"))
     assert image.shape[:2] == (2400, 1200) and image.std() > 10  # rendered, not blank
+
+
+def test_a_calibrated_set_shows_calibration_before_and_after():
+    from multimix_jax import metrics
+    labels = np.array([0, 1] * 10)
+    raw = np.where(labels == 1, 0.9, 0.6)
+    films = {"label": labels, "prob_pneumonia": np.where(labels == 1, 0.8, 0.3),
+             "prob_pneumonia_uncalibrated": raw}
+    result = {**metrics.classification_metrics(labels, films["prob_pneumonia"]),
+              **metrics.calibration_metrics(labels, films["prob_pneumonia"]),
+              "ece_uncalibrated": metrics.calibration_metrics(labels, raw)["ece"]}
+    page = report.set_html(report.SetSection("shifted", names.CLASSIFICATION, result, films, 0.5))
+    assert "ECE before calibration" in page and "<p>none</p>" in page  # no errors at 0.5
+    parsed = _Page()
+    parsed.feed(page)
+    assert [kind for kind, _ in parsed.sections["set-shifted"]] == ["roc", "reliability",
+                                                                   "confusion"]
+    fig = report.reliability_figure(labels, {"before calibration": raw,
+                                             "after calibration": films["prob_pneumonia"]})
+    labels_drawn = [line.get_label() for line in fig.axes[0].lines]
+    assert labels_drawn[1:] == ["before calibration (ECE 0.350)", "after calibration (ECE 0.250)"]
