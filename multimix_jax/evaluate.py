@@ -1,15 +1,23 @@
 """Evaluate a checkpoint on every evaluation set of the config and on any extra folder; write
-results.json, results.md and example PNGs (docs/multimix.md, Metrics)."""
+results.json (with 95% bootstrap intervals and the trivial rules), results.md, the per-film
+predictions.npz, report.html and example PNGs (docs/multimix.md, Metrics)."""
 
 from __future__ import annotations
 
+import io
 import logging
 import pathlib
 from typing import Callable, Mapping
 
-from multimix_jax import evaluation, input_pipeline, names, pictures, steps
+import numpy as np
+
+from multimix_jax import (evaluation, input_pipeline, intervals, metrics, names, pictures, report,
+                          steps)
+from multimix_jax.files import write_atomically
 
 log = logging.getLogger("multimix_jax")
+
+PREDICTIONS_FILE, REPORT_FILE = "predictions.npz", "report.html"
 
 
 def label_budgets(config) -> str:
@@ -19,20 +27,82 @@ def label_budgets(config) -> str:
                                     (config.labels.seg, names.SEGMENTATION)))
 
 
+def training_prior(splits: input_pipeline.DataSplits) -> dict | None:
+    """The labelled training films' pneumonia fraction and count (each film once, also when
+    ``data.balance_labeled`` repeats a class in the labelled stream); None without a
+    labelled classification set."""
+    labeled = splits.cls_labeled
+    if labeled is None or len(labeled) == 0:
+        return None
+    rows = getattr(labeled, "_indices", None)  # SubsetSource: de-duplicate repeated films
+    films = np.unique(rows) if rows is not None else np.arange(len(labeled))
+    parent = labeled._source if rows is not None else labeled
+    labels = np.array([parent[int(i)]["label"] for i in films])
+    return {"pneumonia_fraction": float(np.mean(labels == names.PNEUMONIA)),
+            "n": int(labels.size)}
+
+
+def trivial_rules(labels: np.ndarray, prior: float | None) -> dict:
+    """metrics.trivial_rules on a set, each rule with its 95% intervals ("ci")."""
+    rules = metrics.trivial_rules(labels, prior)
+    for rule, values in rules.items():
+        films = {"label": labels, "prob_pneumonia": metrics.trivial_rule_probs(
+            rule, len(labels), prior)}
+        values["ci"] = intervals.set_intervals(names.CLASSIFICATION, films,
+                                               names.DEFAULT_THRESHOLD)
+    return rules
+
+
+def worst_section(predict_fn: Callable, loaded: evaluation.Loaded, config, name: str,
+                  task: str, source, result: dict, films: dict) -> report.SetSection:
+    """The set's report section, with the saliency of its worst films only (one more
+    prediction pass over those few films)."""
+    worst = report.worst_films(task, films, loaded.threshold)
+    shown = []
+    if len(worst):
+        subset = input_pipeline.SubsetSource(source, worst)
+        again = evaluation.run_predictions(
+            predict_fn, loaded.params, subset, config.data.eval_batch_size,
+            config.data.image_size, loaded.mesh, saliency_count=len(worst))
+        for k, index in enumerate(worst):
+            strip = pictures.example_strip(subset[k]["image"], again["saliency"][k],
+                                           again["mask_prob"][k], again.get("mask", [None] * len(worst))[k])
+            shown.append(report.Film(int(index), report.caption(task, films, int(index)), strip))
+    return report.SetSection(name, task, result, films, loaded.threshold, shown)
+
+
 def evaluate_one(config, predict_fn: Callable, loaded: evaluation.Loaded, name: str, task: str,
-                 source, output_dir: pathlib.Path) -> dict:
-    """One set, predicted once: its metrics (classification at the checkpoint's threshold)
-    and, for a segmentation set, ``config.eval.num_example_pngs`` example PNGs."""
+                 source, output_dir: pathlib.Path, prior: float | None = None
+                 ) -> tuple[dict, dict, report.SetSection]:
+    """One set, predicted once (its worst films once more, for their saliency): its metrics
+    (classification at the checkpoint's threshold) with 95% bootstrap intervals ("ci") and,
+    for classification, the trivial rules ("trivial_rules"); its per-film arrays; its report
+    section; and, for a segmentation set, ``config.eval.num_example_pngs`` example PNGs."""
     count = config.eval.num_example_pngs if task == names.SEGMENTATION else 0
     predictions = evaluation.run_predictions(
         predict_fn, loaded.params, source, config.data.eval_batch_size, config.data.image_size,
         loaded.mesh, saliency_count=count)
-    result = evaluation.set_metrics(task, predictions, loaded.threshold)
-    if count > 0:
-        pictures.write_example_pngs(output_dir / "examples", source, predictions, count, name)
+    films = intervals.per_film(task, predictions)
+    result = evaluation.set_metrics(task, predictions, loaded.threshold,
+                                    per_image=films if task == names.SEGMENTATION else None)
     log.info("%s (%s, n=%d): %s", name, task, len(source),
              {k: round(float(v), 4) for k, v in result.items()})
-    return result
+    result["ci"] = intervals.set_intervals(task, films, loaded.threshold)
+    if task == names.CLASSIFICATION:
+        result["trivial_rules"] = trivial_rules(films["label"], prior)
+    if count > 0:
+        pictures.write_example_pngs(output_dir / "examples", source, predictions, count, name)
+    section = worst_section(predict_fn, loaded, config, name, task, source, result, films)
+    return result, films, section
+
+
+def write_predictions(path: pathlib.Path, films: Mapping[str, dict]) -> pathlib.Path:
+    """predictions.npz: every set's per-film arrays as "SET/ARRAY" (label, prob_pneumonia, ...,
+    or dice, hd95, ...), for paired comparisons (scripts/compare.py); written atomically."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **{f"{name}/{key}": value for name, arrays in films.items()
+                                   for key, value in arrays.items()})
+    return write_atomically(path, buffer.getvalue())
 
 
 def evaluate(config, workdir: str | pathlib.Path, *, which: str = "best",
@@ -40,18 +110,32 @@ def evaluate(config, workdir: str | pathlib.Path, *, which: str = "best",
              output_dir: str | pathlib.Path | None = None) -> dict:
     """Every evaluation set of the config (validation hold-outs, test sets) plus ``extra_sets``
     (name -> (task, folder)), at the decision threshold stored with the checkpoint; writes
-    results.json, results.md and example PNGs to ``output_dir`` (default: ``workdir``)."""
+    results.json, results.md, predictions.npz, report.html and example PNGs to ``output_dir``
+    (default: ``workdir``)."""
     workdir = pathlib.Path(workdir).resolve()
     output_dir = pathlib.Path(output_dir).resolve() if output_dir else workdir
     loaded = evaluation.load_for_inference(config, workdir, which)
     predict_fn = steps.jit_predict(loaded.model, loaded.mesh, config.eval.flip_tta)
-    sets = evaluation.eval_sources(config, input_pipeline.make_splits(config), extra_sets)
-    results = {name: evaluate_one(config, predict_fn, loaded, name, task, source, output_dir)
-               for name, (task, source) in sets.items()}
+    splits = input_pipeline.make_splits(config)
+    prior = training_prior(splits)
+    sets = evaluation.eval_sources(config, splits, extra_sets)
+    results, films, sections = {}, {}, []
+    for name, (task, source) in sets.items():
+        results[name], films[name], section = evaluate_one(
+            config, predict_fn, loaded, name, task, source, output_dir,
+            prior and prior["pneumonia_fraction"])
+        sections.append(section)
+    run = {"model": config.eval.model_name, "budgets": label_budgets(config),
+           "checkpoint": str(which), "step": loaded.step, "workdir": str(workdir)}
     json_path, md_path = evaluation.write_results(
         output_dir, results, config.eval.table, config.eval.model_name, label_budgets(config),
         threshold=loaded.threshold,
-        extra={"checkpoint": str(which), "step": loaded.step, "workdir": str(workdir)})
-    log.info("wrote %s and %s", json_path, md_path)
+        extra={"checkpoint": str(which), "step": loaded.step, "workdir": str(workdir),
+               "training_prior": prior, "predictions": PREDICTIONS_FILE})
+    write_predictions(output_dir / PREDICTIONS_FILE, films)
+    report.write_report(output_dir / REPORT_FILE, sections, {
+        **run, "threshold": loaded.threshold, "temperature": getattr(loaded, "temperature", None),
+        "training pneumonia fraction": prior and prior["pneumonia_fraction"]}, config)
+    log.info("wrote %s, %s, %s and %s", json_path, md_path, PREDICTIONS_FILE, REPORT_FILE)
     print(md_path.read_text())
     return results

@@ -78,18 +78,25 @@ def run_predictions(predict_fn: Callable, params, source, batch_size: int, image
 
 
 def set_metrics(task: str, predictions: Mapping[str, np.ndarray], threshold: float = 0.5,
-                fit_threshold: bool = False) -> dict:
-    """Classification metrics at ``threshold`` (with ``fit_threshold``, also the
-    ``fitted_threshold`` that maximises balanced accuracy on this set: ask for it on a
-    validation set only), or segmentation metrics of masks thresholded at 0.5."""
+                fit_threshold: bool = False, per_image: Mapping | None = None) -> dict:
+    """Classification metrics at ``threshold`` with ECE and Brier score of "prob_pneumonia"
+    (and ``ece_uncalibrated``, ``brier_uncalibrated`` of "prob_pneumonia_uncalibrated" when
+    the predictions carry it; with ``fit_threshold``, also the ``fitted_threshold`` that
+    maximises balanced accuracy on this set: ask for it on a validation set only), or
+    segmentation metrics of masks thresholded at 0.5 (from ``per_image``, their
+    ``metrics.per_image_segmentation``, when given)."""
     if task == names.CLASSIFICATION:
         labels, probs = predictions["label"], predictions["prob_pneumonia"]
         result = metrics.classification_metrics(labels, probs, threshold)
+        result.update(metrics.calibration_metrics(labels, probs))
+        if predictions.get("prob_pneumonia_uncalibrated") is not None:
+            raw = metrics.calibration_metrics(labels, predictions["prob_pneumonia_uncalibrated"])
+            result.update({f"{k}_uncalibrated": v for k, v in raw.items()})
         if fit_threshold:
             result["fitted_threshold"] = metrics.balanced_threshold(labels, probs)
         return result
     return metrics.segmentation_metrics(metrics.binarize(predictions["mask_prob"]),
-                                        predictions["mask"] > 0)
+                                        predictions["mask"] > 0, per_image)
 
 
 def evaluate_set(predict_fn: Callable, params, source, task: str, batch_size: int,
@@ -172,7 +179,9 @@ def format_value(value) -> str:
 
 SET_COLUMNS = (("n", "n"), ("accuracy", "accuracy"), ("acc@0.5", "accuracy_at_0.5"),
                ("bal. acc", "balanced_accuracy"), ("F1-N", "f1_normal"),
-               ("F1-P", "f1_pneumonia"), ("ROC-AUC", "roc_auc"), ("Dice", "dice"),
+               ("F1-P", "f1_pneumonia"), ("ROC-AUC", "roc_auc"), ("ECE", "ece"),
+               ("Brier", "brier"), ("ECE uncal.", "ece_uncalibrated"),
+               ("Brier uncal.", "brier_uncalibrated"), ("Dice", "dice"),
                ("Jaccard", "jaccard"), ("HD", "hd"), ("HD95", "hd95"), ("SSIM", "ssim"),
                ("empty masks", "empty_pred"))
 
@@ -181,10 +190,22 @@ def _table_row(cells) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+TRIVIAL_RULE_TITLES = {"all_pneumonia": "all pneumonia", "all_normal": "all normal",
+                       "training_prior": "training prior"}
+
+
+def format_interval(interval) -> str:
+    if not interval or any(v is None or math.isnan(v) for v in interval):
+        return "-"
+    return f"[{interval[0]:.3f}, {interval[1]:.3f}]"
+
+
 def markdown_tables(results: Mapping[str, dict], layout: Mapping[str, str], model_name: str,
                     budgets: str, threshold: float = 0.5) -> str:
     """The paper's Table 2 row (plus the count of empty predicted masks of its segmentation
-    set), the decision threshold, then every set with every metric."""
+    set), the decision threshold, then every set with every metric, each classification set
+    followed by its trivial rules' rows ("sets.NAME.trivial_rules"), then the sets' 95%
+    bootstrap intervals ("sets.NAME.ci")."""
     row = paper_row(results, layout)
     empty = results.get(layout.get("in_seg", ""), {}).get("empty_pred")
     lines = [_table_row(("model", "D_l^c/D_l^s") + PAPER_COLUMNS + ("empty masks",)),
@@ -194,21 +215,38 @@ def markdown_tables(results: Mapping[str, dict], layout: Mapping[str, str], mode
              "",
              f"Classification at P(pneumonia) >= {threshold:.3f} (the checkpoint's decision "
              "threshold; acc@0.5 for comparison). HD and HD95 score an empty predicted mask as "
-             "the image diagonal; 'empty masks' counts them.",
+             "the image diagonal; 'empty masks' counts them. Under each classification set, "
+             "the rules that ignore the film (P(pneumonia) = 1, 0, or the labelled training "
+             "films' pneumonia fraction, classified at 0.5). ECE: 15 equal-width bins; 'uncal.': "
+             "before temperature scaling.",
              "",
              _table_row(("set",) + tuple(title for title, _ in SET_COLUMNS)),
              "|---" * (len(SET_COLUMNS) + 1) + "|"]
     for name, values in results.items():
         lines.append(_table_row([name] + [format_value(values.get(key, math.nan))
                                           for _, key in SET_COLUMNS]))
+        for rule, rule_values in values.get("trivial_rules", {}).items():
+            lines.append(_table_row([f"{name}: {TRIVIAL_RULE_TITLES[rule]}"] + [
+                format_value(rule_values.get(key, math.nan)) for _, key in SET_COLUMNS]))
+    with_ci = {name: values["ci"] for name, values in results.items() if values.get("ci")}
+    if with_ci:
+        columns = [(title, key) for title, key in SET_COLUMNS
+                   if any(key in ci for ci in with_ci.values())]
+        lines += ["", "95% bootstrap intervals (percentile, resampling films; "
+                  "multimix_jax/intervals.py):", "",
+                  _table_row(("set",) + tuple(title for title, _ in columns)),
+                  "|---" * (len(columns) + 1) + "|"]
+        lines += [_table_row([name] + [format_interval(ci.get(key)) for _, key in columns])
+                  for name, ci in with_ci.items()]
     return "\n".join(lines) + "\n"
 
 
 def write_results(output_dir: pathlib.Path, results: Mapping[str, dict],
                   layout: Mapping[str, str], model_name: str, budgets: str, *, threshold: float,
                   extra: dict | None = None) -> tuple[pathlib.Path, pathlib.Path]:
-    """``results.json`` (``sets.NAME.METRIC``, ``paper_row``, ``cls_threshold``, ...) and
-    ``results.md`` in ``output_dir``, each written atomically."""
+    """``results.json`` (``sets.NAME.METRIC``, ``sets.NAME.ci.METRIC = [lo, hi]``,
+    ``sets.NAME.trivial_rules``, ``paper_row``, ``cls_threshold``, ...) and ``results.md`` in
+    ``output_dir``, each written atomically."""
     output_dir.mkdir(parents=True, exist_ok=True)
     payload = {"model": model_name, "budgets": budgets, "cls_threshold": threshold,
                "sets": results, "paper_row": paper_row(results, layout), **(extra or {})}

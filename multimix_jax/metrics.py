@@ -2,11 +2,12 @@
 
 Classification (class 0 = NORMAL, class 1 = PNEUMONIA)
     classification_metrics at a decision threshold on P(pneumonia); balanced_threshold, the
-    threshold that maximises balanced accuracy.
+    threshold that maximises balanced accuracy; calibration_metrics (expected calibration
+    error over 15 equal-width bins, Brier score) of P(pneumonia).
 
 Segmentation (binary lung masks, H x W)
-    binarize, dice, jaccard, averaged_hausdorff (reported as "HD"), hd95, ssim,
-    segmentation_metrics.
+    binarize, boundary, dice, jaccard, averaged_hausdorff (reported as "HD"), hd95, ssim,
+    per_image_segmentation, segmentation_metrics.
 
 Conventions shared by the segmentation metrics
     * Masks: a bool array is used as is; any other dtype is binarised with ``x >= 0.5``.
@@ -22,12 +23,14 @@ Conventions shared by the segmentation metrics
 
 from __future__ import annotations
 
+from typing import Mapping
+
 import numpy as np
 from scipy import ndimage
 from skimage.metrics import structural_similarity
 from sklearn import metrics as skm
 
-from multimix_jax.names import NORMAL, PNEUMONIA
+from multimix_jax.names import DEFAULT_THRESHOLD, NORMAL, PNEUMONIA
 
 # 4-connected (cross) structuring element used to extract mask boundaries,
 # as in medpy's hd95 (generate_binary_structure(2, connectivity=1)).
@@ -140,6 +143,62 @@ def classification_metrics(labels, prob_pneumonia, threshold: float = 0.5) -> di
     }
 
 
+ECE_BINS = 15
+
+
+def calibration_bin(prob_pneumonia, bins: int = ECE_BINS) -> np.ndarray:
+    """Index of each probability's equal-width bin of [0, 1] (bin k holds [k/bins, (k+1)/bins),
+    the last one also 1.0)."""
+    prob = np.asarray(prob_pneumonia, dtype=np.float64)
+    return np.clip(np.floor(prob * bins).astype(np.int64), 0, bins - 1)
+
+
+def calibration_metrics(labels, prob_pneumonia, bins: int = ECE_BINS) -> dict[str, float]:
+    """Calibration of P(pneumonia) (docs/multimix.md, Metrics), as in Guo et al. 2017, "On
+    calibration of modern neural networks":
+
+    * ``ece``: expected calibration error over ``bins`` equal-width bins of P(pneumonia),
+      sum_b (n_b / n) |mean label_b - mean P_b| (the reliability diagram's weighted gap);
+    * ``brier``: mean (P(pneumonia) - label)^2 (Brier 1950).
+
+    Both NaN for an empty set.
+    """
+    labels, prob = _labels_and_probs(labels, prob_pneumonia)
+    if labels.size == 0:
+        return {"ece": float("nan"), "brier": float("nan")}
+    b = calibration_bin(prob, bins)
+    gap = np.bincount(b, weights=labels - prob, minlength=bins)
+    return {"ece": float(np.abs(gap).sum() / labels.size),
+            "brier": float(np.mean((prob - labels) ** 2))}
+
+
+TRIVIAL_RULES = ("all_pneumonia", "all_normal", "training_prior")
+
+
+def trivial_rule_probs(rule: str, n: int, prior: float | None) -> np.ndarray | None:
+    """The constant P(pneumonia) of a trivial rule for ``n`` films: 1 (all pneumonia), 0 (all
+    normal), or ``prior``, the labelled training films' pneumonia fraction (None when unknown:
+    no rule)."""
+    value = {"all_pneumonia": 1.0, "all_normal": 0.0, "training_prior": prior}[rule]
+    return None if value is None else np.full(n, float(value))
+
+
+def trivial_rules(labels, prior: float | None = None) -> dict[str, dict[str, float]]:
+    """rule -> classification_metrics + calibration_metrics of the rules that ignore the film
+    (docs/multimix.md, Metrics): no model's figure means anything below them. Each predicts a
+    constant probability (:func:`trivial_rule_probs`) classified at the default threshold,
+    so the training-prior rule calls every film the training set's majority class; its ECE
+    and Brier score are the reference for a model's calibration."""
+    labels = np.asarray(labels).reshape(-1)
+    out = {}
+    for rule in TRIVIAL_RULES:
+        prob = trivial_rule_probs(rule, labels.size, prior)
+        if prob is not None:
+            out[rule] = {**classification_metrics(labels, prob, DEFAULT_THRESHOLD),
+                         **calibration_metrics(labels, prob)}
+    return out
+
+
 # --------------------------------------------------------------------------
 # segmentation: overlap
 # --------------------------------------------------------------------------
@@ -175,10 +234,12 @@ def _dist_to(mask: np.ndarray) -> np.ndarray:
     return ndimage.distance_transform_edt(~mask)
 
 
-def _boundary(mask: np.ndarray) -> np.ndarray:
+def boundary(mask) -> np.ndarray:
     """Boundary pixels: ``mask XOR erode(mask)`` with the 4-connected cross
     and zero padding outside the image (so foreground pixels on the image
-    border are boundary pixels) -- medpy's definition."""
+    border are boundary pixels) -- medpy's definition. The one mask boundary of
+    the package (HD95 here, the true-mask outline of ``pictures.overlay_rgb``)."""
+    mask = _mask(mask)
     return mask ^ ndimage.binary_erosion(mask, structure=_CROSS, border_value=0)
 
 
@@ -216,7 +277,7 @@ def hd95(pred, true) -> float:
     """95th-percentile symmetric boundary Hausdorff distance, in pixels
     (medpy ``hd95`` style).
 
-    B_P, B_T = boundary pixels of P and T (see :func:`_boundary`).  The
+    B_P, B_T = boundary pixels of P and T (see :func:`boundary`).  The
     surface distances are d(b, B_T) for every b in B_P together with
     d(b, B_P) for every b in B_T; HD95 = ``np.percentile(all, 95)`` (linear
     interpolation) over that union of both directions.  (MONAI instead takes
@@ -227,7 +288,7 @@ def hd95(pred, true) -> float:
     empty = _distance_for_empty(p, t)
     if empty is not None:
         return empty
-    bp, bt = _boundary(p), _boundary(t)
+    bp, bt = boundary(p), boundary(t)
     d = np.concatenate([_dist_to(bt)[bp], _dist_to(bp)[bt]])
     return float(np.percentile(d, 95))
 
@@ -267,19 +328,28 @@ def _batch(masks) -> np.ndarray:
     return m
 
 
-def segmentation_metrics(pred_masks, true_masks) -> dict[str, float]:
+def per_image_segmentation(pred_masks, true_masks) -> dict[str, np.ndarray]:
+    """Each image's dice, jaccard, hd, hd95 and ssim (float64 arrays of length N), for the
+    means of :func:`segmentation_metrics` and the bootstrap intervals (multimix_jax/intervals.py)."""
+    p, t = _batch(pred_masks), _batch(true_masks)
+    if p.shape != t.shape:
+        raise ValueError(f"mask shapes differ: {p.shape} vs {t.shape}")
+    return {k: np.array([f(p[i], t[i]) for i in range(p.shape[0])], dtype=np.float64)
+            for k, f in _SEG_FUNCS.items()}
+
+
+def segmentation_metrics(pred_masks, true_masks,
+                         per_image: Mapping[str, np.ndarray] | None = None) -> dict[str, float]:
     """Means over the images of dice, jaccard, hd, hd95 and ssim (docs/multimix.md, Metrics).
 
     Masks are (N, H, W) or (N, H, W, 1); non-bool arrays are binarised with ``>= 0.5``.
     Also returns ``n`` (images), ``empty_pred`` (images whose predicted mask is empty) and
     ``hd_penalised`` (images with exactly one empty mask, whose hd and hd95 are the image
-    diagonal: see the module docstring). The means are NaN when ``n == 0``.
+    diagonal: see the module docstring). The means are NaN when ``n == 0``. ``per_image``:
+    the masks' :func:`per_image_segmentation`, when already computed.
     """
     p, t = _batch(pred_masks), _batch(true_masks)
-    if p.shape != t.shape:
-        raise ValueError(f"mask shapes differ: {p.shape} vs {t.shape}")
-    per_image = {k: np.array([f(p[i], t[i]) for i in range(p.shape[0])], dtype=np.float64)
-                 for k, f in _SEG_FUNCS.items()}
+    per_image = per_image if per_image is not None else per_image_segmentation(p, t)
     out: dict[str, float] = {k: _mean(v) for k, v in per_image.items()}
     pred_empty, true_empty = ~p.any(axis=(1, 2)), ~t.any(axis=(1, 2))
     out["n"] = int(p.shape[0])

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Gather the results.json of several workdirs into one markdown table: validation and
-shifted validation side by side (docs/multimix.md, Shifted validation).
+shifted validation side by side, each figure with its 95% bootstrap interval when the
+evaluation recorded one (docs/multimix.md, Shifted validation).
 
   python scripts/collect_results.py runs/real/multimix runs/real/enc runs/real/unet
 """
@@ -10,19 +11,26 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from multimix_jax.evaluation import format_value  # noqa: E402
+from multimix_jax.evaluation import format_interval, format_value
 
 # (column title, set, metric): the sets a shifted-validation run writes.
 COLUMNS = (("val Acc", "val_cls", "accuracy"), ("val bal. acc", "val_cls", "balanced_accuracy"),
            ("val F1-N", "val_cls", "f1_normal"), ("val AUC", "val_cls", "roc_auc"),
+           ("val ECE", "val_cls", "ece"),
            ("shifted bal. acc", "val_cls_shifted", "balanced_accuracy"),
            ("shifted F1-N", "val_cls_shifted", "f1_normal"),
            ("shifted AUC", "val_cls_shifted", "roc_auc"),
+           ("shifted ECE", "val_cls_shifted", "ece"),
            ("val Dice", "val_seg", "dice"), ("shifted Dice", "val_seg_shifted", "dice"),
            ("disease Dice", "val_seg_disease", "dice"))
+
+
+def cell(values: dict, key: str) -> str:
+    """'point [lo, hi]' (the interval from ``ci`` when recorded), '-' when absent."""
+    point = format_value(values.get(key))
+    interval = values.get("ci", {}).get(key)
+    return point if point == "-" or not interval else f"{point} {format_interval(interval)}"
 
 
 def table(workdirs: list[str]) -> str:
@@ -34,9 +42,9 @@ def table(workdirs: list[str]) -> str:
             raise SystemExit(f"{path}: missing (did the run finish?)")
         results = json.loads(path.read_text())
         sets = results["sets"]
-        cells = [format_value(sets.get(name, {}).get(key)) for _, name, key in COLUMNS]
+        cells = [cell(sets.get(name, {}), key) for _, name, key in COLUMNS]
         has_cls = "val_cls" in sets
-        threshold = format_value(results.get("cls_threshold")) if has_cls else "-"
+        threshold = format_value(sets["val_cls"].get("threshold")) if has_cls else "-"
         lines.append(f"| {results['model']} | {results['budgets']} | {threshold} | "
                      + " | ".join(cells) + " |")
     return "\n".join(lines)

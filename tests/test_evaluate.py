@@ -25,7 +25,9 @@ def test_evaluate_predicts_each_set_once_at_the_stored_threshold(tmp_path, monke
     sizes = {"val_cls": 8, "val_seg": 4, "test_cls": 6, "test_seg": 5}
     assert {name: results[name]["n"] for name in sizes} == sizes
     batches = sum(math.ceil(n / config.data.eval_batch_size) for n in sizes.values())
-    assert fake.calls == batches  # no set is predicted twice (the example PNGs reuse it)
+    # no set is predicted twice (the example PNGs reuse it); the report's worst films (at
+    # most one batch) once more per set, for their saliency
+    assert fake.calls == batches + len(sizes)
     assert len(list((tmp_path / "out" / "examples").glob("*.png"))) == 4  # 2 per seg set
 
     labels = evaluation.eval_sources(config)["test_cls"][1]
@@ -37,6 +39,22 @@ def test_evaluate_predicts_each_set_once_at_the_stored_threshold(tmp_path, monke
     assert saved["cls_threshold"] == 1.01 and saved["step"] == 7 and "paper_row" in saved
     assert CLS_KEYS <= set(saved["sets"]["test_cls"]) and "dice" in saved["sets"]["test_seg"]
     assert saved["sets"]["test_cls"]["threshold"] == 1.01
+    # intervals beside the points, the trivial rules, the training prior, per-film arrays
+    test_cls = saved["sets"]["test_cls"]
+    lo, hi = test_cls["ci"]["accuracy"]
+    assert lo <= test_cls["accuracy"] <= hi and {"roc_auc", "ece", "brier"} <= set(test_cls["ci"])
+    assert set(saved["sets"]["test_seg"]["ci"]) == {"dice", "jaccard", "hd", "hd95", "ssim"}
+    prior = saved["training_prior"]
+    assert prior["n"] == config.labels.cls and 0 <= prior["pneumonia_fraction"] <= 1
+    rules = test_cls["trivial_rules"]
+    assert set(rules) == {"all_pneumonia", "all_normal", "training_prior"}
+    assert rules["all_normal"]["accuracy"] == pytest.approx(normal) == results["test_cls"]["accuracy"]
+    assert rules["all_pneumonia"]["accuracy"] == pytest.approx(1 - normal)
+    assert "ci" in rules["all_normal"] and "ece" in test_cls and "brier" in test_cls
+    with np.load(tmp_path / "out" / "predictions.npz") as films:
+        assert films["test_cls/label"].shape == (6,) and films["test_seg/hd95"].shape == (5,)
+        assert np.mean(films["test_seg/dice"]) == pytest.approx(saved["sets"]["test_seg"]["dice"])
+    assert (tmp_path / "out" / "report.html").stat().st_size > 0
     table = (tmp_path / "out" / "results.md").read_text()
     assert "P(pneumonia) >= 1.010" in table and "empty masks" in table
 
@@ -79,3 +97,43 @@ def test_tables_show_the_threshold_and_the_empty_masks():
     cls = dict(zip(header, (cell.strip() for cell in lines[8].strip("|").split("|"))))
     assert seg["empty masks"] == "3" and seg["HD"] == "90.000"
     assert cls["accuracy"] == "1.000" and cls["acc@0.5"] == "0.667"
+
+
+def test_tables_show_trivial_rules_calibration_and_intervals():
+    labels, probs = [0, 1, 1, 1], [0.2, 0.35, 0.9, 0.6]
+    cls = {**metrics.classification_metrics(labels, probs, 0.3),
+           **metrics.calibration_metrics(labels, probs),
+           "ci": {"accuracy": [0.5, 1.0], "ece": [0.1, 0.4]},
+           "trivial_rules": metrics.trivial_rules(labels, prior=0.4)}
+    lines = evaluation.markdown_tables({"test_cls": cls}, {"in_cls": "test_cls"}, "MultiMix",
+                                       "10/-", 0.3).splitlines()
+    header = [cell.strip() for cell in lines[6].strip("|").split("|")]
+    assert {"ECE", "Brier", "ECE uncal.", "Brier uncal."} <= set(header)
+    rows = {cells[0]: dict(zip(header, cells)) for cells in (
+        [c.strip() for c in line.strip("|").split("|")] for line in lines[8:12])}
+    assert rows["test_cls: all pneumonia"]["accuracy"] == "0.750"
+    assert rows["test_cls: all normal"]["accuracy"] == "0.250"
+    assert rows["test_cls: training prior"]["accuracy"] == "0.250"  # P = 0.4 < 0.5: all normal
+    assert rows["test_cls"]["ECE"] == f"{cls['ece']:.3f}" and rows["test_cls"]["ECE uncal."] == "-"
+    ci_header = next(i for i, line in enumerate(lines) if line.startswith("95% bootstrap"))
+    assert lines[ci_header + 2] == "| set | accuracy | ECE |"
+    assert lines[ci_header + 4] == "| test_cls | [0.500, 1.000] | [0.100, 0.400] |"
+
+
+def test_calibration_before_and_after_when_the_predictions_carry_both():
+    predictions = {"label": np.array([0, 0, 1, 1]), "prob_pneumonia": np.array([.1, .2, .8, .9]),
+                   "prob_pneumonia_uncalibrated": np.array([.3, .4, .6, .7])}
+    result = evaluation.set_metrics(names.CLASSIFICATION, predictions)
+    assert result["ece"] == pytest.approx(0.15) and result["ece_uncalibrated"] == pytest.approx(0.35)
+    assert result["brier"] < result["brier_uncalibrated"]
+    del predictions["prob_pneumonia_uncalibrated"]
+    assert "ece_uncalibrated" not in evaluation.set_metrics(names.CLASSIFICATION, predictions)
+
+
+def test_collect_results_shows_the_intervals(tmp_path):
+    from scripts import collect_results
+    val = {"accuracy": 0.8, "threshold": 0.4, "ci": {"accuracy": [0.7, 0.9]}, "ece": 0.05}
+    (tmp_path / "results.json").write_text(json.dumps(
+        {"model": "MultiMix", "budgets": "10/5", "sets": {"val_cls": val}}))
+    row = collect_results.table([str(tmp_path)]).splitlines()[2]
+    assert row.startswith("| MultiMix | 10/5 | 0.400 | 0.800 [0.700, 0.900] | - | - | - | 0.050 |")

@@ -281,3 +281,53 @@ def test_balanced_threshold_matches_a_brute_force_search():
 
 def test_balanced_threshold_needs_both_classes():
     assert M.balanced_threshold([1, 1, 1], [0.1, 0.2, 0.3]) == 0.5
+
+
+# --------------------------------------------------------------------------
+# calibration
+# --------------------------------------------------------------------------
+def test_ece_and_brier_by_hand():
+    labels = [0, 0, 1, 1, 1]
+    prob = [0.1, 0.12, 0.9, 0.95, 0.5]
+    out = M.calibration_metrics(labels, prob)
+    # bins of width 1/15: {0.1, 0.12} -> bin 1 (gap 0 - 0.11), {0.5} -> bin 7 (gap 1 - 0.5),
+    # {0.9, 0.95} -> bins 13 and 14 (gaps 0.1 and 0.05)
+    assert out["ece"] == pytest.approx((0.22 + 0.5 + 0.1 + 0.05) / 5)
+    assert out["brier"] == pytest.approx((0.01 + 0.0144 + 0.01 + 0.0025 + 0.25) / 5)
+    perfect = M.calibration_metrics([0, 1], [0.0, 1.0])
+    assert perfect == {"ece": 0.0, "brier": 0.0}
+    assert list(M.calibration_bin([0.0, 1 / 15, 0.999, 1.0])) == [0, 1, 14, 14]
+    assert all(math.isnan(v) for v in M.calibration_metrics([], []).values())
+
+
+def test_constant_probability_ece_is_the_gap_to_the_base_rate():
+    labels = np.array([1] * 30 + [0] * 70)
+    out = M.calibration_metrics(labels, np.full(100, 0.5))
+    assert out["ece"] == pytest.approx(0.2) and out["brier"] == pytest.approx(0.25)
+
+
+# --------------------------------------------------------------------------
+# one mask boundary (metrics and pictures)
+# --------------------------------------------------------------------------
+def test_overlay_outlines_the_true_mask_with_the_metrics_boundary():
+    from multimix_jax import pictures
+    true = np.zeros((8, 8), bool)
+    true[2:6, :] = True  # a band touching the left and right image borders
+    rgb = pictures.overlay_rgb(np.zeros((8, 8), np.uint8), np.zeros((8, 8)), true)
+    red = (rgb[..., 0] > 200) & (rgb[..., 1] < 50)
+    np.testing.assert_array_equal(red, M.boundary(true))
+    assert red[3, 0] and red[3, 7] and not red[3, 3]  # the image border is part of the edge
+    np.testing.assert_array_equal(M.boundary(true), _render(map(tuple, _brute_boundary(true).astype(int)), (8, 8)))
+
+
+def test_trivial_rules():
+    labels = np.array([1] * 6 + [0] * 4)
+    rules = M.trivial_rules(labels, prior=0.7)
+    assert list(rules) == ["all_pneumonia", "all_normal", "training_prior"]
+    assert rules["all_pneumonia"]["accuracy"] == 0.6 and rules["all_normal"]["accuracy"] == 0.4
+    assert rules["all_pneumonia"]["f1_pneumonia"] == pytest.approx(2 * 6 / (2 * 6 + 4))
+    assert rules["all_normal"]["f1_pneumonia"] == 0.0 and rules["all_normal"]["brier"] == 0.6
+    prior = rules["training_prior"]  # P = 0.7 >= 0.5 for every film: all pneumonia
+    assert prior["accuracy"] == 0.6 and prior["brier"] == pytest.approx(0.6 * 0.09 + 0.4 * 0.49)
+    assert prior["ece"] == pytest.approx(0.1) and math.isnan(prior["balanced_accuracy"]) is False
+    assert prior["roc_auc"] == 0.5 and "training_prior" not in M.trivial_rules(labels)

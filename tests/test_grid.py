@@ -1,8 +1,8 @@
-"""scripts/ablate.py: budget dedupe, a killed grid that continues without re-running finished
-cells, the report files (fast, with training stubbed out), and a real 2-step grid (slow)."""
+"""multimix_jax.grid (scripts/ablate.py's logic): budget dedupe, a killed grid that continues
+without re-running finished cells, the report files with mean ± sd over seeds and each seed's
+row (fast, with training stubbed out), and a real grid of 2 seeds x 1 variant (slow)."""
 
 import csv
-import importlib.util
 import json
 import math
 import pathlib
@@ -10,19 +10,8 @@ import pathlib
 import pytest
 
 from multimix_jax import evaluate, train
+from multimix_jax import grid as ablate
 from tests.conftest import tiny_train_config
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
-
-
-def _load_ablate():
-    spec = importlib.util.spec_from_file_location("ablate", REPO / "scripts" / "ablate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-ablate = _load_ablate()
 
 
 def test_budget_dedupe_for_single_task_variants():
@@ -95,8 +84,15 @@ def test_killed_grid_continues_without_rerunning_finished_cells(tmp_path, monkey
     md = (tmp_path / "results.md").read_text()
     std = math.sqrt(((0.5 - 0.55) ** 2 + (0.6 - 0.55) ** 2) / 1)  # ddof=1 over seeds
     assert f"| Enc | 8/- | 2 | 0.550 ± {std:.3f} |" in md
-    assert md.count("| Enc |") == 1 and md.count("| U-Net |") == 2 and md.count("| MultiMix |") == 2
+    # one mean ± sd row per model and budget, then each seed's row
+    assert md.count("| Enc |") == 3 and md.count("| U-Net |") == 6 and md.count("| MultiMix |") == 6
+    assert "| Enc | 8/- | seed 0 | 0.500 |" in md and "| Enc | 8/- | seed 1 | 0.600 |" in md
     assert "| U-Net | -/4 | 2 | - | - | - | 0.800 ± 0.000 |" in md
+    groups = json.loads((tmp_path / "results.json").read_text())["groups"]
+    enc = next(g for g in groups if g["model"] == "enc")
+    assert enc["seeds"] == [0, 1] and enc["mean"]["Acc"] == pytest.approx(0.55)
+    assert enc["sd"]["Acc"] == pytest.approx(std) and [r["paper_row"]["Acc"] for r in enc["runs"]] == [0.5, 0.6]
+    assert len(groups) == 5
     assert "x-Acc" not in md
     assert (tmp_path / "ablation.png").stat().st_size > 0
 
@@ -107,29 +103,31 @@ def test_real_grid_from_the_command_line(tmp_path, monkeypatch):
     config_file.write_text("from tests.conftest import tiny_train_config\n\n\n"
                            "def get_config():\n    return tiny_train_config()\n")
     outdir = tmp_path / "grid"
-    argv = ["ablate", f"--config={config_file}", f"--outdir={outdir}", "--models=multimix,enc",
-            "--budgets=8/4", "--seeds=0", "--steps=2", "--config.train.eval_every_steps=1"]
+    argv = ["ablate", f"--config={config_file}", f"--outdir={outdir}", "--models=multimix",
+            "--budgets=8/4", "--seeds=0,1", "--steps=2", "--config.train.eval_every_steps=1"]
     ablate.main(argv)
 
-    multimix = outdir / "multimix" / "8_4" / "seed0" / "cell.json"
-    enc = outdir / "enc" / "8_-" / "seed0" / "cell.json"
-    cells = {p: json.loads(p.read_text()) for p in (multimix, enc)}
-    assert cells[multimix]["steps"] == 2 and cells[multimix]["wall_s"] > 0
-    assert 0 <= cells[multimix]["paper_row"]["DS"] <= 1 and "test_seg" in cells[multimix]["sets"]
-    assert "test_seg" not in cells[enc]["sets"] and 0 <= cells[enc]["paper_row"]["Acc"] <= 1
-    run_config = json.loads((multimix.parent / "config.json").read_text())
-    assert run_config["train"]["eval_every_steps"] == 1 and run_config["model"]["use_bridge"]
-    assert json.loads((enc.parent / "config.json").read_text())["tasks"]["segmentation"] is False
+    seed0, seed1 = (outdir / "multimix" / "8_4" / f"seed{k}" / "cell.json" for k in (0, 1))
+    cells = {p: json.loads(p.read_text()) for p in (seed0, seed1)}
+    assert [c["seed"] for c in cells.values()] == [0, 1]
+    assert cells[seed0]["steps"] == 2 and cells[seed0]["wall_s"] > 0
+    assert 0 <= cells[seed0]["paper_row"]["DS"] <= 1 and "test_seg" in cells[seed0]["sets"]
+    assert "ci" in cells[seed0]["sets"]["test_cls"]
+    run_config = json.loads((seed1.parent / "config.json").read_text())
+    assert run_config["train"]["eval_every_steps"] == 1 and run_config["seed"] == 1
 
     with open(outdir / "results.csv") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 2
+    assert [r["seed"] for r in rows] == ["0", "1"]
     for col in ("model", "budget_cls", "budget_seg", "seed", "wall_s", "test_cls/accuracy",
-                "test_cls/f1_pneumonia", "test_seg/dice", "test_seg/hd", "test_seg/ssim",
-                "val_cls/accuracy", "val_seg/dice"):
+                "test_cls/accuracy/lo", "test_cls/accuracy/hi", "test_cls/f1_pneumonia",
+                "test_seg/dice", "test_seg/hd", "test_seg/ssim", "val_cls/accuracy", "val_seg/dice"):
         assert col in rows[0], col
     md = (outdir / "results.md").read_text()
-    assert "±" in md and "| MultiMix | 8/4 |" in md and "| Enc | 8/- |" in md
+    assert "| MultiMix | 8/4 | 2 | " in md and "±" in md
+    assert "| MultiMix | 8/4 | seed 0 |" in md and "| MultiMix | 8/4 | seed 1 |" in md
+    groups = json.loads((outdir / "results.json").read_text())["groups"]
+    assert len(groups) == 1 and groups[0]["seeds"] == [0, 1] and len(groups[0]["runs"]) == 2
     assert (outdir / "ablation.png").stat().st_size > 0
 
     # rerun (and --report-only): nothing trains again, the finished cells stay as they are
@@ -141,7 +139,7 @@ def test_real_grid_from_the_command_line(tmp_path, monkeypatch):
     monkeypatch.setattr(train, "train_and_evaluate", fail)
     monkeypatch.setattr(evaluate, "evaluate", fail)
     ablate.main(argv)
-    ablate.main(["ablate", f"--outdir={outdir}", "--models=multimix,enc", "--budgets=8/4",
-                 "--seeds=0", "--report-only"])
+    ablate.main(["ablate", f"--outdir={outdir}", "--models=multimix", "--budgets=8/4",
+                 "--seeds=0,1", "--report-only"])
     assert {p: p.stat().st_mtime_ns for p in cells} == mtimes
     assert "±" in (outdir / "results.md").read_text()

@@ -1,0 +1,98 @@
+"""Paired comparison of two evaluations (two workdirs' results.json with their per-film
+predictions.npz) on the sets they share: each metric's difference B - A with its 95% paired
+bootstrap interval, and whether that interval excludes 0 (multimix_jax/intervals.py)."""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+from typing import Mapping
+
+import numpy as np
+
+from multimix_jax import intervals, names
+from multimix_jax.errors import UserError
+
+DEFAULT_PREDICTIONS = "predictions.npz"
+
+
+def load_evaluation(results_path: str | pathlib.Path) -> tuple[dict, dict[str, dict]]:
+    """(results.json's payload, set -> per-film arrays from the predictions.npz beside it)."""
+    path = pathlib.Path(results_path)
+    if path.is_dir():
+        path = path / "results.json"
+    if not path.is_file():
+        raise UserError(f"{path}: no such results file; give a results.json written by "
+                        "--mode evaluate (or its folder)")
+    payload = json.loads(path.read_text())
+    films_path = path.parent / payload.get("predictions", DEFAULT_PREDICTIONS)
+    if not films_path.is_file():
+        raise UserError(f"{films_path}: missing, so {path} cannot be compared film by film; "
+                        "re-run --mode evaluate to write it")
+    films: dict[str, dict] = {}
+    with np.load(films_path) as data:
+        for key in data.files:
+            name, array = key.rsplit("/", 1)
+            films.setdefault(name, {})[array] = data[key]
+    return payload, films
+
+
+def _task(arrays: Mapping[str, np.ndarray]) -> str:
+    return names.CLASSIFICATION if "label" in arrays else names.SEGMENTATION
+
+
+def _same_films(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> str | None:
+    """Why two sets' arrays are not of the same films in the same order (None if they are)."""
+    if _task(a) != _task(b):
+        return "different tasks"
+    n_a, n_b = (len(next(iter(x.values()))) for x in (a, b))
+    if n_a != n_b:
+        return f"{n_a} vs {n_b} films"
+    if "label" in a and not np.array_equal(a["label"], b["label"]):
+        return "the films' labels differ (not the same films in the same order)"
+    return None
+
+
+def compare(results_a: str | pathlib.Path, results_b: str | pathlib.Path,
+            resamples: int = intervals.RESAMPLES, seed: int = intervals.SEED) -> dict:
+    """{"sets": set -> metric -> intervals.paired_difference entry, "skipped": set -> reason}
+    over the sets both evaluations hold; each classification set at its own evaluation's
+    threshold (``sets.NAME.threshold``)."""
+    payload_a, films_a = load_evaluation(results_a)
+    payload_b, films_b = load_evaluation(results_b)
+    out: dict = {"a": str(results_a), "b": str(results_b), "sets": {}, "skipped": {}}
+    for name in (n for n in films_a if n in films_b):
+        a, b = films_a[name], films_b[name]
+        reason = _same_films(a, b)
+        if reason:
+            out["skipped"][name] = reason
+            continue
+        threshold = lambda payload: float(payload["sets"].get(name, {}).get(
+            "threshold", names.DEFAULT_THRESHOLD))
+        out["sets"][name] = intervals.paired_difference(
+            _task(a), a, b, threshold(payload_a), threshold(payload_b), resamples, seed)
+    if not out["sets"]:
+        raise UserError(f"{results_a} and {results_b} share no set of the same films "
+                        f"(skipped: {out['skipped'] or 'none in common'})")
+    return out
+
+
+def _fmt(value: float) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:.3f}"
+
+
+def markdown(comparison: Mapping) -> str:
+    """One row per set and metric: A, B, B - A, its 95% paired interval, whether it excludes 0."""
+    lines = [f"A = {comparison['a']}, B = {comparison['b']}; 95% paired bootstrap intervals "
+             "(the same resamples of the films for both).", "",
+             "| set | metric | A | B | B - A | 95% interval | excludes 0 |",
+             "|---|---|---|---|---|---|---|"]
+    for name, rows in comparison["sets"].items():
+        for metric, row in rows.items():
+            lo, hi = row["ci"]
+            lines.append(f"| {name} | {metric} | {_fmt(row['a'])} | {_fmt(row['b'])} | "
+                         f"{_fmt(row['difference'])} | [{_fmt(lo)}, {_fmt(hi)}] | "
+                         f"{'yes' if row['excludes_zero'] else 'no'} |")
+    lines += [f"\nskipped {name}: {reason}" for name, reason in comparison["skipped"].items()]
+    return "\n".join(lines) + "\n"
