@@ -23,6 +23,7 @@ from orbax.checkpoint import checkpoint_managers as ocm
 
 from multimix_jax.errors import CheckpointNotFoundError, UserError
 from multimix_jax.names import DEFAULT_THRESHOLD
+from multimix_jax.prior import PRIOR_KEY
 
 log = logging.getLogger("multimix_jax")
 
@@ -54,7 +55,9 @@ def checkpoint_info(val_score: float, val_results: dict) -> dict | None:
     if not math.isfinite(val_score):
         return None  # nothing to rank by (no validation set)
     threshold = val_results.get("val_cls", {}).get("fitted_threshold", DEFAULT_THRESHOLD)
-    return _jsonable({"val_score": val_score, "cls_threshold": threshold, "val": val_results})
+    val_prior = val_results.get("val_cls", {}).get(PRIOR_KEY)  # prior.py's training prior
+    return _jsonable({"val_score": val_score, "cls_threshold": threshold, PRIOR_KEY: val_prior,
+                      "val": val_results})
 
 
 def no_info() -> dict:

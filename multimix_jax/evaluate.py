@@ -7,7 +7,7 @@ import logging
 import pathlib
 from typing import Callable, Mapping
 
-from multimix_jax import evaluation, input_pipeline, names, pictures, steps
+from multimix_jax import evaluation, input_pipeline, names, pictures, postprocess, prior, steps
 
 log = logging.getLogger("multimix_jax")
 
@@ -20,14 +20,23 @@ def label_budgets(config) -> str:
 
 
 def evaluate_one(config, predict_fn: Callable, loaded: evaluation.Loaded, name: str, task: str,
-                 source, output_dir: pathlib.Path) -> dict:
-    """One set, predicted once: its metrics (classification at the checkpoint's threshold)
-    and, for a segmentation set, ``config.eval.num_example_pngs`` example PNGs."""
+                 source, output_dir: pathlib.Path, training_prior: float | None = None) -> dict:
+    """One set, predicted once: its metrics (classification at the checkpoint's threshold,
+    on P(pneumonia) adjusted to the set's estimated prior when ``training_prior`` is given;
+    masks post-processed by ``eval.mask_postprocess``) and, for a segmentation set,
+    ``config.eval.num_example_pngs`` example PNGs."""
     count = config.eval.num_example_pngs if task == names.SEGMENTATION else 0
     predictions = evaluation.run_predictions(
         predict_fn, loaded.params, source, config.data.eval_batch_size, config.data.image_size,
         loaded.mesh, saliency_count=count)
+    estimated = None
+    if task == names.SEGMENTATION:
+        predictions = postprocess.apply_to_predictions(predictions, config.eval.mask_postprocess)
+    elif training_prior is not None:
+        predictions, estimated = prior.adapt_predictions(predictions, training_prior)
     result = evaluation.set_metrics(task, predictions, loaded.threshold)
+    if estimated is not None:
+        result["estimated_prior"] = estimated
     if count > 0:
         pictures.write_example_pngs(output_dir / "examples", source, predictions, count, name)
     log.info("%s (%s, n=%d): %s", name, task, len(source),
@@ -37,21 +46,30 @@ def evaluate_one(config, predict_fn: Callable, loaded: evaluation.Loaded, name: 
 
 def evaluate(config, workdir: str | pathlib.Path, *, which: str = "best",
              extra_sets: Mapping[str, tuple[str, str]] | None = None,
-             output_dir: str | pathlib.Path | None = None) -> dict:
+             output_dir: str | pathlib.Path | None = None, adapt_prior: bool = False) -> dict:
     """Every evaluation set of the config (validation hold-outs, test sets) plus ``extra_sets``
     (name -> (task, folder)), at the decision threshold stored with the checkpoint; writes
-    results.json, results.md and example PNGs to ``output_dir`` (default: ``workdir``)."""
+    results.json, results.md and example PNGs to ``output_dir`` (default: ``workdir``).
+    ``adapt_prior``: each classification set's posteriors adjusted to its own estimated class
+    prior (``sets.NAME.estimated_prior``; docs/multimix.md, A new site)."""
     workdir = pathlib.Path(workdir).resolve()
     output_dir = pathlib.Path(output_dir).resolve() if output_dir else workdir
+    mask_mode = postprocess.check_mode(config.eval.mask_postprocess)
     loaded = evaluation.load_for_inference(config, workdir, which)
+    training = prior.training_prior(loaded.val_prior) if adapt_prior else None
     predict_fn = steps.jit_predict(loaded.model, loaded.mesh, config.eval.flip_tta)
     sets = evaluation.eval_sources(config, input_pipeline.make_splits(config), extra_sets)
-    results = {name: evaluate_one(config, predict_fn, loaded, name, task, source, output_dir)
+    results = {name: evaluate_one(config, predict_fn, loaded, name, task, source, output_dir,
+                                  training)
                for name, (task, source) in sets.items()}
     json_path, md_path = evaluation.write_results(
         output_dir, results, config.eval.table, config.eval.model_name, label_budgets(config),
         threshold=loaded.threshold,
-        extra={"checkpoint": str(which), "step": loaded.step, "workdir": str(workdir)})
+        extra={"checkpoint": str(which), "step": loaded.step, "workdir": str(workdir),
+               "adapt_prior": {"training_prior": training} if adapt_prior else None,
+               "mask_postprocess": mask_mode},
+        notes=(prior.table_note(training) if adapt_prior else "",
+               postprocess.table_note(mask_mode)))
     log.info("wrote %s and %s", json_path, md_path)
     print(md_path.read_text())
     return results

@@ -35,15 +35,15 @@ def validation_prior(labels: np.ndarray) -> float:
     return float(np.mean(np.asarray(labels) == 1))
 
 
-def training_prior(info: Mapping | None) -> float:
-    """The training prior recorded with a checkpoint; one sentence when it holds none."""
-    prior = (info or {}).get(PRIOR_KEY)
-    if prior is None or not 0.0 < float(prior) < 1.0:
+def training_prior(recorded: float | None) -> float:
+    """The training prior recorded with a checkpoint (``Loaded.val_prior``); one sentence
+    when it holds none."""
+    if recorded is None or not 0.0 < float(recorded) < 1.0:
         raise UserError("--adapt_prior: this checkpoint records no validation class prior "
                         "strictly between 0 and 1 (an unvalidated checkpoint, a run trained "
                         "before priors were recorded, or a one-class validation set); pick a "
                         "validated checkpoint with --checkpoint best, or drop --adapt_prior")
-    return float(prior)
+    return float(recorded)
 
 
 def adjust(prob_pneumonia: np.ndarray, training: float, new: float) -> np.ndarray:
@@ -82,7 +82,7 @@ def adapt_predictions(predictions: Mapping[str, np.ndarray], training: float
     adapted = estimate(predictions["prob_pneumonia"], training)
     out = dict(predictions)
     out["prob_pneumonia_unadjusted"] = predictions["prob_pneumonia"]
-    out["prob_pneumonia"] = adapted.prob_pneumonia.astype(np.float32)
+    out["prob_pneumonia"] = adapted.prob_pneumonia
     return out, adapted.prior
 
 

@@ -51,7 +51,80 @@ def test_adapt_predictions_keeps_the_model_probabilities():
 
 
 def test_the_training_prior_comes_from_the_checkpoint_or_a_sentence():
-    assert prior.training_prior({prior.PRIOR_KEY: 0.62}) == 0.62
-    for info in (None, {}, {prior.PRIOR_KEY: None}, {prior.PRIOR_KEY: 1.0}):
+    assert prior.training_prior(0.62) == 0.62
+    for recorded in (None, 0.0, 1.0):
         with pytest.raises(UserError, match="--adapt_prior: this checkpoint records no"):
-            prior.training_prior(info)
+            prior.training_prior(recorded)
+
+
+# --------------------------------------------------------------------------- evaluate / predict
+def _install_with_prior(monkeypatch, val_prior: float | None, threshold: float = 0.5):
+    """tests/fake_model.py (P(pneumonia) = mean gray / 255), its checkpoint recording
+    ``val_prior`` as the training prior."""
+    from multimix_jax import evaluation
+    from tests import fake_model
+    fake = fake_model.install(monkeypatch, threshold=threshold)
+    loaded = evaluation.load_for_inference(None, None, None)._replace(val_prior=val_prior)
+    monkeypatch.setattr(evaluation, "load_for_inference", lambda config, workdir, which: loaded)
+    return fake
+
+
+def test_evaluate_adapt_prior_reports_each_sets_estimated_prior(tmp_path, monkeypatch):
+    import json
+    from multimix_jax import evaluate, evaluation
+    from tests.conftest import tiny_train_config
+    _install_with_prior(monkeypatch, val_prior=0.8)
+    config = tiny_train_config()
+    plain = evaluate.evaluate(config, tmp_path, output_dir=tmp_path / "plain")
+    results = evaluate.evaluate(config, tmp_path, output_dir=tmp_path / "out", adapt_prior=True)
+
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert saved["adapt_prior"] == {"training_prior": 0.8}
+    for name in ("val_cls", "test_cls"):
+        estimated = saved["sets"][name]["estimated_prior"]
+        source = evaluation.eval_sources(config, __import__(
+            "multimix_jax.input_pipeline", fromlist=["x"]).make_splits(config))[name][1]
+        probs = np.array([np.asarray(source[i]["image"]).mean() / 255 for i in range(len(source))])
+        expected = prior.estimate(probs, 0.8)
+        assert estimated == pytest.approx(expected.prior, abs=1e-6)
+        # the metrics apply to the adjusted posteriors, at the stored threshold
+        labels = np.array([source[i]["label"] for i in range(len(source))])
+        adjusted_acc = np.mean((expected.prob_pneumonia >= 0.5) == labels)
+        assert results[name]["accuracy"] == pytest.approx(adjusted_acc)
+    assert "estimated_prior" not in saved["sets"]["test_seg"]
+    assert "estimated_prior" not in json.loads((tmp_path / "plain" / "results.json").read_text()
+                                               )["sets"]["test_cls"]
+    table = (tmp_path / "out" / "results.md").read_text()
+    assert "est. prior" in table and "--adapt_prior: every classification set's P(pneumonia)" in table
+    assert "--adapt_prior" not in (tmp_path / "plain" / "results.md").read_text()
+
+
+def test_evaluate_adapt_prior_needs_a_recorded_prior(tmp_path, monkeypatch):
+    from multimix_jax import evaluate
+    from tests.conftest import tiny_train_config
+    _install_with_prior(monkeypatch, val_prior=None)
+    with pytest.raises(UserError, match="--adapt_prior: this checkpoint records no"):
+        evaluate.evaluate(tiny_train_config(), tmp_path, adapt_prior=True)
+
+
+def test_predict_adapt_prior_adjusts_every_row_to_the_inputs_prior(tmp_path, monkeypatch):
+    import json
+    from multimix_jax import predict
+    from tests.conftest import tiny_train_config
+    from tests.fixtures_util import write_jpeg
+    _install_with_prior(monkeypatch, val_prior=0.5, threshold=0.5)
+    grays = [40, 60, 80, 150, 210, 230]
+    for i, gray in enumerate(grays):
+        write_jpeg(tmp_path / "in" / f"{i}.jpeg", gray, side=32)
+    rows = predict.predict_files(tiny_train_config(), tmp_path, [str(tmp_path / "in")],
+                                 tmp_path / "out", adapt_prior=True)
+    raw = np.array([row["prob_pneumonia"] for row in predict.predict_files(
+        tiny_train_config(), tmp_path, [str(tmp_path / "in")], tmp_path / "raw")])
+    expected = prior.estimate(raw, 0.5)
+    np.testing.assert_allclose([row["prob_pneumonia"] for row in rows],
+                               expected.prob_pneumonia, atol=1e-6)
+    assert [row["predicted"] == "PNEUMONIA" for row in rows] == list(expected.prob_pneumonia >= 0.5)
+    saved = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert saved["adapt_prior"]["training_prior"] == 0.5
+    assert saved["adapt_prior"]["estimated_prior"] == pytest.approx(expected.prior)
+    assert json.loads((tmp_path / "raw" / "predictions.json").read_text())["adapt_prior"] is None
