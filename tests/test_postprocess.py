@@ -57,3 +57,34 @@ def test_predictions_are_post_processed_only_when_asked():
     assert not empty.any()
     with pytest.raises(UserError, match="eval.mask_postprocess=largest: expected one of"):
         postprocess.apply_to_predictions(predictions, "largest")
+
+
+def test_evaluate_scores_and_reports_the_post_processed_masks(tmp_path, monkeypatch):
+    """An extra segmentation folder whose fake predictions (mask probability = gray / 255)
+    hold the two true lungs plus a speck and a hole: Dice 1 only when post-processed."""
+    import json
+    from PIL import Image
+    from multimix_jax import evaluate
+    from tests import fake_model
+    from tests.conftest import tiny_train_config
+    fake_model.install(monkeypatch)
+    lungs = two_lungs()
+    image = np.where(lungs, 230, 25).astype(np.uint8)
+    image[0, 31] = 220  # speck
+    image[10:16, 6:10] = 40  # hole
+    (tmp_path / "seg" / "images").mkdir(parents=True)
+    (tmp_path / "seg" / "masks").mkdir()
+    Image.fromarray(image).save(tmp_path / "seg" / "images" / "a.png")
+    Image.fromarray(lungs.astype(np.uint8) * 255).save(tmp_path / "seg" / "masks" / "a.png")
+    extra = {"site": ("segmentation", str(tmp_path / "seg"))}
+    config = tiny_train_config()
+    config.data.eval_sets = {}
+    plain = evaluate.evaluate(config, tmp_path, extra_sets=extra, output_dir=tmp_path / "plain")
+    config.eval.mask_postprocess = "lungs"
+    done = evaluate.evaluate(config, tmp_path, extra_sets=extra, output_dir=tmp_path / "out")
+    assert plain["site"]["dice"] < 0.99 and done["site"]["dice"] == pytest.approx(1.0)
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert saved["mask_postprocess"] == "lungs"
+    assert "Masks post-processed (eval.mask_postprocess=lungs)" in (
+        tmp_path / "out" / "results.md").read_text()
+    assert "post-processed" not in (tmp_path / "plain" / "results.md").read_text()
