@@ -49,33 +49,41 @@ def _assert_trees_equal(a, b):
         np.testing.assert_array_equal(x, y)
 
 
-def test_fine_tune_starts_from_the_best_ema_params_and_resumes_its_own(tmp_path, monkeypatch):
-    source_config = tiny_train_config(num_steps=4)
-    source_config.optim.ema_decay = 0.5  # the source run evaluates EMA parameters
-    train.train_and_evaluate(source_config, tmp_path / "source")
-    best, best_step = _best_state(source_config, tmp_path / "source")
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    """A finished 2-step tiny run that evaluates EMA parameters (validated at step 2)."""
+    config = tiny_train_config(num_steps=2)
+    config.optim.ema_decay = 0.5
+    workdir = tmp_path_factory.mktemp("source") / "run"
+    train.train_and_evaluate(config, workdir)
+    return config, workdir
+
+
+def test_fine_tune_starts_from_the_best_ema_params_and_resumes_its_own(source, tmp_path,
+                                                                        monkeypatch):
+    source_config, source_dir = source
+    best, _ = _best_state(source_config, source_dir)
     assert not np.array_equal(*[jax.tree_util.tree_leaves(t)[0]
                                 for t in (best.params, best.ema_params)])
 
     seen = _record_first_states(monkeypatch)
-    config = tiny_train_config(num_steps=4)
-    config.init_from = str(tmp_path / "source")
+    config = tiny_train_config(num_steps=2)
+    config.init_from = str(source_dir)
     config.optim.learning_rate = 1e-4  # a lower learning rate, no EMA of its own
     config.seed = 1
-    first = train.train_and_evaluate(config, tmp_path / "tuned", stop_at_step=2)
+    first = train.train_and_evaluate(config, tmp_path / "tuned", stop_at_step=1)
     assert seen[0]["step"] == 0  # a new step counter
     _assert_trees_equal(seen[0]["params"], _numpy(best.ema_params))
     _assert_trees_equal(seen[0]["ema_params"], _numpy(best.ema_params))
     fresh = steps.setup(config, steps.make_mesh(), 1)[2]
     _assert_trees_equal(seen[0]["opt_state"], _numpy(fresh.opt_state))  # a new optimizer
     assert json.loads((tmp_path / "tuned" / "config.json").read_text())["init_from"] == str(
-        tmp_path / "source")
+        source_dir)
 
-    # the resume restores the fine-tune's own step-2 checkpoint, not init_from's parameters
+    # the resume restores the fine-tune's own step-1 checkpoint, not init_from's parameters
     train.train_and_evaluate(config, tmp_path / "tuned")
-    assert seen[1]["step"] == 2
+    assert seen[1]["step"] == 1
     _assert_trees_equal(seen[1]["params"], _numpy(first["state"].params))
-    assert best_step in (2, 4)
 
 
 def test_bad_sources_stop_before_any_data_is_loaded(tmp_path, monkeypatch):
@@ -92,13 +100,28 @@ def test_bad_sources_stop_before_any_data_is_loaded(tmp_path, monkeypatch):
         train.train_and_evaluate(config, tmp_path / "b")
 
 
-def test_a_source_model_that_does_not_fit_is_one_sentence(tmp_path, monkeypatch):
-    source_config = tiny_train_config(num_steps=2)
-    train.train_and_evaluate(source_config, tmp_path / "source")
+def test_a_source_model_that_does_not_fit_is_one_sentence(source, tmp_path, monkeypatch):
     monkeypatch.setattr(input_pipeline, "make_splits", lambda config: 1 / 0)
     config = tiny_train_config(num_steps=2)
     config.model.widths = (4, 8, 8, 16, 32)
-    config.init_from = str(tmp_path / "source")
+    config.init_from = str(source[1])
     with pytest.raises(UserError, match=r"parameters do not fit this config's model .*"
                                         r"model.widths \[4, 8, 8, 16, 16\] -> \(4, 8, 8, 16, 32\)"):
         train.train_and_evaluate(config, tmp_path / "tuned")
+
+
+def test_the_site_variant_derives_from_shared_real(monkeypatch):
+    import importlib.util
+    from tests.conftest import REPO
+    monkeypatch.setenv("MULTIMIX_DATA_ROOT", "/site")
+    spec = importlib.util.spec_from_file_location("finetune_site",
+                                                  REPO / "configs" / "finetune_site.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config()
+    assert config.data.cls.path == "/site/site_films"
+    assert config.data.seg.path == "/site/lung_masks_openist"
+    config.data_root = "/elsewhere"  # one root moves every path
+    assert config.data.cls.path == "/elsewhere/site_films"
+    assert config.labels.cls == 20 and config.init_from == ""
+    assert config.optim.learning_rate < 1e-3 and config.train.num_steps <= 100
