@@ -2,7 +2,7 @@
 
 ``WORKDIR/checkpoints/<step>/`` holds ``state`` (the TrainState), ``data`` (the Grain iterator
 position of the next unconsumed batch) and, for a step that was validated, ``metrics``:
-``{"val_score", "cls_threshold", "val"}``. The manager keeps the latest
+``{"val_score", "cls_threshold", "val_prior", "val"}``. The manager keeps the latest
 ``train.keep_checkpoints`` steps and, whatever its age, the best-scoring validated step.
 Saves are asynchronous; a step directory only appears once Orbax has finalised it (an
 atomic rename), so a reader never sees half a checkpoint.
@@ -23,6 +23,7 @@ from orbax.checkpoint import checkpoint_managers as ocm
 
 from multimix_jax.errors import CheckpointNotFoundError, UserError
 from multimix_jax.names import DEFAULT_THRESHOLD
+from multimix_jax.prior import PRIOR_KEY
 
 log = logging.getLogger("multimix_jax")
 
@@ -47,14 +48,19 @@ def _jsonable(value: Any) -> Any:
 
 
 def checkpoint_info(val_score: float, val_results: dict) -> dict | None:
-    """What a validated checkpoint carries: score, decision threshold and validation results.
+    """What a validated checkpoint carries: score, decision threshold, the pneumonia fraction
+    of the validation the threshold was fitted on (``val_prior``, prior.py) and validation
+    results.
 
     The threshold is the one fitted on the validation set (``fitted_threshold`` of the
     classification results) when there is one, else 0.5."""
     if not math.isfinite(val_score):
         return None  # nothing to rank by (no validation set)
     threshold = val_results.get("val_cls", {}).get("fitted_threshold", DEFAULT_THRESHOLD)
-    return _jsonable({"val_score": val_score, "cls_threshold": threshold, "val": val_results})
+    info = {"val_score": val_score, "cls_threshold": threshold, "val": val_results}
+    if PRIOR_KEY in val_results.get("val_cls", {}):  # prior.py's training prior
+        info[PRIOR_KEY] = val_results["val_cls"][PRIOR_KEY]
+    return _jsonable(info)
 
 
 def no_info() -> dict:
@@ -169,7 +175,8 @@ def _pick_step(checkpointer: Checkpointer, which: str | int) -> int:
 
 def restore_for_inference(workdir: str | pathlib.Path, abstract_state, which: str | int = "best"):
     """(state, step, info) from ``workdir``: ``which`` is 'best' (the best validation score),
-    'latest' or a kept step number; ``info`` is ``{"val_score", "cls_threshold", "val"}``.
+    'latest' or a kept step number; ``info`` is
+    ``{"val_score", "cls_threshold", "val_prior", "val"}``.
 
     A missing workdir or checkpoint is a one-sentence error; nothing is created."""
     which = parse_which(which)

@@ -102,6 +102,14 @@ def base_config() -> ml_collections.ConfigDict:
     # copies of the hold-outs; with train.best_metric='shifted_score' they select the model.
     config.eval.shifted_validation = False
     config.eval.flip_tta = False  # average the predictions of each image and its mirror
+    # Predicted masks at 0.5 post-processed in evaluate/predict: 'none' | 'lungs' (the two
+    # largest components, specks dropped, holes filled; docs/multimix.md, A new site).
+    config.eval.mask_postprocess = "none"
+
+    # Fine-tuning (docs/multimix.md, A new site): a fresh run starts from this trained
+    # workdir's best checkpoint's inference parameters, with a new optimizer, schedule and
+    # step counter ("" = from scratch). A resume restores its own checkpoint instead.
+    config.init_from = ""
 
     config.distributed = False  # call jax.distributed.initialize() (multi-host)
     return config

@@ -11,8 +11,8 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from multimix_jax import (evaluation, input_pipeline, intervals, metrics, names, pictures, report,
-                          steps)
+from multimix_jax import (evaluation, input_pipeline, intervals, metrics, names, pictures,
+                          postprocess, prior, report, steps)
 from multimix_jax.files import write_atomically
 
 log = logging.getLogger("multimix_jax")
@@ -27,7 +27,7 @@ def label_budgets(config) -> str:
                                     (config.labels.seg, names.SEGMENTATION)))
 
 
-def training_prior(splits: input_pipeline.DataSplits) -> dict | None:
+def labeled_prior(splits: input_pipeline.DataSplits) -> dict | None:
     """The labelled training films' pneumonia fraction and count (each film once, also when
     ``data.balance_labeled`` repeats a class in the labelled stream); None without a
     labelled classification set."""
@@ -42,12 +42,12 @@ def training_prior(splits: input_pipeline.DataSplits) -> dict | None:
             "n": int(labels.size)}
 
 
-def trivial_rules(labels: np.ndarray, prior: float | None) -> dict:
+def trivial_rules(labels: np.ndarray, labeled_fraction: float | None) -> dict:
     """metrics.trivial_rules on a set, each rule with its 95% intervals ("ci")."""
-    rules = metrics.trivial_rules(labels, prior)
+    rules = metrics.trivial_rules(labels, labeled_fraction)
     for rule, values in rules.items():
         films = {"label": labels, "prob_pneumonia": metrics.trivial_rule_probs(
-            rule, len(labels), prior)}
+            rule, len(labels), labeled_fraction)}
         values["ci"] = intervals.set_intervals(names.CLASSIFICATION, films,
                                                names.DEFAULT_THRESHOLD)
     return rules
@@ -72,24 +72,34 @@ def worst_section(predict_fn: Callable, loaded: evaluation.Loaded, config, name:
 
 
 def evaluate_one(config, predict_fn: Callable, loaded: evaluation.Loaded, name: str, task: str,
-                 source, output_dir: pathlib.Path, prior: float | None = None
-                 ) -> tuple[dict, dict, report.SetSection]:
+                 source, output_dir: pathlib.Path, labeled_fraction: float | None = None,
+                 training_prior: float | None = None) -> tuple[dict, dict, report.SetSection]:
     """One set, predicted once (its worst films once more, for their saliency): its metrics
-    (classification at the checkpoint's threshold) with 95% bootstrap intervals ("ci") and,
-    for classification, the trivial rules ("trivial_rules"); its per-film arrays; its report
-    section; and, for a segmentation set, ``config.eval.num_example_pngs`` example PNGs."""
+    (classification at the checkpoint's threshold, on P(pneumonia) adjusted to the set's
+    estimated prior when ``training_prior`` is given; masks post-processed by
+    ``eval.mask_postprocess``) with 95% bootstrap intervals ("ci") and, for classification,
+    the trivial rules ("trivial_rules", the training prior rule at ``labeled_fraction``); its
+    per-film arrays; its report section; and, for a segmentation set,
+    ``config.eval.num_example_pngs`` example PNGs."""
     count = config.eval.num_example_pngs if task == names.SEGMENTATION else 0
     predictions = evaluation.run_predictions(
         predict_fn, loaded.params, source, config.data.eval_batch_size, config.data.image_size,
         loaded.mesh, saliency_count=count)
+    estimated = None
+    if task == names.SEGMENTATION:
+        predictions = postprocess.apply_to_predictions(predictions, config.eval.mask_postprocess)
+    elif training_prior is not None:
+        predictions, estimated = prior.adapt_predictions(predictions, training_prior)
     films = intervals.per_film(task, predictions)
     result = evaluation.set_metrics(task, predictions, loaded.threshold,
                                     per_image=films if task == names.SEGMENTATION else None)
+    if estimated is not None:
+        result["estimated_prior"] = estimated
     log.info("%s (%s, n=%d): %s", name, task, len(source),
              {k: round(float(v), 4) for k, v in result.items()})
     result["ci"] = intervals.set_intervals(task, films, loaded.threshold)
     if task == names.CLASSIFICATION:
-        result["trivial_rules"] = trivial_rules(films["label"], prior)
+        result["trivial_rules"] = trivial_rules(films["label"], labeled_fraction)
     if count > 0:
         pictures.write_example_pngs(output_dir / "examples", source, predictions, count, name)
     section = worst_section(predict_fn, loaded, config, name, task, source, result, films)
@@ -107,23 +117,27 @@ def write_predictions(path: pathlib.Path, films: Mapping[str, dict]) -> pathlib.
 
 def evaluate(config, workdir: str | pathlib.Path, *, which: str = "best",
              extra_sets: Mapping[str, tuple[str, str]] | None = None,
-             output_dir: str | pathlib.Path | None = None) -> dict:
+             output_dir: str | pathlib.Path | None = None, adapt_prior: bool = False) -> dict:
     """Every evaluation set of the config (validation hold-outs, test sets) plus ``extra_sets``
     (name -> (task, folder)), at the decision threshold stored with the checkpoint; writes
     results.json, results.md, predictions.npz, report.html and example PNGs to ``output_dir``
-    (default: ``workdir``)."""
+    (default: ``workdir``). ``adapt_prior``: each classification set's posteriors adjusted to
+    its own estimated class prior (``sets.NAME.estimated_prior``; docs/multimix.md, A new
+    site)."""
     workdir = pathlib.Path(workdir).resolve()
     output_dir = pathlib.Path(output_dir).resolve() if output_dir else workdir
+    mask_mode = postprocess.check_mode(config.eval.mask_postprocess)
     loaded = evaluation.load_for_inference(config, workdir, which)
+    training = prior.training_prior(loaded.val_prior) if adapt_prior else None
     predict_fn = steps.jit_predict(loaded.model, loaded.mesh, config.eval.flip_tta)
     splits = input_pipeline.make_splits(config)
-    prior = training_prior(splits)
+    labeled = labeled_prior(splits)
     sets = evaluation.eval_sources(config, splits, extra_sets)
     results, films, sections = {}, {}, []
     for name, (task, source) in sets.items():
         results[name], films[name], section = evaluate_one(
             config, predict_fn, loaded, name, task, source, output_dir,
-            prior and prior["pneumonia_fraction"])
+            labeled and labeled["pneumonia_fraction"], training)
         sections.append(section)
     run = {"model": config.eval.model_name, "budgets": label_budgets(config),
            "checkpoint": str(which), "step": loaded.step, "workdir": str(workdir)}
@@ -131,11 +145,15 @@ def evaluate(config, workdir: str | pathlib.Path, *, which: str = "best",
         output_dir, results, config.eval.table, config.eval.model_name, label_budgets(config),
         threshold=loaded.threshold,
         extra={"checkpoint": str(which), "step": loaded.step, "workdir": str(workdir),
-               "training_prior": prior, "predictions": PREDICTIONS_FILE})
+               "labeled_prior": labeled, "predictions": PREDICTIONS_FILE,
+               "adapt_prior": {"training_prior": training} if adapt_prior else None,
+               "mask_postprocess": mask_mode},
+        notes=(prior.table_note(training) if adapt_prior else "",
+               postprocess.table_note(mask_mode)))
     write_predictions(output_dir / PREDICTIONS_FILE, films)
     report.write_report(output_dir / REPORT_FILE, sections, {
         **run, "threshold": loaded.threshold, "temperature": getattr(loaded, "temperature", None),
-        "training pneumonia fraction": prior and prior["pneumonia_fraction"]}, config)
+        "labelled pneumonia fraction": labeled and labeled["pneumonia_fraction"]}, config)
     log.info("wrote %s, %s, %s and %s", json_path, md_path, PREDICTIONS_FILE, REPORT_FILE)
     print(md_path.read_text())
     return results

@@ -7,11 +7,11 @@ import json
 import logging
 import math
 import pathlib
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from multimix_jax import checkpointing, input_pipeline, metrics, names, shifts, steps
+from multimix_jax import checkpointing, input_pipeline, metrics, names, prior, shifts, steps
 from multimix_jax.files import write_atomically
 
 log = logging.getLogger("multimix_jax")
@@ -21,12 +21,14 @@ PAPER_COLUMNS = ("Acc", "F1-N", "F1-P", "DS", "HD", "SSIM", "x-Acc", "x-DS")
 
 class Loaded(NamedTuple):
     """A checkpoint ready for prediction: EMA params when the run used EMA, else the raw ones;
-    ``threshold`` is the P(pneumonia) decision threshold stored with the checkpoint."""
+    ``threshold`` is the P(pneumonia) decision threshold stored with the checkpoint;
+    ``val_prior`` the pneumonia fraction of the validation it was fitted on (prior.py)."""
     model: Any
     params: Any
     mesh: Any
     step: int
     threshold: float
+    val_prior: float | None = None
 
 
 def stored_threshold(info: Mapping | None) -> float:
@@ -47,7 +49,7 @@ def load_for_inference(config, workdir: str | pathlib.Path, which: str = "best")
     state, step, info = checkpointing.restore_for_inference(
         workdir, checkpointing.abstract_like(state), which)
     return Loaded(model, steps.inference_params(state, config), mesh, int(step),
-                  stored_threshold(info))
+                  stored_threshold(info), (info or {}).get(prior.PRIOR_KEY))
 
 
 # --------------------------------------------------------------------------- prediction loop
@@ -183,7 +185,7 @@ SET_COLUMNS = (("n", "n"), ("accuracy", "accuracy"), ("acc@0.5", "accuracy_at_0.
                ("Brier", "brier"), ("ECE uncal.", "ece_uncalibrated"),
                ("Brier uncal.", "brier_uncalibrated"), ("Dice", "dice"),
                ("Jaccard", "jaccard"), ("HD", "hd"), ("HD95", "hd95"), ("SSIM", "ssim"),
-               ("empty masks", "empty_pred"))
+               ("empty masks", "empty_pred"), ("est. prior", "estimated_prior"))
 
 
 def _table_row(cells) -> str:
@@ -201,11 +203,11 @@ def format_interval(interval) -> str:
 
 
 def markdown_tables(results: Mapping[str, dict], layout: Mapping[str, str], model_name: str,
-                    budgets: str, threshold: float = 0.5) -> str:
+                    budgets: str, threshold: float = 0.5, notes: Sequence[str] = ()) -> str:
     """The paper's Table 2 row (plus the count of empty predicted masks of its segmentation
-    set), the decision threshold, then every set with every metric, each classification set
-    followed by its trivial rules' rows ("sets.NAME.trivial_rules"), then the sets' 95%
-    bootstrap intervals ("sets.NAME.ci")."""
+    set), the decision threshold and ``notes`` (what the figures were computed on), then
+    every set with every metric, each classification set followed by its trivial rules' rows
+    ("sets.NAME.trivial_rules"), then the sets' 95% bootstrap intervals ("sets.NAME.ci")."""
     row = paper_row(results, layout)
     empty = results.get(layout.get("in_seg", ""), {}).get("empty_pred")
     lines = [_table_row(("model", "D_l^c/D_l^s") + PAPER_COLUMNS + ("empty masks",)),
@@ -219,6 +221,7 @@ def markdown_tables(results: Mapping[str, dict], layout: Mapping[str, str], mode
              "the rules that ignore the film (P(pneumonia) = 1, 0, or the labelled training "
              "films' pneumonia fraction, classified at 0.5). ECE: 15 equal-width bins; 'uncal.': "
              "before temperature scaling.",
+             *[line for note in notes if note for line in ("", note)],
              "",
              _table_row(("set",) + tuple(title for title, _ in SET_COLUMNS)),
              "|---" * (len(SET_COLUMNS) + 1) + "|"]
@@ -243,7 +246,8 @@ def markdown_tables(results: Mapping[str, dict], layout: Mapping[str, str], mode
 
 def write_results(output_dir: pathlib.Path, results: Mapping[str, dict],
                   layout: Mapping[str, str], model_name: str, budgets: str, *, threshold: float,
-                  extra: dict | None = None) -> tuple[pathlib.Path, pathlib.Path]:
+                  extra: dict | None = None, notes: Sequence[str] = ()
+                  ) -> tuple[pathlib.Path, pathlib.Path]:
     """``results.json`` (``sets.NAME.METRIC``, ``sets.NAME.ci.METRIC = [lo, hi]``,
     ``sets.NAME.trivial_rules``, ``paper_row``, ``cls_threshold``, ...) and ``results.md`` in
     ``output_dir``, each written atomically."""
@@ -252,5 +256,6 @@ def write_results(output_dir: pathlib.Path, results: Mapping[str, dict],
                "sets": results, "paper_row": paper_row(results, layout), **(extra or {})}
     json_path, md_path = output_dir / "results.json", output_dir / "results.md"
     write_atomically(json_path, json.dumps(payload, indent=2, default=float))
-    write_atomically(md_path, markdown_tables(results, layout, model_name, budgets, threshold))
+    write_atomically(md_path, markdown_tables(results, layout, model_name, budgets, threshold,
+                                              notes))
     return json_path, md_path

@@ -5,6 +5,7 @@
       --eval_cls_folder mine=/data/xrays --eval_seg_folder lungs=/data/seg
   python -m multimix_jax.main --config configs/default.py --workdir runs/default --mode predict \
       --inputs img1.png some_folder/ --output predictions/
+  ... --mode evaluate --adapt_prior   # each set's class prior estimated without its labels
 Any config field can be overridden: --config.train.num_steps=100 --config.labels.cls=all
 
 The workdir records the config that made it (config.json). Resuming, evaluating or predicting
@@ -37,6 +38,10 @@ flags.DEFINE_multi_string("eval_cls_folder", [], "NAME=DIR with DIR/{NORMAL,PNEU
 flags.DEFINE_multi_string("eval_seg_folder", [], "NAME=DIR with DIR/images and DIR/masks: an extra "
                           "segmentation evaluation set.")
 flags.DEFINE_multi_string("inputs", [], "Image files or folders for --mode predict.")
+flags.DEFINE_bool("adapt_prior", False, "evaluate/predict: adjust P(pneumonia) to each set's own "
+                  "class prior, estimated from its predictions without labels (EM, Saerens et "
+                  "al. 2002); the metrics and the threshold then apply to the adjusted "
+                  "probabilities, and the estimated prior is reported.")
 flags.DEFINE_string("output", None, "Output folder for evaluate/predict (default: workdir or "
                     "workdir/predictions).")
 flags.DEFINE_list("allow_config_change", [], "Config fields (or groups, e.g. optim) that may "
@@ -123,6 +128,9 @@ def _check_inputs(mode: str, which: str) -> None:
     parse_which(which)
     if mode == "predict" and not FLAGS.inputs:
         raise UserError("--mode predict needs --inputs FILE_OR_DIR ...")
+    if mode == "train" and FLAGS.adapt_prior:
+        raise UserError("--adapt_prior is for --mode evaluate or --mode predict; train first, "
+                        "then evaluate with it")
     if mode != "train" and not (pathlib.Path(FLAGS.workdir) / "checkpoints").is_dir():
         raise UserError(f"--workdir {FLAGS.workdir}: no checkpoints there; train first "
                         "(--mode train) or check the path")
@@ -146,10 +154,11 @@ def run_mode(config) -> None:
                              allow=FLAGS.allow_config_change)
     if FLAGS.mode == "evaluate":
         evaluate.evaluate(config, FLAGS.workdir, which=FLAGS.checkpoint, extra_sets=extra,
-                          output_dir=FLAGS.output)
+                          output_dir=FLAGS.output, adapt_prior=FLAGS.adapt_prior)
     else:
         predict.predict_files(config, FLAGS.workdir, FLAGS.inputs,
-                              FLAGS.output or f"{FLAGS.workdir}/predictions", FLAGS.checkpoint)
+                              FLAGS.output or f"{FLAGS.workdir}/predictions", FLAGS.checkpoint,
+                              adapt_prior=FLAGS.adapt_prior)
 
 
 def main(argv) -> None:

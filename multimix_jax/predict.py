@@ -15,7 +15,8 @@ from typing import Sequence
 
 import numpy as np
 
-from multimix_jax import evaluation, input_pipeline, metrics, names, pictures, steps
+from multimix_jax import (evaluation, input_pipeline, metrics, names, pictures, postprocess, prior,
+                         steps)
 from multimix_jax.datasets import image_io
 from multimix_jax.errors import UserError
 from multimix_jax.files import write_atomically
@@ -92,7 +93,7 @@ def _predict_chunk(predict_fn, loaded: evaluation.Loaded, paths: Sequence[pathli
     predictions = evaluation.run_predictions(
         predict_fn, loaded.params, input_pipeline.ArraySource({"image": images}),
         config.data.eval_batch_size, size, loaded.mesh, saliency_count=len(paths))
-    return images, predictions
+    return images, postprocess.apply_to_predictions(predictions, config.eval.mask_postprocess)
 
 
 def _write_pictures(output_dir: pathlib.Path, name: str, image: np.ndarray, mask_prob: np.ndarray,
@@ -111,12 +112,12 @@ def _row(path: pathlib.Path, name: str, prob_pneumonia: float, threshold: float)
 
 
 def _write_tables(output_dir: pathlib.Path, rows: list[dict], found: Inputs,
-                  loaded: evaluation.Loaded, which: str) -> None:
-    """predictions.json (the rows, the threshold, the checkpoint and the skipped files) and
-    predictions.csv (the rows), each written atomically."""
+                  loaded: evaluation.Loaded, which: str, extra: dict) -> None:
+    """predictions.json (the rows, the threshold, the checkpoint, the skipped files and
+    ``extra``) and predictions.csv (the rows), each written atomically."""
     payload = {"threshold": loaded.threshold, "checkpoint": str(which), "step": loaded.step,
                "input_root": str(found.root), "skipped_non_images": len(found.skipped),
-               "skipped_files": [str(p) for p in found.skipped], "predictions": rows}
+               "skipped_files": [str(p) for p in found.skipped], **extra, "predictions": rows}
     json_path, csv_path = output_dir / "predictions.json", output_dir / "predictions.csv"
     table = io.StringIO(newline="")
     writer = csv.DictWriter(table, fieldnames=CSV_COLUMNS)
@@ -127,28 +128,40 @@ def _write_tables(output_dir: pathlib.Path, rows: list[dict], found: Inputs,
 
 
 def predict_files(config, workdir: str | pathlib.Path, inputs: Sequence[str],
-                  output_dir: str | pathlib.Path, which: str = "best") -> list[dict]:
+                  output_dir: str | pathlib.Path, which: str = "best",
+                  adapt_prior: bool = False) -> list[dict]:
     """Per image of ``inputs`` (see :func:`collect_inputs` for the output names): the class
     probabilities and the class at the checkpoint's decision threshold, and mask, saliency and
-    overlay PNGs at the model's resolution. Returns the rows of predictions.json."""
+    overlay PNGs at the model's resolution (masks post-processed by ``eval.mask_postprocess``).
+    ``adapt_prior``: the probabilities are adjusted to the inputs' class prior, estimated from
+    them all (predictions.json ``adapt_prior``; docs/multimix.md, A new site). Returns the rows
+    of predictions.json."""
     output_dir = pathlib.Path(os.path.abspath(output_dir))  # as the inputs: links unresolved
     found = collect_inputs(inputs, exclude=output_dir)
     if found.skipped:
         log.warning("skipped %d file(s) that are not images: %s%s", len(found.skipped),
                     ", ".join(str(p) for p in found.skipped[:5]),
                     " ..." if len(found.skipped) > 5 else "")
+    mask_mode = postprocess.check_mode(config.eval.mask_postprocess)
     loaded = evaluation.load_for_inference(config, workdir, which)
+    training = prior.training_prior(loaded.val_prior) if adapt_prior else None
     predict_fn = steps.jit_predict(loaded.model, loaded.mesh, config.eval.flip_tta)
-    rows, chunk = [], 8 * config.data.eval_batch_size  # bounds the images held in memory
+    probs, chunk = [], 8 * config.data.eval_batch_size  # bounds the images held in memory
     for start in range(0, len(found.images), chunk):
         paths, names = found.images[start:start + chunk], found.names[start:start + chunk]
         images, predictions = _predict_chunk(predict_fn, loaded, paths, config)
-        for i, (path, name) in enumerate(zip(paths, names)):
+        for i, name in enumerate(names):
             _write_pictures(output_dir, name, images[i], predictions["mask_prob"][i],
                             predictions["saliency"][i])
-            rows.append(_row(path, name, float(predictions["prob_pneumonia"][i]),
-                             loaded.threshold))
-    _write_tables(output_dir, rows, found, loaded, which)
+        probs.append(predictions["prob_pneumonia"])
+    predictions = {"prob_pneumonia": np.concatenate(probs)}
+    extra = {"adapt_prior": None, "mask_postprocess": mask_mode}
+    if adapt_prior:  # the prior of all inputs together: the whole set is needed first
+        predictions, estimated = prior.adapt_predictions(predictions, training)
+        extra["adapt_prior"] = {"training_prior": training, "estimated_prior": estimated}
+    rows = [_row(path, name, float(p), loaded.threshold) for path, name, p
+            in zip(found.images, found.names, predictions["prob_pneumonia"])]
+    _write_tables(output_dir, rows, found, loaded, which, extra)
     log.info("wrote predictions for %d images to %s (threshold %.3f)", len(rows), output_dir,
              loaded.threshold)
     return rows

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from multimix_jax import checkpointing, evaluation, input_pipeline, metrics, names, steps, summaries
+from multimix_jax import finetune, prior
 from multimix_jax import workdir as workdir_lib
 from multimix_jax.errors import DivergenceError, NonFiniteLossError, UserError
 
@@ -183,6 +184,7 @@ def validate(config, predict_fn, params, val_sets: dict, mesh) -> dict:
                for name, (task, _) in val_sets.items()}
     if fitted is not None:
         results[cls_names[0]]["fitted_threshold"] = fitted
+        results[cls_names[0]][prior.PRIOR_KEY] = prior.validation_prior(pooled["label"])
     return results
 
 
@@ -273,10 +275,13 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, *, stop_at_step: int
 def _train(config, workdir: pathlib.Path, checkpointer, accepted: list, stop_at_step,
            is_chief: bool) -> dict:
     mesh = steps.make_mesh()
+    initial = finetune.initial_params(config, fresh=checkpointer.latest_step() is None)
     splits = input_pipeline.make_splits(config)
     epoch_steps = input_pipeline.steps_per_epoch(config, splits)
     num_steps = total_steps(config, epoch_steps)
     model, tx, state = steps.setup(config, mesh, epoch_steps)
+    if initial is not None:  # config.init_from, on a fresh run only
+        state = finetune.start_from(state, initial, tx, mesh)
     schedule = steps.learning_rate_schedule(config.optim, epoch_steps)
     data_iterator = iter(input_pipeline.train_dataset(config, splits,
                                                       steps.required_streams(config)))

@@ -35,7 +35,8 @@ ALLOWED = ("train.num_steps", "train.num_epochs", "train.log_every_steps",
            "data.worker_buffer_size", "data.eval_batch_size", "data.eval_sets", "eval",
            "distributed", "data_root")
 # ... and what only training reads, for evaluate/predict.
-INFERENCE_ALLOWED = ALLOWED + ("train", "optim", "loss", "augment", "data.per_stream_batch")
+INFERENCE_ALLOWED = ALLOWED + ("train", "optim", "loss", "augment", "data.per_stream_batch",
+                               "init_from")
 
 
 # --------------------------------------------------------------------------- recorded config

@@ -44,7 +44,7 @@ def test_evaluate_predicts_each_set_once_at_the_stored_threshold(tmp_path, monke
     lo, hi = test_cls["ci"]["accuracy"]
     assert lo <= test_cls["accuracy"] <= hi and {"roc_auc", "ece", "brier"} <= set(test_cls["ci"])
     assert set(saved["sets"]["test_seg"]["ci"]) == {"dice", "jaccard", "hd", "hd95", "ssim"}
-    prior = saved["training_prior"]
+    prior = saved["labeled_prior"]
     assert prior["n"] == config.labels.cls and 0 <= prior["pneumonia_fraction"] <= 1
     rules = test_cls["trivial_rules"]
     assert set(rules) == {"all_pneumonia", "all_normal", "training_prior"}

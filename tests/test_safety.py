@@ -159,8 +159,9 @@ def test_checkpoint_choice_info_and_errors(trained, tmp_path):
     for which in ("best", "latest", 2, "2"):
         _, step, info = checkpointing.restore_for_inference(trained, abstract, which)
         assert step == 2
-    assert set(info) == {"val_score", "cls_threshold", "val"}
+    assert set(info) == {"val_score", "cls_threshold", "val_prior", "val"}
     assert 0 <= info["val_score"] <= 1 and 0 < info["cls_threshold"] < 1
+    assert 0 <= info["val_prior"] <= 1  # the validation's pneumonia fraction (prior.py)
     assert {"val_cls", "val_seg"} <= set(info["val"])
     with pytest.raises(errors.UserError, match="--checkpoint 'foo': expected 'best'"):
         checkpointing.restore_for_inference(trained, abstract, "foo")

@@ -1,0 +1,130 @@
+"""prior: EM re-estimation of a set's class prior from calibrated predictions (Saerens et al.
+2002), on simulated films whose true posteriors are known."""
+
+import numpy as np
+import pytest
+
+from multimix_jax import prior
+from multimix_jax.errors import UserError
+
+TRAINING_PRIOR = 0.4  # the prior the simulated probabilities are calibrated under
+
+
+def calibrated_predictions(new_prior: float, n: int = 4000, separation: float = 1.0,
+                           seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, P(pneumonia)) of n films drawn at ``new_prior``: a score s ~ N(+-separation, 1)
+    per class, and the exact posterior of s under TRAINING_PRIOR (a calibrated model trained
+    at that prior): logit = log(pi_t / (1 - pi_t)) + 2 * separation * s."""
+    rng = np.random.default_rng(seed)
+    labels = (rng.random(n) < new_prior).astype(np.int64)
+    score = rng.normal(np.where(labels == 1, separation, -separation), 1.0)
+    logit = np.log(TRAINING_PRIOR / (1 - TRAINING_PRIOR)) + 2 * separation * score
+    return labels, 1 / (1 + np.exp(-logit))
+
+
+@pytest.mark.parametrize("new_prior", [0.25, 0.5, 0.75])
+def test_em_recovers_a_known_prior(new_prior):
+    labels, probs = calibrated_predictions(new_prior)
+    adapted = prior.estimate(probs, TRAINING_PRIOR)
+    assert adapted.prior == pytest.approx(new_prior, abs=0.03)
+    assert abs(probs.mean() - new_prior) > 0.03 or new_prior == 0.5  # the raw mean is biased
+    # the adjusted posteriors are the exact posteriors under the set's true prior, nearly
+    logit = np.log(probs / (1 - probs)) + np.log(new_prior / (1 - new_prior)) - np.log(
+        TRAINING_PRIOR / (1 - TRAINING_PRIOR))
+    np.testing.assert_allclose(adapted.prob_pneumonia, 1 / (1 + np.exp(-logit)), atol=0.03)
+    # EM's fixed point: the prior is the mean of the posteriors adjusted to it
+    assert adapted.prob_pneumonia.mean() == pytest.approx(adapted.prior, abs=1e-6)
+
+
+def test_adjustment_to_the_training_prior_changes_nothing():
+    probs = np.array([0.0, 0.1, 0.5, 0.9, 1.0])
+    np.testing.assert_allclose(prior.adjust(probs, 0.3, 0.3), probs)
+    assert prior.adjust(np.array([0.5]), 0.5, 0.8)[0] == pytest.approx(0.8)
+
+
+def test_adapt_predictions_keeps_the_model_probabilities():
+    _, probs = calibrated_predictions(0.75, n=500)
+    adapted, estimated = prior.adapt_predictions({"prob_pneumonia": probs, "label": None},
+                                                 TRAINING_PRIOR)
+    assert adapted["prob_pneumonia_unadjusted"] is probs
+    assert estimated > TRAINING_PRIOR and adapted["prob_pneumonia"].mean() > probs.mean()
+
+
+def test_the_training_prior_comes_from_the_checkpoint_or_a_sentence():
+    assert prior.training_prior(0.62) == 0.62
+    for recorded in (None, 0.0, 1.0):
+        with pytest.raises(UserError, match="--adapt_prior: this checkpoint records no"):
+            prior.training_prior(recorded)
+
+
+# --------------------------------------------------------------------------- evaluate / predict
+def _install_with_prior(monkeypatch, val_prior: float | None, threshold: float = 0.5):
+    """tests/fake_model.py (P(pneumonia) = mean gray / 255), its checkpoint recording
+    ``val_prior`` as the training prior."""
+    from multimix_jax import evaluation
+    from tests import fake_model
+    fake = fake_model.install(monkeypatch, threshold=threshold)
+    loaded = evaluation.load_for_inference(None, None, None)._replace(val_prior=val_prior)
+    monkeypatch.setattr(evaluation, "load_for_inference", lambda config, workdir, which: loaded)
+    return fake
+
+
+def test_evaluate_adapt_prior_reports_each_sets_estimated_prior(tmp_path, monkeypatch):
+    import json
+    from multimix_jax import evaluate, evaluation
+    from tests.conftest import tiny_train_config
+    _install_with_prior(monkeypatch, val_prior=0.8)
+    config = tiny_train_config()
+    plain = evaluate.evaluate(config, tmp_path, output_dir=tmp_path / "plain")
+    results = evaluate.evaluate(config, tmp_path, output_dir=tmp_path / "out", adapt_prior=True)
+
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert saved["adapt_prior"] == {"training_prior": 0.8}
+    for name in ("val_cls", "test_cls"):
+        estimated = saved["sets"][name]["estimated_prior"]
+        source = evaluation.eval_sources(config, __import__(
+            "multimix_jax.input_pipeline", fromlist=["x"]).make_splits(config))[name][1]
+        probs = np.array([np.asarray(source[i]["image"]).mean() / 255 for i in range(len(source))])
+        expected = prior.estimate(probs, 0.8)
+        assert estimated == pytest.approx(expected.prior, abs=1e-6)
+        # the metrics apply to the adjusted posteriors, at the stored threshold
+        labels = np.array([source[i]["label"] for i in range(len(source))])
+        adjusted_acc = np.mean((expected.prob_pneumonia >= 0.5) == labels)
+        assert results[name]["accuracy"] == pytest.approx(adjusted_acc)
+    assert "estimated_prior" not in saved["sets"]["test_seg"]
+    assert "estimated_prior" not in json.loads((tmp_path / "plain" / "results.json").read_text()
+                                               )["sets"]["test_cls"]
+    table = (tmp_path / "out" / "results.md").read_text()
+    assert "est. prior" in table and "--adapt_prior: every classification set's P(pneumonia)" in table
+    assert "--adapt_prior" not in (tmp_path / "plain" / "results.md").read_text()
+
+
+def test_evaluate_adapt_prior_needs_a_recorded_prior(tmp_path, monkeypatch):
+    from multimix_jax import evaluate
+    from tests.conftest import tiny_train_config
+    _install_with_prior(monkeypatch, val_prior=None)
+    with pytest.raises(UserError, match="--adapt_prior: this checkpoint records no"):
+        evaluate.evaluate(tiny_train_config(), tmp_path, adapt_prior=True)
+
+
+def test_predict_adapt_prior_adjusts_every_row_to_the_inputs_prior(tmp_path, monkeypatch):
+    import json
+    from multimix_jax import predict
+    from tests.conftest import tiny_train_config
+    from tests.fixtures_util import write_jpeg
+    _install_with_prior(monkeypatch, val_prior=0.5, threshold=0.5)
+    grays = [40, 60, 80, 150, 210, 230]
+    for i, gray in enumerate(grays):
+        write_jpeg(tmp_path / "in" / f"{i}.jpeg", gray, side=32)
+    rows = predict.predict_files(tiny_train_config(), tmp_path, [str(tmp_path / "in")],
+                                 tmp_path / "out", adapt_prior=True)
+    raw = np.array([row["prob_pneumonia"] for row in predict.predict_files(
+        tiny_train_config(), tmp_path, [str(tmp_path / "in")], tmp_path / "raw")])
+    expected = prior.estimate(raw, 0.5)
+    np.testing.assert_allclose([row["prob_pneumonia"] for row in rows],
+                               expected.prob_pneumonia, atol=1e-6)
+    assert [row["predicted"] == "PNEUMONIA" for row in rows] == list(expected.prob_pneumonia >= 0.5)
+    saved = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert saved["adapt_prior"]["training_prior"] == 0.5
+    assert saved["adapt_prior"]["estimated_prior"] == pytest.approx(expected.prior)
+    assert json.loads((tmp_path / "raw" / "predictions.json").read_text())["adapt_prior"] is None
