@@ -13,7 +13,8 @@ import orbax.checkpoint as ocp
 import pytest
 
 import grain
-from multimix_jax import augment, input_pipeline, steps
+from multimix_jax import augment, input_pipeline, splitting, steps
+from multimix_jax.errors import UserError
 from tests.conftest import tiny_config
 
 S = 32
@@ -138,14 +139,18 @@ def test_summary_does_not_copy_the_sources():
 
     source = NoCopy({"image": np.zeros((5, S, S), np.uint8)})
     splits = input_pipeline.DataSplits(cls_labeled=source, cls_val=source)
-    assert splits.summary()["cls_labeled"] == 5 and splits.summary()["seg_val"] == 0
+    summary = splits.summary()
+    assert summary["cls_labeled"] == {"films": 5, "groups": 5}
+    assert summary["seg_val"] == {"films": 0, "groups": 0}
 
 
 def test_split_sizes_and_disjoint_validation(config, splits):
     n_cls, n_seg = config.data.cls.num_examples, config.data.seg.num_examples
-    assert splits.summary() == {
+    films = {name: v["films"] for name, v in splits.summary().items() if name != "grouping"}
+    assert films == {
         "cls_labeled": 8, "cls_unlabeled": n_cls - 8 - 8, "seg_labeled": 4,
-        "seg_unlabeled": n_seg - 4 - 4, "cls_val": 8, "seg_val": 4}
+        "seg_unlabeled": n_seg - 4 - 4, "cls_val": 8, "seg_val": 4,
+        "cls_unlabeled_extra": 0, "seg_unlabeled_extra": 0}
     for short in ("cls", "seg"):
         val = image_bytes(getattr(splits, f"{short}_val"))
         lab = image_bytes(getattr(splits, f"{short}_labeled"))
@@ -176,8 +181,50 @@ def test_split_seed_changes_the_draw(splits):
 
 
 def test_split_off_budget_larger_than_pool_is_an_error():
-    with pytest.raises(ValueError, match="cannot take 50 of 40"):
-        input_pipeline.split_off(40, 50, 0)
+    with pytest.raises(UserError, match="labels.cls=50 cannot be taken from 40 films"):
+        splitting.split_off(range(40), 50, 0, "labels.cls")
+
+
+@pytest.mark.parametrize("count", [40, 41, "all"])
+def test_a_hold_out_as_large_as_its_set_is_refused(count):
+    with pytest.raises(UserError, match="data.val_cls="):
+        splitting.split_off(range(40), count, 0, "data.val_cls", hold_out=True)
+    config = pipeline_config(**{"data.val_cls": count})
+    with pytest.raises(UserError, match="data.val_cls="):
+        input_pipeline.make_splits(config)
+
+
+def test_a_hold_out_of_one_patient_that_is_the_whole_set_is_refused():
+    with pytest.raises(UserError, match="takes every patient"):
+        splitting.split_off(["p"] * 10, 3, 0, "data.val_cls", hold_out=True)
+
+
+def test_the_split_is_by_whole_patients_and_close_to_the_count():
+    rng = np.random.default_rng(0)
+    groups = np.repeat([f"p{i}" for i in range(60)], rng.integers(1, 4, 60))
+    for count in (5, 17, 40):
+        held, rest = splitting.split_off(groups, count, 3, "data.val_cls", hold_out=True)
+        assert not set(groups[held]) & set(groups[rest])
+        assert sorted(np.concatenate([held, rest]).tolist()) == list(range(len(groups)))
+        assert abs(len(held) - count) <= 1  # groups of 1-3 films: within one film
+    # One film per group: the film-by-film draw of before (permutation of range(n)).
+    held, rest = splitting.split_off(np.arange(40), 8, 7, "x")
+    order = np.random.default_rng(7).permutation(40)
+    assert held.tolist() == sorted(order[:8].tolist()) and rest.tolist() == sorted(order[8:].tolist())
+
+
+def test_balanced_oversample_draws_the_repeats_at_random_evenly():
+    indices = np.arange(30)
+    labels = np.array([0] * 4 + [1] * 26)  # 4 normals topped up to 26: 6 or 7 times each
+    out = input_pipeline.balanced_oversample(indices, labels, seed=0)
+    counts = np.bincount(out[out < 4], minlength=4)
+    assert counts.sum() == 26 and set(counts.tolist()) <= {6, 7}
+    assert np.all(np.bincount(out[out >= 4])[4:] == 1)
+    draws = {tuple(np.bincount(input_pipeline.balanced_oversample(indices, labels, s)[:26],
+                               minlength=4)[:4]) for s in range(8)}
+    assert len(draws) > 1  # which normals repeat once more is drawn, not the first ones
+    assert input_pipeline.balanced_oversample(indices, labels, 3).tolist() == \
+        input_pipeline.balanced_oversample(indices, labels, 3).tolist()
 
 
 def test_named_validation_split_of_synthetic_data_is_an_error():
@@ -215,8 +262,9 @@ def test_folder_with_split_subfolders_gives_only_the_requested_split(tmp_path):
                                 "labels.cls": 2})
     config.data.cls.kind, config.data.cls.path = "folder", str(tmp_path / "xray")
     splits = input_pipeline.make_splits(config)
-    assert splits.summary()["cls_val"] == counts["val"]
-    assert splits.summary()["cls_labeled"] + splits.summary()["cls_unlabeled"] == counts["train"]
+    films = {name: v["films"] for name, v in splits.summary().items() if name != "grouping"}
+    assert films["cls_val"] == counts["val"]
+    assert films["cls_labeled"] + films["cls_unlabeled"] == counts["train"]
 
 
 
@@ -450,7 +498,7 @@ def test_tfds_validation_split_is_not_the_training_split(tmp_path):
                            split="train")
     splits = input_pipeline.make_splits(config)
     summary = splits.summary()
-    assert summary["cls_val"] == counts["val"]
-    assert summary["cls_labeled"] + summary["cls_unlabeled"] == counts["train"]
+    assert summary["cls_val"]["films"] == counts["val"]
+    assert summary["cls_labeled"]["films"] + summary["cls_unlabeled"]["films"] == counts["train"]
     train_images = set(image_bytes(splits.cls_labeled)) | set(image_bytes(splits.cls_unlabeled))
     assert not train_images & set(image_bytes(splits.cls_val))
