@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import logging
 import pathlib
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 from multimix_jax import evaluation, input_pipeline, names, pictures, steps
+from multimix_jax import workdir as workdir_lib
 
 log = logging.getLogger("multimix_jax")
 
@@ -37,15 +38,21 @@ def evaluate_one(config, predict_fn: Callable, loaded: evaluation.Loaded, name: 
 
 def evaluate(config, workdir: str | pathlib.Path, *, which: str = "best",
              extra_sets: Mapping[str, tuple[str, str]] | None = None,
-             output_dir: str | pathlib.Path | None = None) -> dict:
+             output_dir: str | pathlib.Path | None = None,
+             allow_config_change: Sequence[str] = ()) -> dict:
     """Every evaluation set of the config (validation hold-outs, test sets) plus ``extra_sets``
     (name -> (task, folder)), at the decision threshold stored with the checkpoint; writes
-    results.json, results.md and example PNGs to ``output_dir`` (default: ``workdir``)."""
+    results.json, results.md and example PNGs to ``output_dir`` (default: ``workdir``).
+    Refused when the splits differ from the workdir's ``splits.json`` (unless
+    ``allow_config_change`` names 'splits')."""
     workdir = pathlib.Path(workdir).resolve()
     output_dir = pathlib.Path(output_dir).resolve() if output_dir else workdir
     loaded = evaluation.load_for_inference(config, workdir, which)
     predict_fn = steps.jit_predict(loaded.model, loaded.mesh, config.eval.flip_tta)
-    sets = evaluation.eval_sources(config, input_pipeline.make_splits(config), extra_sets)
+    splits = input_pipeline.make_splits(config)
+    workdir_lib.check_splits(workdir, splits.fingerprints(), compare=True, write=False,
+                             allow=allow_config_change)
+    sets = evaluation.eval_sources(config, splits, extra_sets)
     results = {name: evaluate_one(config, predict_fn, loaded, name, task, source, output_dir)
                for name, (task, source) in sets.items()}
     json_path, md_path = evaluation.write_results(

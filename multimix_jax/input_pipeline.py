@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import sys
 from typing import Any, Iterator, Mapping, Sequence
 
 import grain
@@ -453,7 +454,9 @@ def train_dataset(config, splits: DataSplits, streams: Sequence[str],
                  (extra, stream_seed(config.seed, stream, extra=True), n_extra)]
         batched = [_shuffled_batches(part, part_seed, rows, stream, config)
                    for part, part_seed, rows in parts if rows]
-        ds = batched[0] if len(batched) == 1 else ZipMapDataset(batched).map(_concatenate)
+        # Two infinite streams of unequal batch counts: both cut to a plain stream's count.
+        ds = batched[0] if len(batched) == 1 else ZipMapDataset(
+            [b[:sys.maxsize // local_batch] for b in batched]).map(_concatenate)
         per_stream.append(ds[process_index::process_count])
     names = tuple(streams)
     zipped = ZipMapDataset(per_stream).map(lambda batches: dict(zip(names, batches)))
