@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from multimix_jax.datasets.image_io import is_ignorable, is_image_file
+from multimix_jax.datasets.image_io import dicom_skip_reason, is_ignorable, is_image_file
 from multimix_jax.errors import DataError, UserError
 from multimix_jax.names import CLASS_NAMES
 
@@ -116,12 +116,16 @@ def _walk(root: Path, summary: SkipSummary) -> list[Path]:
 
 
 def _images(root: Path, summary: SkipSummary) -> list[Path]:
-    """The image files under root; other files count as ``not_an_image``."""
-    files = _walk(root, summary)
-    for p in files:
-        if not is_image_file(p):
-            summary.add("not_an_image", p)
-    return [p for p in files if is_image_file(p)]
+    """The image files under root; other files count as ``not_an_image``, DICOMs that are no
+    frontal film by their reason (multi-frame, no pixel data, lateral view)."""
+    images = []
+    for p in _walk(root, summary):
+        reason = "not_an_image" if not is_image_file(p) else dicom_skip_reason(p)
+        if reason:
+            summary.add(reason, p)
+        else:
+            images.append(p)
+    return images
 
 
 def _subdirs(d: Path) -> list[Path]:
