@@ -1,4 +1,5 @@
-"""The one seeded split of the project: films drawn by patient (docs/multimix.md, Data).
+"""The one seeded split of the project: films drawn by patient (docs/multimix.md, Splits by
+patient).
 
 Every split (the validation hold-out, the label budgets |D_l^c| and |D_l^s|, the TFDS
 builders' validation and test cuts) goes through :func:`split_groups`: the distinct group
