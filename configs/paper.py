@@ -21,7 +21,7 @@ import os
 
 import ml_collections
 
-from multimix_jax.config_base import base_config
+from multimix_jax.config_base import base_config, data_spec
 from multimix_jax.variants import apply_variant
 
 
@@ -35,8 +35,8 @@ def get_config(variant: str = "multimix") -> ml_collections.ConfigDict:
     tfds = lambda name, **kw: dict(kind="tfds", name=name, data_dir=data_dir, path="",
                                    num_examples=0, split="train", **kw)
     config.data.image_size = 256
-    config.data.cls = ml_collections.ConfigDict(tfds("kermany"))
-    config.data.seg = ml_collections.ConfigDict(tfds("jsrt"))
+    config.data.cls = data_spec(**tfds("kermany"))
+    config.data.seg = data_spec(**tfds("jsrt"))
     config.data.val_cls = "split:validation"
     config.data.val_seg = "split:validation"
     config.data.eval_sets = ml_collections.ConfigDict({

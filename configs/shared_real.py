@@ -19,7 +19,7 @@ import os
 
 import ml_collections
 
-from multimix_jax.config_base import base_config
+from multimix_jax.config_base import base_config, data_spec
 from multimix_jax.variants import apply_variant
 
 
@@ -30,11 +30,8 @@ def get_config(variant: str = "multimix") -> ml_collections.ConfigDict:
     root = ml_collections.FieldReference(os.environ.get("MULTIMIX_DATA_ROOT", ""))
     config.data_root = root
     join = lambda *parts: root + "/" + "/".join(parts)  # FieldReference arithmetic stays linked
-    config.data.cls = ml_collections.ConfigDict(dict(
-        kind="folder", path=join("kermany_pneumonia_224", "train"), name="", data_dir="",
-        num_examples=0))
-    config.data.seg = ml_collections.ConfigDict(dict(
-        kind="folder", path=join("lung_masks_openist"), name="", data_dir="", num_examples=0))
+    config.data.cls = data_spec(kind="folder", path=join("kermany_pneumonia_224", "train"))
+    config.data.seg = data_spec(kind="folder", path=join("lung_masks_openist"))
     config.data.image_size = 128
     config.data.val_cls = 500
     config.data.val_seg = 40

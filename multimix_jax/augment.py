@@ -161,8 +161,9 @@ def _sharpness(img: Image.Image, v: int, rng: np.random.Generator) -> Image.Imag
     return ImageEnhance.Sharpness(img).enhance(_float_parameter(v, 0.9) + 0.05)
 
 
-def _affine(img: Image.Image, coeffs: tuple[float, ...]) -> Image.Image:
-    # Output pixel (x, y) samples input (a*x + b*y + c, d*x + e*y + f).
+def _pillow_raw_affine(img: Image.Image, coeffs: tuple[float, ...]) -> Image.Image:
+    """RandAugment's shear and translate: Pillow's raw map (output pixel (x, y) samples input
+    (a*x + b*y + c, d*x + e*y + f)), nearest neighbour, black fill."""
     return img.transform(
         img.size,
         Image.Transform.AFFINE,
@@ -174,12 +175,12 @@ def _affine(img: Image.Image, coeffs: tuple[float, ...]) -> Image.Image:
 
 def _shear_x(img: Image.Image, v: int, rng: np.random.Generator) -> Image.Image:
     s = _random_sign(_float_parameter(v, 0.3), rng)
-    return _affine(img, (1, s, 0, 0, 1, 0))
+    return _pillow_raw_affine(img, (1, s, 0, 0, 1, 0))
 
 
 def _shear_y(img: Image.Image, v: int, rng: np.random.Generator) -> Image.Image:
     s = _random_sign(_float_parameter(v, 0.3), rng)
-    return _affine(img, (1, 0, 0, s, 1, 0))
+    return _pillow_raw_affine(img, (1, 0, 0, s, 1, 0))
 
 
 def _solarize(img: Image.Image, v: int, rng: np.random.Generator) -> Image.Image:
@@ -190,12 +191,12 @@ def _solarize(img: Image.Image, v: int, rng: np.random.Generator) -> Image.Image
 def _translate_x(img: Image.Image, v: int, rng: np.random.Generator) -> Image.Image:
     # Positive shift samples from the right, i.e. moves content left by `shift` px.
     shift = int(_random_sign(_float_parameter(v, 0.3), rng) * img.size[0])
-    return _affine(img, (1, 0, shift, 0, 1, 0))
+    return _pillow_raw_affine(img, (1, 0, shift, 0, 1, 0))
 
 
 def _translate_y(img: Image.Image, v: int, rng: np.random.Generator) -> Image.Image:
     shift = int(_random_sign(_float_parameter(v, 0.3), rng) * img.size[1])
-    return _affine(img, (1, 0, 0, 0, 1, shift))
+    return _pillow_raw_affine(img, (1, 0, 0, 0, 1, shift))
 
 
 RAND_AUGMENT_OPS: dict[str, Op] = {
@@ -340,11 +341,12 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
     return np.clip(np.round(x), 0, 255).astype(np.uint8)
 
 
-def affine(image: np.ndarray, mask: np.ndarray | None, angle_deg: float, zoom: float,
-           aspect: float, shift: tuple[float, float] = (0.0, 0.0)):
+def rotate_zoom_shift(image: np.ndarray, mask: np.ndarray | None, angle_deg: float, zoom: float,
+                      aspect: float, shift: tuple[float, float] = (0.0, 0.0)):
     """Rotate by ``angle_deg``, scale by ``zoom`` (x sqrt(aspect) across, / sqrt(aspect) down)
-    about the centre and shift by ``shift`` (rows, cols) pixels. Image: bilinear with edge
-    fill; mask: nearest with 0 fill. Returns (image, mask or None). scipy.ndimage serves."""
+    about the centre and shift by ``shift`` (rows, cols) pixels, image and mask alike: image
+    bilinear, mask nearest, both filled by edge replication (a zoom-out extends the mask
+    exactly where it extends the film). Returns (image, mask or None). scipy.ndimage serves."""
     a = np.deg2rad(angle_deg)
     scale = np.array([zoom / np.sqrt(aspect), zoom * np.sqrt(aspect)])  # (rows, cols)
     rotation = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
@@ -354,7 +356,7 @@ def affine(image: np.ndarray, mask: np.ndarray | None, angle_deg: float, zoom: f
     warp = lambda x, order, mode: ndimage.affine_transform(
         x, matrix, offset=offset, order=order, mode=mode)
     out = to_uint8(warp(image.astype(np.float32), 1, "nearest"))
-    return out, (warp(mask, 0, "constant") if mask is not None else None)
+    return out, (warp(mask, 0, "nearest") if mask is not None else None)
 
 
 def geometric_jitter(image: np.ndarray, mask: np.ndarray | None, rng: np.random.Generator,
@@ -362,9 +364,9 @@ def geometric_jitter(image: np.ndarray, mask: np.ndarray | None, rng: np.random.
     """Random rotation, isotropic zoom and aspect-ratio change (the Kermany films were resized
     to a square without keeping their aspect ratio, differently per class)."""
     log_aspect = np.log1p(max_aspect)
-    return affine(image, mask, rng.uniform(-max_rotate, max_rotate),
-                  rng.uniform(1 - max_zoom, 1 + max_zoom),
-                  float(np.exp(rng.uniform(-log_aspect, log_aspect))))
+    return rotate_zoom_shift(image, mask, rng.uniform(-max_rotate, max_rotate),
+                             rng.uniform(1 - max_zoom, 1 + max_zoom),
+                             float(np.exp(rng.uniform(-log_aspect, log_aspect))))
 
 
 def photometric_jitter(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -13,6 +13,20 @@ def int_or_str(value) -> ml_collections.FieldReference:
     return ml_collections.FieldReference(value, field_type=object)
 
 
+def data_spec(**fields) -> ml_collections.ConfigDict:
+    """A training data spec (``config.data.cls`` / ``.seg``) with every field defaulted.
+
+    ``group``: how films are grouped into patients for the seeded splits (docs/multimix.md,
+    Data): 'auto' (Kermany patient names, else one per film), 'film' or 'regex:PATTERN'.
+    ``unlabeled_extra``: a folder whose images and DICOMs (any layout, labels ignored) join
+    the task's unlabelled stream, ``unlabeled_extra_share`` of each unlabelled batch ("": none).
+    """
+    spec = dict(kind="synthetic", path="", name="", data_dir="", num_examples=0, group="auto",
+                unlabeled_extra="", unlabeled_extra_share=0.5)
+    spec.update(fields)
+    return ml_collections.ConfigDict(spec)
+
+
 def base_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.seed = 0
@@ -26,10 +40,8 @@ def base_config() -> ml_collections.ConfigDict:
     config.data.worker_buffer_size = 2
     # Kinds: 'synthetic' (embedded), 'folder' (generic class / images+masks folder),
     # 'tfds' (a built TFDS dataset: name, data_dir).
-    config.data.cls = ml_collections.ConfigDict(dict(
-        kind="synthetic", path="", name="", data_dir="", num_examples=2000))
-    config.data.seg = ml_collections.ConfigDict(dict(
-        kind="synthetic", path="", name="", data_dir="", num_examples=400))
+    config.data.cls = data_spec(num_examples=2000)
+    config.data.seg = data_spec(num_examples=400)
     # Held out of training, never trained on: a count, or 'split:NAME' for a dataset's own split.
     config.data.val_cls = int_or_str(200)
     config.data.val_seg = int_or_str(40)

@@ -7,12 +7,13 @@ from __future__ import annotations
 import io
 import logging
 import pathlib
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
 from multimix_jax import (evaluation, input_pipeline, intervals, metrics, names, pictures,
                           postprocess, prior, report, steps)
+from multimix_jax import workdir as workdir_lib
 from multimix_jax.files import write_atomically
 
 log = logging.getLogger("multimix_jax")
@@ -117,13 +118,15 @@ def write_predictions(path: pathlib.Path, films: Mapping[str, dict]) -> pathlib.
 
 def evaluate(config, workdir: str | pathlib.Path, *, which: str = "best",
              extra_sets: Mapping[str, tuple[str, str]] | None = None,
-             output_dir: str | pathlib.Path | None = None, adapt_prior: bool = False) -> dict:
+             output_dir: str | pathlib.Path | None = None, adapt_prior: bool = False,
+             allow_config_change: Sequence[str] = ()) -> dict:
     """Every evaluation set of the config (validation hold-outs, test sets) plus ``extra_sets``
     (name -> (task, folder)), at the decision threshold stored with the checkpoint; writes
     results.json, results.md, predictions.npz, report.html and example PNGs to ``output_dir``
     (default: ``workdir``). ``adapt_prior``: each classification set's posteriors adjusted to
     its own estimated class prior (``sets.NAME.estimated_prior``; docs/multimix.md, A new
-    site)."""
+    site). Refused when the splits differ from the workdir's ``splits.json`` (unless
+    ``allow_config_change`` names 'splits')."""
     workdir = pathlib.Path(workdir).resolve()
     output_dir = pathlib.Path(output_dir).resolve() if output_dir else workdir
     mask_mode = postprocess.check_mode(config.eval.mask_postprocess)
@@ -131,6 +134,8 @@ def evaluate(config, workdir: str | pathlib.Path, *, which: str = "best",
     training = prior.training_prior(loaded.val_prior) if adapt_prior else None
     predict_fn = steps.jit_predict(loaded.model, loaded.mesh, config.eval.flip_tta)
     splits = input_pipeline.make_splits(config)
+    workdir_lib.check_splits(workdir, splits.fingerprints(), compare=True, write=False,
+                             allow=allow_config_change)
     labeled = labeled_prior(splits)
     sets = evaluation.eval_sources(config, splits, extra_sets)
     results, films, sections = {}, {}, []

@@ -13,16 +13,20 @@ processes, and the iterator state (a position) can be checkpointed and restored.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
+import sys
 from typing import Any, Iterator, Mapping, Sequence
 
 import grain
 import numpy as np
 from grain.experimental import ZipMapDataset
 
-from multimix_jax import augment
+from multimix_jax import augment, splitting
+from multimix_jax.datasets import layouts
 from multimix_jax.names import (CLASSIFICATION, CLS_LABELED, CLS_UNLABELED, SEG_LABELED,
                                 SEG_UNLABELED, SEGMENTATION, STREAMS)
+from multimix_jax.errors import UserError
 from multimix_jax.synthetic import SyntheticCXR
 
 log = logging.getLogger("multimix_jax")
@@ -32,14 +36,17 @@ SYNTHETIC_TEST_OFFSET = 1_000_000
 
 # --------------------------------------------------------------------------- sources
 class ArraySource:
-    """Random-access source over in-memory arrays with a common first axis."""
+    """Random-access source over in-memory arrays with a common first axis; ``keys`` names
+    each film (its path relative to the folder; an index for generated data)."""
 
-    def __init__(self, arrays: Mapping[str, np.ndarray]):
+    def __init__(self, arrays: Mapping[str, np.ndarray], keys: Sequence[str] | None = None):
         lengths = {len(v) for v in arrays.values()}
         if len(lengths) != 1:
             raise ValueError(f"arrays of different lengths: { {k: len(v) for k, v in arrays.items()} }")
         self._arrays = dict(arrays)
         self._length = lengths.pop()
+        self.keys = np.asarray([str(i) for i in range(self._length)] if keys is None else keys,
+                               dtype=str)
 
     def __len__(self) -> int:
         return self._length
@@ -51,11 +58,42 @@ class ArraySource:
         return f"ArraySource(n={self._length}, keys={sorted(self._arrays)})"
 
 
+class KeyedSource:
+    """A random-access source (a TFDS data source) whose examples carry a 'key'; ``keys``
+    reads them once."""
+
+    def __init__(self, source):
+        self._source, self._keys = source, None
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def __getitem__(self, index: int) -> dict:
+        return self._source[index]
+
+    @property
+    def keys(self) -> np.ndarray:
+        if self._keys is None:
+            raw = [self._source[i]["key"] for i in range(len(self._source))]
+            self._keys = np.asarray([k.decode() if isinstance(k, bytes) else str(k) for k in raw])
+        return self._keys
+
+
+def source_keys(source) -> np.ndarray:
+    """Each film's key (``keys`` of the project's sources; else the position)."""
+    keys = getattr(source, "keys", None)
+    return np.asarray(keys if keys is not None else [str(i) for i in range(len(source))], str)
+
+
 class SubsetSource:
     """The examples of ``source`` at ``indices`` (a label-budget or validation split)."""
 
     def __init__(self, source, indices: Sequence[int]):
         self._source, self._indices = source, np.asarray(indices, np.int64)
+
+    @property
+    def keys(self) -> np.ndarray:
+        return source_keys(self._source)[self._indices]
 
     def __len__(self) -> int:
         return len(self._indices)
@@ -83,13 +121,16 @@ def load_source(spec, task: str, image_size: int, *, split: str | None = None,
         n = num_examples if num_examples is not None else spec["num_examples"]
         generator = SyntheticCXR(n, seed=synthetic_seed, size=image_size,
                                  pneumonia_fraction=pneumonia_fraction, offset=synthetic_offset)
-        return materialize(generator)
+        return materialize(generator, keys=[f"synthetic/{synthetic_offset + i}" for i in range(n)])
+    if kind == "unlabeled_folder":  # every image below the folder, labels ignored
+        from multimix_jax.datasets.folders import load_folder
+        arrays = load_folder(spec["path"], "unlabeled", image_size)
+        return ArraySource({"image": arrays["image"]}, keys=arrays["key"])
     if kind == "folder":
         from multimix_jax.datasets.folders import load_folder
         if not spec.get("path"):
             raise ValueError(f"data spec {dict(spec)} of kind 'folder' needs a path")
         arrays = load_folder(spec["path"], task, image_size)  # de-duplicated across splits, cached
-        arrays.pop("key", None)
         folder_splits = arrays.pop("split", None)
         if folder_splits is not None and split is not None:  # never pool train/val/test
             from multimix_jax.datasets.layouts import SPLIT_ALIASES
@@ -101,7 +142,8 @@ def load_source(spec, task: str, image_size: int, *, split: str | None = None,
         elif folder_splits is None and split not in (None, "train"):
             raise ValueError(f"{spec['path']} has no split sub-folders, so it has no {split!r} "
                              "split: hold out a count instead (e.g. data.val_cls=500)")
-        return ArraySource(arrays)
+        keys = arrays.pop("key")
+        return ArraySource(arrays, keys=keys)
     if kind == "tfds":
         from multimix_jax.datasets.builders import open_dataset
         builder = open_dataset(spec["name"], spec["data_dir"], image_size)
@@ -111,7 +153,7 @@ def load_source(spec, task: str, image_size: int, *, split: str | None = None,
         if split not in builder.info.splits:
             raise ValueError(f"{builder.data_path} has no split {split!r}; its splits are "
                              f"{sorted(builder.info.splits)}")
-        return builder.as_data_source(split=split)
+        return KeyedSource(builder.as_data_source(split=split))
     raise ValueError(f"unknown data kind {kind!r} in {dict(spec)}; use synthetic, folder or tfds")
 
 
@@ -122,41 +164,29 @@ def drop_duplicate_images(arrays: dict, where: str = "") -> dict:
     return drop(arrays, where)
 
 
-def materialize(source) -> ArraySource:
+def materialize(source, keys: Sequence[str] | None = None) -> ArraySource:
     """Generate every example once and keep the arrays (epochs then cost only augmentation)."""
     rows = [source[i] for i in range(len(source))]
-    return ArraySource({k: np.stack([np.asarray(r[k]) for r in rows]) for k in rows[0]})
+    return ArraySource({k: np.stack([np.asarray(r[k]) for r in rows]) for k in rows[0]}, keys)
 
 
-def split_off(num_examples: int, count: int | str, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded split of range(num_examples) into (first ``count``, rest); 'all' -> (all, all).
-
-    Used for the validation hold-out and for the label budgets |D_l^c|, |D_l^s|: with 'all'
-    the unlabelled stream is the labelled set, labels ignored (docs/multimix.md, Training).
-    """
-    order = np.random.default_rng(seed).permutation(num_examples)
-    if count == "all":
-        return np.sort(order), np.sort(order)
-    count = int(count)
-    if not 0 < count <= num_examples:
-        raise ValueError(f"cannot take {count} of {num_examples} examples")
-    rest = order[count:] if count < num_examples else order
-    return np.sort(order[:count]), np.sort(rest)
-
-
-def balanced_oversample(indices: np.ndarray, labels: Sequence[int]) -> np.ndarray:
-    """``indices`` with every class repeated (cyclically) up to the largest class's count, so
-    the labelled stream sees each class equally often whatever the pool's prior
-    (docs/multimix.md, Recipe for unseen films)."""
-    labels = np.asarray(labels)
+def balanced_oversample(indices: np.ndarray, labels: Sequence[int], seed: int = 0) -> np.ndarray:
+    """``indices`` with every class topped up to the largest class's count, so the labelled
+    stream sees each class equally often whatever the pool's prior (docs/multimix.md, Recipe
+    for unseen films): each film of a class appears ``most // n`` times and a seeded draw
+    without replacement picks the ``most % n`` films that appear once more."""
+    labels, rng = np.asarray(labels), np.random.default_rng(seed)
     per_class = [indices[labels == c] for c in np.unique(labels)]
     most = max(len(c) for c in per_class)
-    return np.sort(np.concatenate([np.resize(c, most) for c in per_class]))
+    topped = [np.concatenate([np.repeat(c, most // len(c)),
+                              rng.choice(c, most % len(c), replace=False)]) for c in per_class]
+    return np.sort(np.concatenate(topped))
 
 
 @dataclasses.dataclass
 class DataSplits:
-    """Training streams' sources and the held-out validation sets."""
+    """Training streams' sources, the extra unlabelled pools and the held-out validation sets;
+    ``grouping``: each task's patient-grouping rule (short task name -> rule)."""
 
     cls_labeled: Any = None
     cls_unlabeled: Any = None
@@ -164,15 +194,59 @@ class DataSplits:
     seg_unlabeled: Any = None
     cls_val: Any = None
     seg_val: Any = None
+    cls_unlabeled_extra: Any = None
+    seg_unlabeled_extra: Any = None
+    grouping: dict = dataclasses.field(default_factory=dict)
+
+    def sources(self) -> dict:
+        """name -> source of every split (None where there is none)."""
+        # Not dataclasses.asdict: it deep-copies every source (~1 GB at the default 256 px).
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name != "grouping"}
+
+    def groups(self, name: str) -> list[str]:
+        """The patient group of each film of split ``name`` (the extra pools: one per film)."""
+        rule = self.grouping.get(name.split("_")[0], "film") if "extra" not in name else "film"
+        return layouts.patient_groups(source_keys(self.sources()[name]), rule)
 
     def summary(self) -> dict:
-        # Not dataclasses.asdict: it deep-copies every source (~1 GB at the default 256 px).
-        return {f.name: (len(getattr(self, f.name)) if getattr(self, f.name) is not None else 0)
-                for f in dataclasses.fields(self)}
+        """name -> {'films': n, 'groups': distinct patients} (oversampled films count once
+        among the groups), and the grouping rule of each task."""
+        out = {}
+        for name, source in self.sources().items():
+            if source is None:
+                out[name] = {"films": 0, "groups": 0}
+            else:
+                out[name] = {"films": len(source), "groups": len(set(self.groups(name)))}
+        return {**out, "grouping": dict(self.grouping)}
+
+    def fingerprints(self) -> dict:
+        """name -> {'films', 'sha256', 'entries'}: each split's distinct films as
+        ``key<TAB>content digest`` (the decoded pixels and label or mask), so that a file
+        added, removed, moved between splits or with other content changes it."""
+        out = {}
+        for name, source in self.sources().items():
+            if source is None:
+                continue
+            keys = source_keys(source)
+            entries = sorted({f"{k}\t{_content_digest(source[i])}" for i, k in enumerate(keys)})
+            out[name] = {"films": len(entries), "sha256": splitting.keys_fingerprint(entries),
+                         "entries": entries}
+        return out
+
+
+def _content_digest(example: Mapping) -> str:
+    h = hashlib.blake2b(digest_size=8)
+    for field in ("image", "label", "mask"):
+        if field in example:
+            h.update(np.ascontiguousarray(np.asarray(example[field])).tobytes())
+    return h.hexdigest()
 
 
 def make_splits(config) -> DataSplits:
-    """Validation first (never trained on), then the label budgets from the rest.
+    """Validation first (never trained on), then the label budgets from the rest, each
+    drawn by whole patients (:mod:`multimix_jax.splitting`; ``data.cls.group``), and the
+    extra unlabelled pools (``data.cls.unlabeled_extra``; never validated on).
 
     ``data.val_cls`` / ``data.val_seg``: a count held out of the training set by seed, or
     'split:NAME' to use the dataset's own split NAME (e.g. a TFDS 'validation' split).
@@ -187,6 +261,10 @@ def make_splits(config) -> DataSplits:
         load = lambda split: load_source(spec, task, size, split=split,
                                          synthetic_seed=data.synthetic_seed + stream_id,
                                          pneumonia_fraction=data.synthetic_pneumonia_fraction)
+        rule = spec.get("group", "auto")
+        splits.grouping[short] = rule
+        group_of = lambda source: layouts.patient_groups(source_keys(source), rule,
+                                                         f"data.{short}.group")
         source = load(spec.get("split", "train"))
         if isinstance(val, str) and val.startswith("split:"):
             if spec.get("kind", "synthetic") == "synthetic":  # it would repeat the train set
@@ -194,14 +272,21 @@ def make_splits(config) -> DataSplits:
                                  "splits; hold out a count instead")
             val_source, train = load(val[len("split:"):]), source
         else:
-            val_idx, train_idx = split_off(len(source), val, seed * 1000 + stream_id)
+            val_idx, train_idx = splitting.split_off(group_of(source), val, seed * 1000 + stream_id,
+                                                     f"data.val_{short}", hold_out=True)
             val_source, train = SubsetSource(source, val_idx), SubsetSource(source, train_idx)
-        labeled, unlabeled = split_off(len(train), budget, seed * 1000 + 10 + stream_id)
+        labeled, unlabeled = splitting.split_off(group_of(train), budget,
+                                                 seed * 1000 + 10 + stream_id, f"labels.{short}")
         if task == CLASSIFICATION and data.balance_labeled:
-            labeled = balanced_oversample(labeled, [train[int(i)]["label"] for i in labeled])
+            labeled = balanced_oversample(labeled, [train[int(i)]["label"] for i in labeled],
+                                          seed * 1000 + 20 + stream_id)
         setattr(splits, f"{short}_val", val_source)
         setattr(splits, f"{short}_labeled", SubsetSource(train, labeled))
         setattr(splits, f"{short}_unlabeled", SubsetSource(train, unlabeled))
+        if spec.get("unlabeled_extra"):
+            setattr(splits, f"{short}_unlabeled_extra", load_source(
+                {"kind": "unlabeled_folder", "path": spec["unlabeled_extra"]}, task, size))
+    log.info("splits (films / patients): %s", splits.summary())
     return splits
 
 
@@ -269,8 +354,34 @@ class StreamTransform(grain.transforms.RandomMap):
 
 
 # --------------------------------------------------------------------------- datasets
-def stream_seed(seed: int, stream: str) -> int:
-    return int(np.random.SeedSequence([seed, STREAMS.index(stream)]).generate_state(1)[0])
+def stream_seed(seed: int, stream: str, extra: bool = False) -> int:
+    """The shuffle and augmentation seed of a stream (of its extra pool: another one)."""
+    entropy = [seed, STREAMS.index(stream)] + ([1] if extra else [])
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
+
+
+def extra_rows(config, stream: str, batch: int) -> int:
+    """Rows of each ``batch`` of an unlabelled ``stream`` drawn from its extra pool:
+    ``round(unlabeled_extra_share * batch)`` (docs/multimix.md, Extra unlabelled films)."""
+    spec = config.data.cls if stream == CLS_UNLABELED else config.data.seg
+    share = float(spec.get("unlabeled_extra_share", 0.0))
+    short = "cls" if stream == CLS_UNLABELED else "seg"
+    if not 0.0 <= share <= 1.0:
+        raise UserError(f"data.{short}.unlabeled_extra_share={share} must be between 0 and 1")
+    return int(round(share * batch))
+
+
+def _shuffled_batches(source, seed: int, rows: int, stream: str, config) -> grain.MapDataset:
+    """Batches of ``rows`` from ``source``, reshuffled each epoch and augmented by position."""
+    return (EpochShuffle(grain.MapDataset.source(source).seed(seed))
+            .repeat()
+            .random_map(StreamTransform(stream, config.data.image_size, config.augment))
+            .batch(rows, drop_remainder=True))
+
+
+def _concatenate(parts: Sequence[dict]) -> dict:
+    """One batch from the pool's rows followed by the extra pool's rows."""
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 class EpochShuffle(grain.MapDataset):
@@ -337,10 +448,15 @@ def train_dataset(config, splits: DataSplits, streams: Sequence[str],
         source = getattr(splits, stream)
         if source is None or len(source) == 0:
             raise ValueError(f"stream {stream} has no examples: check the data config")
-        ds = (EpochShuffle(grain.MapDataset.source(source).seed(stream_seed(config.seed, stream)))
-              .repeat()
-              .random_map(StreamTransform(stream, config.data.image_size, config.augment))
-              .batch(local_batch, drop_remainder=True))
+        extra = getattr(splits, f"{stream}_extra", None)
+        n_extra = extra_rows(config, stream, local_batch) if extra is not None else 0
+        parts = [(source, stream_seed(config.seed, stream), local_batch - n_extra),
+                 (extra, stream_seed(config.seed, stream, extra=True), n_extra)]
+        batched = [_shuffled_batches(part, part_seed, rows, stream, config)
+                   for part, part_seed, rows in parts if rows]
+        # Two infinite streams of unequal batch counts: both cut to a plain stream's count.
+        ds = batched[0] if len(batched) == 1 else ZipMapDataset(
+            [b[:sys.maxsize // local_batch] for b in batched]).map(_concatenate)
         per_stream.append(ds[process_index::process_count])
     names = tuple(streams)
     zipped = ZipMapDataset(per_stream).map(lambda batches: dict(zip(names, batches)))

@@ -154,7 +154,8 @@ def run_mode(config) -> None:
                              allow=FLAGS.allow_config_change)
     if FLAGS.mode == "evaluate":
         evaluate.evaluate(config, FLAGS.workdir, which=FLAGS.checkpoint, extra_sets=extra,
-                          output_dir=FLAGS.output, adapt_prior=FLAGS.adapt_prior)
+                          output_dir=FLAGS.output, adapt_prior=FLAGS.adapt_prior,
+                          allow_config_change=FLAGS.allow_config_change)
     else:
         predict.predict_files(config, FLAGS.workdir, FLAGS.inputs,
                               FLAGS.output or f"{FLAGS.workdir}/predictions", FLAGS.checkpoint,

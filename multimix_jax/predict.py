@@ -71,7 +71,8 @@ def collect_inputs(inputs: Sequence[str], exclude: str | pathlib.Path | None = N
             raise UserError(f"--inputs {item}: no such file or folder; give image files or "
                             "folders of images")
         for f in files:
-            (images if image_io.is_image_file(f) else skipped).append(f)
+            film = image_io.is_image_file(f) and not image_io.dicom_skip_reason(f)
+            (images if film else skipped).append(f)  # lateral / multi-frame DICOMs: skipped
     images, skipped = list(dict.fromkeys(images)), list(dict.fromkeys(skipped))
     if not images:
         raise UserError(f"--inputs {' '.join(inputs)}: no image files there; give PNG, JPEG "

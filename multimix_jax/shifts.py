@@ -28,7 +28,7 @@ import numpy as np
 from scipy import ndimage
 from skimage import exposure
 
-from multimix_jax.augment import affine, paint_opacity, to_uint8
+from multimix_jax.augment import paint_opacity, rotate_zoom_shift, to_uint8
 from multimix_jax.names import CLASSIFICATION, SEGMENTATION, SHIFTED_SETS  # noqa: F401
 
 
@@ -91,9 +91,9 @@ PHOTOMETRIC = {"gamma": _gamma, "window": _window, "scanner_curve": _scanner_cur
 def geometric_shift(image, mask, rng):
     """Rotation up to 12 degrees, zoom 0.85-1.15, aspect ratio 0.8-1.25, shift up to 6%."""
     n = image.shape[0]
-    return affine(image, mask, rng.uniform(-12, 12), rng.uniform(0.85, 1.15),
-                  np.exp(rng.uniform(np.log(0.8), np.log(1.25))),
-                  tuple(rng.uniform(-0.06, 0.06, 2) * n))
+    return rotate_zoom_shift(image, mask, rng.uniform(-12, 12), rng.uniform(0.85, 1.15),
+                             np.exp(rng.uniform(np.log(0.8), np.log(1.25))),
+                             tuple(rng.uniform(-0.06, 0.06, 2) * n))
 
 
 def acquisition_shift(image: np.ndarray, mask: np.ndarray | None, rng: np.random.Generator):

@@ -267,16 +267,19 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, *, stop_at_step: int
         checkpointer = checkpointing.Checkpointer(workdir, config.train.keep_checkpoints)
         try:
             accepted = _start_or_resume(config, checkpointer, workdir, allow_config_change)
-            return _train(config, workdir, checkpointer, accepted, stop_at_step, is_chief)
+            return _train(config, workdir, checkpointer, accepted, stop_at_step, is_chief,
+                          allow_config_change)
         finally:
             checkpointer.close()
 
 
 def _train(config, workdir: pathlib.Path, checkpointer, accepted: list, stop_at_step,
-           is_chief: bool) -> dict:
+           is_chief: bool, allow: Sequence[str] = ()) -> dict:
     mesh = steps.make_mesh()
     initial = finetune.initial_params(config, fresh=checkpointer.latest_step() is None)
     splits = input_pipeline.make_splits(config)
+    workdir_lib.check_splits(workdir, splits.fingerprints(), allow=allow, write=is_chief,
+                             compare=checkpointer.latest_step() is not None)
     epoch_steps = input_pipeline.steps_per_epoch(config, splits)
     num_steps = total_steps(config, epoch_steps)
     model, tx, state = steps.setup(config, mesh, epoch_steps)

@@ -4,8 +4,10 @@ later run's config against it, and the lock that keeps two training runs apart.
 Resume, evaluate and predict compare every recorded config field except a few that do not
 change what the checkpoints are (``ALLOWED``; evaluate/predict also ignore the training-only
 groups in ``INFERENCE_ALLOWED``). A field the record lacks (an older workdir, a field added
-since) is allowed with a warning. String values that differ only by the data root
-(``config.data_root``) compare equal, so the data may move.
+since) is refused unless its default is the old behaviour (``OLD_BEHAVIOUR_DEFAULTS``).
+String values that differ only by the data root (``config.data_root``) compare equal, so the
+data may move; the move is written to ``config_changes.jsonl``, and ``splits.json`` (each
+split's films and their content) catches data that moved in content.
 """
 
 from __future__ import annotations
@@ -28,15 +30,28 @@ CONFIG_FILE = "config.json"
 CHANGES_FILE = "config_changes.jsonl"
 LOCK_FILE = "train.lock"
 
-# Fields (or groups: a prefix) that may change on resume: run length, logging, workers, eval.
+SPLITS_FILE = "splits.json"
+
+# Fields (or groups: a prefix) that may change on resume: run length, logging, test sets and
+# the eval fields that leave the validation sets, the score and the threshold alone (the
+# best-checkpoint ranking must compare like with like).
 ALLOWED = ("train.num_steps", "train.num_epochs", "train.log_every_steps",
            "train.eval_every_steps", "train.checkpoint_every_steps", "train.keep_checkpoints",
-           "train.num_image_summaries", "train.divergence_factor", "data.worker_count",
-           "data.worker_buffer_size", "data.eval_batch_size", "data.eval_sets", "eval",
-           "distributed", "data_root")
+           "train.num_image_summaries", "train.divergence_factor", "data.worker_buffer_size",
+           "data.eval_batch_size", "data.eval_sets", "eval.model_name", "eval.num_example_pngs",
+           "eval.table", "eval.mask_postprocess", "distributed", "data_root")
 # ... and what only training reads, for evaluate/predict.
 INFERENCE_ALLOWED = ALLOWED + ("train", "optim", "loss", "augment", "data.per_stream_batch",
-                               "init_from")
+                               "data.worker_count", "init_from")
+# Fields added since older workdirs were recorded whose default is the old behaviour: their
+# absence from a record means that default. Any other field missing from a record is refused.
+OLD_BEHAVIOUR_DEFAULTS = {"data.cls.unlabeled_extra": "", "data.seg.unlabeled_extra": "",
+                          "data.cls.unlabeled_extra_share": 0.5,
+                          "data.seg.unlabeled_extra_share": 0.5, "init_from": "",
+                          "eval.mask_postprocess": "none"}
+# Fields a resume can never change, with the reason (allowing them would fail later).
+NEVER_ON_RESUME = {"data.worker_count": "Grain's iterator state of a pipeline with one number of "
+                   "worker processes does not restore into one with another"}
 
 
 # --------------------------------------------------------------------------- recorded config
@@ -78,20 +93,27 @@ def _rooted(value, root: str):
     return value
 
 
+_MISSING = "<not recorded>"
+
+
 def config_changes(recorded: dict, current: dict, allowed: Sequence[str]) -> tuple[list, list]:
-    """(refused, accepted) differences as (field, recorded, current); fields missing on one
-    side are accepted (and warned about)."""
+    """(refused, accepted) differences as (field, recorded, current). A field the record
+    lacks is a change from ``<not recorded>`` (refused unless allowed) except where
+    ``OLD_BEHAVIOUR_DEFAULTS`` gives the value it had then; a field only in the record (gone
+    from the code) is warned about. ``data_root`` itself is compared as written."""
     old_root, new_root = recorded.get("data_root") or "", current.get("data_root") or ""
     old, new = flatten(recorded), flatten(current)
     refused, accepted = [], []
     for name in sorted(set(old) | set(new)):
-        if name not in old or name not in new:
-            log.warning("config field %s is %s the recorded config: unknown, allowed", name,
-                        "not in" if name not in old else "only in")
+        if name not in new:
+            log.warning("config field %s is only in the recorded config: unknown, allowed", name)
             continue
-        if _rooted(old[name], old_root) == _rooted(new[name], new_root):
+        before = old.get(name, OLD_BEHAVIOUR_DEFAULTS.get(name, _MISSING))
+        if name == "data_root" and before != new[name]:
+            pass  # a moved data root is recorded in config_changes.jsonl
+        elif _rooted(before, old_root) == _rooted(new[name], new_root):
             continue
-        (accepted if _matches(name, allowed) else refused).append((name, old[name], new[name]))
+        (accepted if _matches(name, allowed) else refused).append((name, before, new[name]))
     return refused, accepted
 
 
@@ -108,6 +130,11 @@ def check_config(config, workdir: str | pathlib.Path, *, inference: bool = False
         return []
     allowed = (INFERENCE_ALLOWED if inference else ALLOWED) + tuple(allow)
     refused, accepted = config_changes(recorded, config_dict(config), allowed)
+    for name, old, new in refused + accepted:
+        if name in NEVER_ON_RESUME and not inference:
+            raise ConfigMismatchError(f"{name} cannot change on resume ({json.dumps(old)} -> "
+                                      f"{json.dumps(new)}): {NEVER_ON_RESUME[name]}; resume "
+                                      f"with {name}={json.dumps(old)}")
     if refused:
         fields = ",".join(name for name, _, _ in refused)
         raise ConfigMismatchError(
@@ -126,6 +153,37 @@ def record_config(config, workdir: pathlib.Path, accepted: list, step: int) -> N
             for name, old, new in accepted:
                 f.write(json.dumps({"step": step, "field": name, "old": old, "new": new}) + "\n")
     write_recorded(workdir, config)
+
+
+# --------------------------------------------------------------------------- splits
+def check_splits(workdir: str | pathlib.Path, fingerprints: dict, *, compare: bool,
+                 write: bool, allow: Sequence[str] = ()) -> None:
+    """If ``compare`` (a resume, an evaluation), compares each split's films
+    (``DataSplits.fingerprints``) with those recorded in ``splits.json`` and stops naming the
+    split and how many films left and joined it, unless ``allow`` names 'splits' (or 'all').
+    ``write`` (the chief of a training run): record them when there is no comparable record
+    (a fresh run, an older workdir) or after an allowed change."""
+    path = pathlib.Path(workdir) / SPLITS_FILE
+    recorded = json.loads(path.read_text()) if compare and path.exists() else None
+    if recorded is not None:
+        moved = []
+        for name in sorted(set(recorded) | set(fingerprints)):
+            old = recorded.get(name, {"sha256": None, "entries": []})
+            new = fingerprints.get(name, {"sha256": None, "entries": []})
+            if old["sha256"] != new["sha256"]:
+                before, after = set(old["entries"]), set(new["entries"])
+                moved.append(f"{name} ({len(before - after)} of its {len(before)} films left it, "
+                             f"{len(after - before)} joined it)")
+        if moved and not _matches("splits", allow):
+            raise ConfigMismatchError(
+                f"{path} records other films in its splits: {'; '.join(moved)} (a file added, "
+                "removed or changed, or another copy of the data); use the data the run was "
+                "made with, another --workdir, or --allow_config_change=splits if intended")
+        if moved:
+            log.warning("splits changed since the recorded run: %s", "; ".join(moved))
+        write = write and bool(moved)
+    if write:
+        write_atomically(path, json.dumps(fingerprints, indent=1, sort_keys=True))
 
 
 def adopt_recorded_data_root(config, workdir: str | pathlib.Path) -> None:

@@ -396,3 +396,15 @@ def test_bad_mask_and_parameters_raise_value_error():
 def test_global_random_module_is_rejected_as_rng():
     with pytest.raises(TypeError):
         weak_augment(np.zeros((8, 8), np.uint8), np.random)  # type: ignore[arg-type]
+
+
+def test_a_zoom_out_extends_a_border_touching_mask_as_it_extends_the_film():
+    image = np.full((32, 32), 200, np.uint8)
+    mask = np.zeros((32, 32), np.uint8)
+    image[:, :10], mask[:, :10] = 40, 1  # a dark lung touching the left border
+    out, out_mask = augment.rotate_zoom_shift(image, mask, 0.0, 0.8, 1.0)
+    assert np.all(out[:, 0] == 40)  # the film's edge is replicated ...
+    assert np.all(out_mask[:, 0] == 1)  # ... and so is the mask's: lung-dark pixels stay lung
+    assert np.all(out_mask[out == 200] == 0) and np.all(out_mask[out == 40] == 1)
+    _, jittered = augment.geometric_jitter(image, mask, np.random.default_rng(0), max_zoom=0.3)
+    assert set(np.unique(jittered)) <= {0, 1}

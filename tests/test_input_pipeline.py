@@ -7,13 +7,16 @@ through Orbax, the padded evaluation batches and the placement on the device mes
 
 from __future__ import annotations
 
+import json
+
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
 import grain
-from multimix_jax import augment, input_pipeline, steps
+from multimix_jax import augment, input_pipeline, splitting, steps
+from multimix_jax.errors import UserError
 from tests.conftest import tiny_config
 
 S = 32
@@ -138,14 +141,18 @@ def test_summary_does_not_copy_the_sources():
 
     source = NoCopy({"image": np.zeros((5, S, S), np.uint8)})
     splits = input_pipeline.DataSplits(cls_labeled=source, cls_val=source)
-    assert splits.summary()["cls_labeled"] == 5 and splits.summary()["seg_val"] == 0
+    summary = splits.summary()
+    assert summary["cls_labeled"] == {"films": 5, "groups": 5}
+    assert summary["seg_val"] == {"films": 0, "groups": 0}
 
 
 def test_split_sizes_and_disjoint_validation(config, splits):
     n_cls, n_seg = config.data.cls.num_examples, config.data.seg.num_examples
-    assert splits.summary() == {
+    films = {name: v["films"] for name, v in splits.summary().items() if name != "grouping"}
+    assert films == {
         "cls_labeled": 8, "cls_unlabeled": n_cls - 8 - 8, "seg_labeled": 4,
-        "seg_unlabeled": n_seg - 4 - 4, "cls_val": 8, "seg_val": 4}
+        "seg_unlabeled": n_seg - 4 - 4, "cls_val": 8, "seg_val": 4,
+        "cls_unlabeled_extra": 0, "seg_unlabeled_extra": 0}
     for short in ("cls", "seg"):
         val = image_bytes(getattr(splits, f"{short}_val"))
         lab = image_bytes(getattr(splits, f"{short}_labeled"))
@@ -176,8 +183,50 @@ def test_split_seed_changes_the_draw(splits):
 
 
 def test_split_off_budget_larger_than_pool_is_an_error():
-    with pytest.raises(ValueError, match="cannot take 50 of 40"):
-        input_pipeline.split_off(40, 50, 0)
+    with pytest.raises(UserError, match="labels.cls=50 cannot be taken from 40 films"):
+        splitting.split_off(range(40), 50, 0, "labels.cls")
+
+
+@pytest.mark.parametrize("count", [40, 41, "all"])
+def test_a_hold_out_as_large_as_its_set_is_refused(count):
+    with pytest.raises(UserError, match="data.val_cls="):
+        splitting.split_off(range(40), count, 0, "data.val_cls", hold_out=True)
+    config = pipeline_config(**{"data.val_cls": count})
+    with pytest.raises(UserError, match="data.val_cls="):
+        input_pipeline.make_splits(config)
+
+
+def test_a_hold_out_of_one_patient_that_is_the_whole_set_is_refused():
+    with pytest.raises(UserError, match="takes every patient"):
+        splitting.split_off(["p"] * 10, 3, 0, "data.val_cls", hold_out=True)
+
+
+def test_the_split_is_by_whole_patients_and_close_to_the_count():
+    rng = np.random.default_rng(0)
+    groups = np.repeat([f"p{i}" for i in range(60)], rng.integers(1, 4, 60))
+    for count in (5, 17, 40):
+        held, rest = splitting.split_off(groups, count, 3, "data.val_cls", hold_out=True)
+        assert not set(groups[held]) & set(groups[rest])
+        assert sorted(np.concatenate([held, rest]).tolist()) == list(range(len(groups)))
+        assert abs(len(held) - count) <= 1  # groups of 1-3 films: within one film
+    # One film per group: the film-by-film draw of before (permutation of range(n)).
+    held, rest = splitting.split_off(np.arange(40), 8, 7, "x")
+    order = np.random.default_rng(7).permutation(40)
+    assert held.tolist() == sorted(order[:8].tolist()) and rest.tolist() == sorted(order[8:].tolist())
+
+
+def test_balanced_oversample_draws_the_repeats_at_random_evenly():
+    indices = np.arange(30)
+    labels = np.array([0] * 4 + [1] * 26)  # 4 normals topped up to 26: 6 or 7 times each
+    out = input_pipeline.balanced_oversample(indices, labels, seed=0)
+    counts = np.bincount(out[out < 4], minlength=4)
+    assert counts.sum() == 26 and set(counts.tolist()) <= {6, 7}
+    assert np.all(np.bincount(out[out >= 4])[4:] == 1)
+    draws = {tuple(np.bincount(input_pipeline.balanced_oversample(indices, labels, s)[:26],
+                               minlength=4)[:4]) for s in range(8)}
+    assert len(draws) > 1  # which normals repeat once more is drawn, not the first ones
+    assert input_pipeline.balanced_oversample(indices, labels, 3).tolist() == \
+        input_pipeline.balanced_oversample(indices, labels, 3).tolist()
 
 
 def test_named_validation_split_of_synthetic_data_is_an_error():
@@ -215,8 +264,9 @@ def test_folder_with_split_subfolders_gives_only_the_requested_split(tmp_path):
                                 "labels.cls": 2})
     config.data.cls.kind, config.data.cls.path = "folder", str(tmp_path / "xray")
     splits = input_pipeline.make_splits(config)
-    assert splits.summary()["cls_val"] == counts["val"]
-    assert splits.summary()["cls_labeled"] + splits.summary()["cls_unlabeled"] == counts["train"]
+    films = {name: v["films"] for name, v in splits.summary().items() if name != "grouping"}
+    assert films["cls_val"] == counts["val"]
+    assert films["cls_labeled"] + films["cls_unlabeled"] == counts["train"]
 
 
 
@@ -450,7 +500,193 @@ def test_tfds_validation_split_is_not_the_training_split(tmp_path):
                            split="train")
     splits = input_pipeline.make_splits(config)
     summary = splits.summary()
-    assert summary["cls_val"] == counts["val"]
-    assert summary["cls_labeled"] + summary["cls_unlabeled"] == counts["train"]
+    assert summary["cls_val"]["films"] == counts["val"]
+    assert summary["cls_labeled"]["films"] + summary["cls_unlabeled"]["films"] == counts["train"]
     train_images = set(image_bytes(splits.cls_labeled)) | set(image_bytes(splits.cls_unlabeled))
     assert not train_images & set(image_bytes(splits.cls_val))
+
+
+# --------------------------------------------------------------------------- patients
+def _write_patient_folder(root, rng, extra_films=()):
+    """A Kermany-named class folder: 12 pneumonia patients with 1-3 films, 8 normal ones."""
+    from PIL import Image
+    names = []
+    for p in range(12):
+        for f in range(1 + p % 3):
+            names.append(f"PNEUMONIA/person{p}_{('bacteria', 'virus')[f % 2]}_{p * 10 + f}.jpeg")
+    for p in range(8):
+        names += [f"NORMAL/IM-{p:04d}-0001.jpeg", f"NORMAL/NORMAL2-IM-{p:04d}-0001.jpeg"][: 1 + p % 2]
+    for name in [*names, *extra_films]:
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (S, S), dtype=np.uint8)).save(path, quality=95)
+    return names
+
+
+def _patient(key):
+    from multimix_jax.datasets import layouts
+    return layouts.kermany_patient(key)
+
+
+def _folder_config(root, **overrides):
+    config = pipeline_config(**{"tasks.segmentation": False, "data.val_cls": 8, "labels.cls": 6,
+                                **overrides})
+    config.data.cls.kind, config.data.cls.path = "folder", str(root)
+    return config
+
+
+def test_validation_and_label_budget_never_share_a_patient_with_training(tmp_path):
+    _write_patient_folder(tmp_path / "xray", np.random.default_rng(0))
+    for seed in range(4):
+        splits = input_pipeline.make_splits(_folder_config(tmp_path / "xray",
+                                                           **{"data.split_seed": seed}))
+        patients = {name: {_patient(k) for k in input_pipeline.source_keys(getattr(splits, name))}
+                    for name in ("cls_val", "cls_labeled", "cls_unlabeled")}
+        assert None not in set().union(*patients.values())
+        assert not patients["cls_val"] & (patients["cls_labeled"] | patients["cls_unlabeled"])
+        assert not patients["cls_labeled"] & patients["cls_unlabeled"]
+        summary = splits.summary()
+        assert abs(summary["cls_val"]["films"] - 8) <= 1
+        assert summary["cls_val"]["groups"] == len(patients["cls_val"]) < summary["cls_val"]["films"]
+        assert summary["grouping"] == {"cls": "auto"}
+    # 'film': the old film-by-film draw, in which patients do straddle the split.
+    splits = input_pipeline.make_splits(_folder_config(tmp_path / "xray", **{"data.cls.group": "film"}))
+    assert splits.summary()["cls_val"]["films"] == 8
+
+
+def test_patient_rules():
+    from multimix_jax.datasets import layouts
+    keys = ["PNEUMONIA/person1000_bacteria_2931.jpeg", "PNEUMONIA/person1000_virus_1681.jpeg",
+            "PNEUMONIA/person447_virus_921_1.jpeg", "NORMAL/IM-0429-0001-0002.jpeg",
+            "NORMAL/NORMAL2-IM-0429-0001.jpeg", "other/scan_7.png"]
+    assert layouts.patient_groups(keys, "auto") == [
+        "person1000", "person1000", "person447", "normal-429", "normal-429", "film:other/scan_7.png"]
+    assert layouts.patient_groups(keys, "film") == keys
+    assert layouts.patient_groups(["a/p1_x.png", "a/p1_y.png", "b.png"], r"regex:p(\d+)_") == [
+        "1", "1", "film:b.png"]
+    with pytest.raises(UserError, match="data.cls.group='bogus' is not a grouping rule"):
+        layouts.patient_groups(keys, "bogus", "data.cls.group")
+
+
+@pytest.mark.slow
+def test_kermany_validation_patients_are_not_in_training():
+    from tests.conftest import SHARED_DATA
+    root = SHARED_DATA / "kermany_pneumonia_224" / "train"
+    if not root.is_dir():
+        pytest.skip(f"{root} not present")
+    config = pipeline_config(**{"tasks.segmentation": False, "data.val_cls": 500,
+                                "labels.cls": 100, "data.image_size": 16})
+    config.data.cls.kind, config.data.cls.path = "folder", str(root)
+    splits = input_pipeline.make_splits(config)
+    val = {_patient(k) for k in splits.cls_val.keys}
+    train = {_patient(k) for k in np.concatenate([splits.cls_labeled.keys,
+                                                  splits.cls_unlabeled.keys])}
+    assert None not in val | train and not val & train
+    assert any(p.startswith("person") for p in val) and any(p.startswith("normal") for p in val)
+    assert abs(len(splits.cls_val) - 500) <= 2
+
+
+# --------------------------------------------------------------------------- split records
+def test_a_resume_whose_splits_moved_is_refused_naming_the_split(tmp_path):
+    from multimix_jax import workdir as workdir_lib
+    from multimix_jax.errors import ConfigMismatchError
+    rng = np.random.default_rng(0)
+    _write_patient_folder(tmp_path / "xray", rng)
+    config = _folder_config(tmp_path / "xray")
+    prints = input_pipeline.make_splits(config).fingerprints()
+    workdir_lib.check_splits(tmp_path, prints, compare=False, write=True)
+    record = json.loads((tmp_path / workdir_lib.SPLITS_FILE).read_text())
+    assert set(record) == {"cls_val", "cls_labeled", "cls_unlabeled"}
+    workdir_lib.check_splits(tmp_path, input_pipeline.make_splits(config).fingerprints(),
+                             compare=True, write=True)  # same data: accepted
+    # A film added: the patients are drawn again and films move.
+    _write_patient_folder(tmp_path / "xray", rng, ["PNEUMONIA/person99_virus_1.jpeg"])
+    with pytest.raises(ConfigMismatchError, match=r"records other films in its splits: "
+                       r"cls_labeled \(\d+ of its \d+ films left it, \d+ joined it\)"):
+        workdir_lib.check_splits(tmp_path, input_pipeline.make_splits(config).fingerprints(),
+                                 compare=True, write=True)
+    # Another copy of the folder, same file names, other pixels.
+    _write_patient_folder(tmp_path / "copy", np.random.default_rng(5))
+    config.data.cls.path = str(tmp_path / "copy")
+    with pytest.raises(ConfigMismatchError, match=r"cls_val \(\d+ of its \d+ films left it"):
+        workdir_lib.check_splits(tmp_path, input_pipeline.make_splits(config).fingerprints(),
+                                 compare=True, write=False)
+    workdir_lib.check_splits(tmp_path, input_pipeline.make_splits(config).fingerprints(),
+                             compare=True, write=True, allow=["splits"])
+    assert json.loads((tmp_path / workdir_lib.SPLITS_FILE).read_text()) != record
+
+
+# --------------------------------------------------------------------------- extra pools
+def _write_extra_pool(root, value: int, n: int = 5):
+    """Constant films (``value``, ``value - 1``, ...) in nested folders and a text file."""
+    from PIL import Image
+    for i in range(n):
+        path = root / f"site{i % 2}" / "deep" / f"film{i}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((S + 8, S), value - i, np.uint8)).save(path)  # distinct films
+    (root / "notes.txt").write_text("not an image")
+
+
+@pytest.mark.parametrize("share, rows", [(0.5, 2), (0.25, 1), (1.0, 4)])
+def test_the_extra_pool_fills_its_share_of_each_unlabelled_batch(tmp_path, share, rows):
+    _write_extra_pool(tmp_path / "extra", 255)
+    config = pipeline_config(per_stream=4, **{"data.cls.unlabeled_extra": str(tmp_path / "extra"),
+                                              "data.seg.unlabeled_extra": str(tmp_path / "extra"),
+                                              "data.cls.unlabeled_extra_share": share,
+                                              "data.seg.unlabeled_extra_share": share})
+    splits = input_pipeline.make_splits(config)
+    assert splits.summary()["cls_unlabeled_extra"] == {"films": 5, "groups": 5}
+    assert "cls_unlabeled_extra" in splits.fingerprints()
+    assert all(name not in evaluation_names(splits) for name in ("cls_unlabeled_extra",))
+    for batch in take(iterator(config, splits), 6):
+        from_extra = lambda images: int(sum(np.all(im == im.flat[0]) and im.flat[0] > 245
+                                            for im in images))
+        assert from_extra(batch["cls_unlabeled"]["weak"]) == rows
+        assert from_extra(batch["seg_unlabeled"]["image"]) == rows
+        assert from_extra(batch["cls_labeled"]["image"]) == 0
+
+
+def evaluation_names(splits):
+    from multimix_jax import evaluation
+    return set(evaluation.validation_sources(splits))
+
+
+def test_without_an_extra_pool_the_batches_are_unchanged(tmp_path, config, splits):
+    _write_extra_pool(tmp_path / "extra", 255)
+    with_zero_share = pipeline_config(**{"data.cls.unlabeled_extra": str(tmp_path / "extra"),
+                                         "data.cls.unlabeled_extra_share": 0.0})
+    plain = take(iterator(config, splits), 3)
+    assert_batches_equal(plain, take(iterator(with_zero_share,
+                                              input_pipeline.make_splits(with_zero_share)), 3))
+    with pytest.raises(UserError, match="data.cls.unlabeled_extra_share=1.5 must be between"):
+        bad = pipeline_config(**{"data.cls.unlabeled_extra": str(tmp_path / "extra"),
+                                 "data.cls.unlabeled_extra_share": 1.5})
+        input_pipeline.train_dataset(bad, input_pipeline.make_splits(bad), ["cls_unlabeled"])
+
+
+@pytest.mark.slow
+def test_a_tiny_run_with_an_extra_pool_resumes_bit_identically(tmp_path):
+    from multimix_jax import train
+    from tests.conftest import tiny_train_config
+    _write_extra_pool(tmp_path / "extra", 200)
+    config = tiny_train_config(num_steps=4)
+    config.data.cls.unlabeled_extra = config.data.seg.unlabeled_extra = str(tmp_path / "extra")
+    straight = train.train_and_evaluate(config, tmp_path / "straight")
+    train.train_and_evaluate(config, tmp_path / "resumed", stop_at_step=2)
+    resumed = train.train_and_evaluate(config, tmp_path / "resumed")
+    for a, b in zip(jax.tree_util.tree_leaves(straight["state"].params),
+                    jax.tree_util.tree_leaves(resumed["state"].params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    record = json.loads((tmp_path / "resumed" / "splits.json").read_text())
+    assert record["cls_unlabeled_extra"]["films"] == 5
+    # A film added to the extra pool: resume and evaluation are refused, naming the split.
+    from PIL import Image
+    from multimix_jax import evaluate
+    from multimix_jax.errors import ConfigMismatchError
+    Image.fromarray(np.full((S, S), 9, np.uint8)).save(tmp_path / "extra" / "new.png")
+    config.train.num_steps = 6
+    moved = r"cls_unlabeled_extra \(0 of its 5 films left it, 1 joined it\)"
+    with pytest.raises(ConfigMismatchError, match=moved):
+        train.train_and_evaluate(config, tmp_path / "resumed")
+    with pytest.raises(ConfigMismatchError, match=moved):
+        evaluate.evaluate(config, tmp_path / "resumed")

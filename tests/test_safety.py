@@ -77,19 +77,58 @@ def test_training_only_fields_matter_to_resume_not_to_evaluate(tmp_path):
         workdir_lib.check_config(config, tmp_path)
 
 
-def test_unknown_fields_are_allowed_and_a_moved_data_root_is_the_same_data(tmp_path):
+def test_a_field_missing_from_an_older_record_is_refused_unless_its_default_is_old(tmp_path):
+    config = tiny_train_config()
+    recorded = workdir_lib.config_dict(config)
+    del recorded["loss"]["dice_smooth"]  # a field added after the run was made
+    del recorded["data"]["cls"]["unlabeled_extra"]  # added with the old behaviour as default
+    (tmp_path / workdir_lib.CONFIG_FILE).write_text(json.dumps(recorded))
+    with pytest.raises(errors.ConfigMismatchError, match=r"loss.dice_smooth \"<not recorded>\" "
+                       r"-> 1.0.*--allow_config_change=loss.dice_smooth") as error:
+        workdir_lib.check_config(config, tmp_path)
+    assert "unlabeled_extra" not in str(error.value)
+    assert workdir_lib.check_config(config, tmp_path, allow=["loss.dice_smooth"])
+
+
+def test_a_moved_data_root_is_the_same_data_and_is_recorded(tmp_path):
     config = tiny_train_config()
     config.data_root = "/old/data"
     config.data.cls.path = "/old/data/kermany/train"
-    recorded = workdir_lib.config_dict(config)
-    del recorded["loss"]["dice_smooth"]  # a field added after the run was made
-    (tmp_path / workdir_lib.CONFIG_FILE).write_text(json.dumps(recorded))
+    workdir_lib.write_recorded(tmp_path, config)
     config.data_root = "/new/place"
     config.data.cls.path = "/new/place/kermany/train"
-    assert workdir_lib.check_config(config, tmp_path) == []
+    accepted = workdir_lib.check_config(config, tmp_path)
+    assert accepted == [("data_root", "/old/data", "/new/place")]
+    workdir_lib.record_config(config, tmp_path, accepted, step=5)
+    change = json.loads((tmp_path / workdir_lib.CHANGES_FILE).read_text())
+    assert change == {"step": 5, "field": "data_root", "old": "/old/data", "new": "/new/place"}
     config.data.cls.path = "/new/place/other/train"
     with pytest.raises(errors.ConfigMismatchError, match="data.cls.path"):
         workdir_lib.check_config(config, tmp_path)
+
+
+@pytest.mark.parametrize("field, value", [("eval.shifted_validation", True),
+                                          ("eval.flip_tta", True)])
+def test_eval_fields_that_change_the_validation_score_are_refused_on_resume(tmp_path, field,
+                                                                              value):
+    config = tiny_train_config()
+    workdir_lib.write_recorded(tmp_path, config)
+    config.update_from_flattened_dict({field: value, "eval.model_name": "other"})
+    with pytest.raises(errors.ConfigMismatchError, match=f"{field} false -> true") as error:
+        workdir_lib.check_config(config, tmp_path)
+    assert "eval.model_name" not in str(error.value)
+
+
+def test_a_resume_with_another_worker_count_is_refused_in_one_sentence(tmp_path):
+    config = tiny_train_config()
+    workdir_lib.write_recorded(tmp_path, config)
+    config.data.worker_count = 1
+    for allow in ((), ("data.worker_count",), ("all",)):
+        with pytest.raises(errors.ConfigMismatchError,
+                           match=r"data.worker_count cannot change on resume \(0 -> 1\).*"
+                                 r"resume with data.worker_count=0"):
+            workdir_lib.check_config(config, tmp_path, allow=allow)
+    assert workdir_lib.check_config(config, tmp_path, inference=True)  # evaluate: no iterator
 
 
 def test_an_unset_data_root_takes_the_recorded_one(tmp_path):

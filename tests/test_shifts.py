@@ -81,10 +81,10 @@ def ndimage_dilate(mask, iterations):
 
 def test_geometric_shift_moves_image_and_mask_together():
     film, mask = _film(1), _lung_mask()
-    image, moved = augment.affine(film, mask, 90.0, 1.0, 1.0)
+    image, moved = augment.rotate_zoom_shift(film, mask, 90.0, 1.0, 1.0)
     np.testing.assert_array_equal(moved, np.rot90(mask, 1))  # a quarter turn is exact
     np.testing.assert_array_equal(image, np.rot90(film, 1))
-    _, stretched = augment.affine(film, mask, 0.0, 1.0, 1.5)
+    _, stretched = augment.rotate_zoom_shift(film, mask, 0.0, 1.0, 1.5)
     cols = np.flatnonzero(stretched.any(0))
     assert cols.max() - cols.min() > np.ptp(np.flatnonzero(mask.any(0)))  # wider across
 

@@ -25,22 +25,23 @@ import tensorflow_datasets as tfds
 from multimix_jax.datasets import layouts
 from multimix_jax.datasets.folders import fingerprint, load_records
 from multimix_jax.errors import DataError
+from multimix_jax.splitting import split_groups
 
 log = logging.getLogger("multimix_jax")
 
 
 def seeded_split(keys: Sequence[str], val_fraction: float, test_fraction: float,
                  seed: int = 0) -> dict[str, list[str]]:
-    """Sorted keys permuted by ``default_rng(seed)`` and cut into test, validation, train
-    (``round(n * fraction)``, at least one when n allows)."""
+    """Test, validation and train cut by :func:`multimix_jax.splitting.split_groups` (one
+    group per key: these sets have one film per patient) from ``round(n * fraction)`` films,
+    at least one when n allows."""
     keys = sorted(keys)
-    keys = [keys[i] for i in np.random.default_rng(seed).permutation(len(keys))]
     n_val, n_test = round(len(keys) * val_fraction), round(len(keys) * test_fraction)
     n_val += val_fraction > 0 and n_val == 0 and len(keys) - n_test >= 2
     n_test += test_fraction > 0 and n_test == 0 and len(keys) - n_val >= 2
-    parts = {"train": keys[n_test + n_val:], "validation": keys[n_test:n_test + n_val],
-             "test": keys[:n_test]}
-    return {split: sorted(part) for split, part in parts.items() if part}
+    test, val, train = split_groups(keys, [n_test, n_val], seed)
+    parts = {"train": train, "validation": val, "test": test}
+    return {split: [keys[i] for i in part] for split, part in parts.items() if len(part)}
 
 
 class _Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):

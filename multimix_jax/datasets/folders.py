@@ -69,12 +69,18 @@ def load_records(records: Sequence[layouts.Record], size: int, *, kind: str,
     out = {"image": np.stack([e["image"] for e in examples])}
     if kind == "segmentation":
         out["mask"] = np.stack([e["mask"] for e in examples])
-    else:
+    elif kind == "classification":
         out["label"] = np.array([-1 if r.label is None else r.label for r in records], np.int64)
     out["key"] = np.array([r.key for r in records], dtype=str)
     if any(r.split is not None for r in records):
         out["split"] = np.array([r.split or "" for r in records], dtype=str)
     return out
+
+
+# kind -> the reader of its folders ('unlabeled': any layout, every image, labels ignored)
+READERS = {"classification": layouts.read_classification_folder,
+           "segmentation": layouts.read_segmentation_folder,
+           "unlabeled": layouts.read_image_tree}
 
 
 def load_folder(root: os.PathLike | str, kind: str, size: int) -> dict:
@@ -83,8 +89,8 @@ def load_folder(root: os.PathLike | str, kind: str, size: int) -> dict:
     key) after :func:`drop_duplicate_images`; read once per (folder, kind, size, file
     listing) in a process."""
     path = Path(root).expanduser().resolve()
-    if kind not in ("classification", "segmentation"):
-        raise ValueError(f"kind must be 'classification' or 'segmentation', got {kind!r}")
+    if kind not in READERS:
+        raise ValueError(f"kind must be one of {sorted(READERS)}, got {kind!r}")
     if not path.is_dir():
         raise DataError(root, "data folder does not exist" if not path.exists() else "not a folder")
     return dict(_load_folder_cached(str(path), kind, int(size), fingerprint(path)))
@@ -93,9 +99,7 @@ def load_folder(root: os.PathLike | str, kind: str, size: int) -> dict:
 @functools.lru_cache(maxsize=4)
 def _load_folder_cached(root: str, kind: str, size: int, listing: str) -> dict:
     del listing  # part of the cache key only: an edited folder is read again
-    read = (layouts.read_classification_folder if kind == "classification"
-            else layouts.read_segmentation_folder)
-    records, summary = read(root)
+    records, summary = READERS[kind](root)
     if summary:
         log.info("%s: %s", root, summary)
     arrays = drop_duplicate_images(load_records(records, size, kind=kind), root)
@@ -111,7 +115,7 @@ def drop_duplicate_images(arrays: dict, where: str = "") -> dict:
     label is right is unknown. The kept examples stay in their original order."""
     n = len(arrays["image"])
     digest = lambda a: hashlib.blake2b(np.ascontiguousarray(a).tobytes(), digest_size=16).digest()
-    target = "label" if "label" in arrays else "mask"
+    target = "label" if "label" in arrays else "mask" if "mask" in arrays else "image"
     splits = arrays.get("split", [""] * n)
     copies = collections.defaultdict(list)  # image digest -> its indices, earliest split first
     for i in sorted(range(n), key=lambda i: (_SPLIT_RANK.get(str(splits[i]), 3), i)):

@@ -16,8 +16,8 @@ import re
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from multimix_jax.datasets.image_io import is_ignorable, is_image_file
-from multimix_jax.errors import DataError
+from multimix_jax.datasets.image_io import dicom_skip_reason, is_ignorable, is_image_file
+from multimix_jax.errors import DataError, UserError
 from multimix_jax.names import CLASS_NAMES
 
 SPLIT_ALIASES = {"train": "train", "training": "train", "val": "validation",
@@ -55,6 +55,47 @@ class SkipSummary(collections.Counter):
             for r, n in sorted(self.items()))
 
 
+# --------------------------------------------------------------------------- patients
+# Kermany et al. name pneumonia films ``personN_bacteria_M`` / ``personN_virus_M`` (patient N)
+# and normal films ``IM-XXXX-YYYY`` or ``NORMAL2-IM-XXXX-YYYY`` (patient XXXX, film YYYY;
+# ``IM-XXXX-0001-0002`` is a second film of the same study). Whether the NORMAL2- series
+# reuses the numbers of the IM- series for the same child is not known, so both fall in one
+# group: joining two patients can never leak a patient across a split.
+_KERMANY_PATIENT = re.compile(
+    r"(?:^|/)(?:person(?P<person>\d+)_(?:bacteria|virus)|(?:normal2-)?im-(?P<normal>\d+))"
+    r"[-_][^/]*$", re.IGNORECASE)
+GROUP_RULES = ("auto", "film")  # and 'regex:PATTERN'
+
+
+def kermany_patient(key: str) -> str | None:
+    """The Kermany patient id of a film key (``person123``, ``normal-0115``), else None."""
+    m = _KERMANY_PATIENT.search(os.path.splitext(key)[0])
+    if m is None:
+        return None
+    return f"person{int(m['person'])}" if m["person"] else f"normal-{int(m['normal'])}"
+
+
+def patient_groups(keys: Sequence[str], rule: str, what: str = "group") -> list[str]:
+    """One group id per film key under ``rule``: 'auto' = the Kermany patient where the file
+    name follows Kermany's naming, else the film itself; 'film' = one group per film;
+    'regex:PATTERN' = the first capture group of ``re.search(PATTERN, key)`` (the whole
+    match without one), else the film itself. ``what`` names the config field."""
+    if rule == "film":
+        return list(keys)
+    if rule == "auto":
+        return [kermany_patient(k) or f"film:{k}" for k in keys]
+    if rule.startswith("regex:"):
+        try:
+            pattern = re.compile(rule[len("regex:"):])
+        except re.error as e:
+            raise UserError(f"{what}={rule!r} is not a valid regular expression ({e})") from None
+        found = [pattern.search(k) for k in keys]
+        return [(m.group(1) if pattern.groups else m.group(0)) if m else f"film:{k}"
+                for m, k in zip(found, keys)]
+    raise UserError(f"{what}={rule!r} is not a grouping rule: use 'auto' (Kermany patients), "
+                    "'film' (one group per film) or 'regex:PATTERN' (the first capture group)")
+
+
 def _check_dir(path: os.PathLike | str) -> Path:
     p = Path(path)
     if not p.is_dir():
@@ -75,12 +116,16 @@ def _walk(root: Path, summary: SkipSummary) -> list[Path]:
 
 
 def _images(root: Path, summary: SkipSummary) -> list[Path]:
-    """The image files under root; other files count as ``not_an_image``."""
-    files = _walk(root, summary)
-    for p in files:
-        if not is_image_file(p):
-            summary.add("not_an_image", p)
-    return [p for p in files if is_image_file(p)]
+    """The image files under root; other files count as ``not_an_image``, DICOMs that are no
+    frontal film by their reason (multi-frame, no pixel data, lateral view)."""
+    images = []
+    for p in _walk(root, summary):
+        reason = "not_an_image" if not is_image_file(p) else dicom_skip_reason(p)
+        if reason:
+            summary.add(reason, p)
+        else:
+            images.append(p)
+    return images
 
 
 def _subdirs(d: Path) -> list[Path]:
@@ -194,6 +239,17 @@ def read_segmentation_folder(root: os.PathLike | str) -> tuple[list[Record], Ski
                     lambda i, m: Record(i.relative_to(root).as_posix(), i, m), img_dir, mask_dir)
     if not records:
         raise DataError(root, "no image/mask pairs found")
+    return records, summary
+
+
+def read_image_tree(root: os.PathLike | str) -> tuple[list[Record], SkipSummary]:
+    """Every image or DICOM file anywhere under root, any layout, no labels (an extra
+    unlabelled pool); key = the path relative to root."""
+    root = _check_dir(root)
+    summary = SkipSummary()
+    records = [Record(f.relative_to(root).as_posix(), f) for f in _images(root, summary)]
+    if not records:
+        raise DataError(root, "no image or DICOM files found under it")
     return records, summary
 
 
