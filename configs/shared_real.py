@@ -45,6 +45,8 @@ def get_config(variant: str = "multimix") -> ml_collections.ConfigDict:
         in_cls="val_cls", in_seg="val_seg", cross_cls="val_cls_shifted", cross_seg="val_seg_disease"))
     config.eval.shifted_validation = True
     config.eval.flip_tta = False  # neutral on the shifted validation at 64 px (README)
+    config.eval.threshold = "fitted"  # on val_cls + val_cls_shifted, cross-fitted figures
+    config.eval.calibrate = True  # a temperature fitted on the same films
     config.augment.seg_joint = True  # 10 masks: joint flip/crop/rotation of image and mask
     config.augment.acquisition = True
     config.augment.opacity_prob = 0.5

@@ -23,7 +23,8 @@ from multimix_jax.files import write_atomically
 log = logging.getLogger("multimix_jax")
 
 OUTPUT_KINDS = ("mask", "saliency", "overlay")
-CSV_COLUMNS = ("file", "prob_normal", "prob_pneumonia", "predicted", "threshold", "outputs")
+CSV_COLUMNS = ("file", "prob_normal", "prob_pneumonia", "prob_pneumonia_uncalibrated",
+               "predicted", "threshold", "outputs")
 
 
 @dataclasses.dataclass
@@ -91,7 +92,8 @@ def _predict_chunk(predict_fn, loaded: evaluation.Loaded, paths: Sequence[pathli
     images = np.stack([image_io.resize_image(image_io.load_grayscale(p), size) for p in paths])
     predictions = evaluation.run_predictions(
         predict_fn, loaded.params, input_pipeline.ArraySource({"image": images}),
-        config.data.eval_batch_size, size, loaded.mesh, saliency_count=len(paths))
+        config.data.eval_batch_size, size, loaded.mesh, saliency_count=len(paths),
+        temperature=loaded.temperature)
     return images, predictions
 
 
@@ -103,9 +105,12 @@ def _write_pictures(output_dir: pathlib.Path, name: str, image: np.ndarray, mask
     pictures.save_png(paths["overlay"], pictures.overlay_rgb(image, mask_prob))
 
 
-def _row(path: pathlib.Path, name: str, prob_pneumonia: float, threshold: float) -> dict:
+def _row(path: pathlib.Path, name: str, prob_pneumonia: float, uncalibrated: float,
+         threshold: float) -> dict:
+    """One image: P(pneumonia) calibrated when the checkpoint holds a temperature (what the
+    threshold refers to), the model's own softmax beside it, and the predicted class."""
     return {"file": str(path), "prob_normal": 1.0 - prob_pneumonia,
-            "prob_pneumonia": prob_pneumonia,
+            "prob_pneumonia": prob_pneumonia, "prob_pneumonia_uncalibrated": uncalibrated,
             "predicted": names.CLASS_NAMES[int(prob_pneumonia >= threshold)],
             "threshold": threshold, "outputs": name}
 
@@ -114,7 +119,8 @@ def _write_tables(output_dir: pathlib.Path, rows: list[dict], found: Inputs,
                   loaded: evaluation.Loaded, which: str) -> None:
     """predictions.json (the rows, the threshold, the checkpoint and the skipped files) and
     predictions.csv (the rows), each written atomically."""
-    payload = {"threshold": loaded.threshold, "checkpoint": str(which), "step": loaded.step,
+    payload = {"threshold": loaded.threshold, "temperature": loaded.temperature,
+               "checkpoint": str(which), "step": loaded.step,
                "input_root": str(found.root), "skipped_non_images": len(found.skipped),
                "skipped_files": [str(p) for p in found.skipped], "predictions": rows}
     json_path, csv_path = output_dir / "predictions.json", output_dir / "predictions.csv"
@@ -127,7 +133,8 @@ def _write_tables(output_dir: pathlib.Path, rows: list[dict], found: Inputs,
 
 
 def predict_files(config, workdir: str | pathlib.Path, inputs: Sequence[str],
-                  output_dir: str | pathlib.Path, which: str = "best") -> list[dict]:
+                  output_dir: str | pathlib.Path, which: str = "best",
+                  allow_config_change: Sequence[str] = ()) -> list[dict]:
     """Per image of ``inputs`` (see :func:`collect_inputs` for the output names): the class
     probabilities and the class at the checkpoint's decision threshold, and mask, saliency and
     overlay PNGs at the model's resolution. Returns the rows of predictions.json."""
@@ -137,7 +144,7 @@ def predict_files(config, workdir: str | pathlib.Path, inputs: Sequence[str],
         log.warning("skipped %d file(s) that are not images: %s%s", len(found.skipped),
                     ", ".join(str(p) for p in found.skipped[:5]),
                     " ..." if len(found.skipped) > 5 else "")
-    loaded = evaluation.load_for_inference(config, workdir, which)
+    loaded = evaluation.load_for_inference(config, workdir, which, allow_config_change)
     predict_fn = steps.jit_predict(loaded.model, loaded.mesh, config.eval.flip_tta)
     rows, chunk = [], 8 * config.data.eval_batch_size  # bounds the images held in memory
     for start in range(0, len(found.images), chunk):
@@ -147,6 +154,7 @@ def predict_files(config, workdir: str | pathlib.Path, inputs: Sequence[str],
             _write_pictures(output_dir, name, images[i], predictions["mask_prob"][i],
                             predictions["saliency"][i])
             rows.append(_row(path, name, float(predictions["prob_pneumonia"][i]),
+                             float(predictions["prob_pneumonia_uncalibrated"][i]),
                              loaded.threshold))
     _write_tables(output_dir, rows, found, loaded, which)
     log.info("wrote predictions for %d images to %s (threshold %.3f)", len(rows), output_dir,
