@@ -20,7 +20,7 @@ def label_budgets(config) -> str:
 
 
 def evaluate_one(config, predict_fn: Callable, loaded: evaluation.Loaded, name: str, task: str,
-                 source, output_dir: pathlib.Path) -> dict:
+                 source, output_dir: pathlib.Path, keep: dict | None = None) -> dict:
     """One set, predicted once: its metrics (classification of the calibrated P(pneumonia)
     at the checkpoint's threshold) and, for a segmentation set,
     ``config.eval.num_example_pngs`` example PNGs."""
@@ -29,6 +29,8 @@ def evaluate_one(config, predict_fn: Callable, loaded: evaluation.Loaded, name: 
         predict_fn, loaded.params, source, config.data.eval_batch_size, config.data.image_size,
         loaded.mesh, saliency_count=count, temperature=loaded.temperature)
     result = evaluation.set_metrics(task, predictions, loaded.threshold)
+    if keep is not None and task == names.CLASSIFICATION:
+        keep[name] = {key: predictions[key] for key in ("label", "prob_pneumonia_uncalibrated")}
     if count > 0:
         pictures.write_example_pngs(output_dir / "examples", source, predictions, count, name)
     log.info("%s (%s, n=%d): %s", name, task, len(source),
@@ -51,8 +53,12 @@ def evaluate(config, workdir: str | pathlib.Path, *, which: str = "best",
     val_sets = validation.validation_sets(input_pipeline.make_splits(config),
                                           config.eval.shifted_validation)
     sets = evaluation.eval_sources(config, val_sets, extra_sets)
-    results = {name: evaluate_one(config, predict_fn, loaded, name, task, source, output_dir)
+    kept: dict = {}
+    results = {name: evaluate_one(config, predict_fn, loaded, name, task, source, output_dir, kept)
                for name, (task, source) in sets.items()}
+    # a validation set the decision was fitted on is reported out of sample, as in the loop
+    for name, figures in validation.held_out_of_sets(config.eval, val_sets, kept).items():
+        results[name].update(figures)
     json_path, md_path = evaluation.write_results(
         output_dir, results, config.eval.table, config.eval.model_name, label_budgets(config),
         threshold=loaded.threshold, temperature=loaded.temperature,

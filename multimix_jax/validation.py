@@ -153,41 +153,52 @@ def cross_fitted(eval_config, labels, prob_uncalibrated, fold_of) -> tuple[np.nd
     return calibrated, thresholds
 
 
+def held_out_figures(eval_config, predictions: Mapping[str, dict],
+                     groups: Mapping[str, np.ndarray], pool: Sequence[str]) -> dict:
+    """name -> the ``DECISION_KEYS`` of each ``pool`` set (and ``cross_fitted_folds``), from
+    cross-fitting over the pooled films: the decision fitted on the other folds classifies
+    each fold. Empty when the rule fits nothing (the in-sample figures are then out of sample)
+    or a class has too few films (groups) for two folds (logged)."""
+    pool = [name for name in pool if name in predictions]
+    if not pool or not fits_anything(eval_config):
+        return {}
+    take = lambda key: np.concatenate([np.asarray(predictions[n][key]) for n in pool])
+    labels = take("label")
+    fold_of = folds(labels, np.concatenate([groups[name] for name in pool]))
+    if fold_of is None:
+        log.warning("too few validation films of a class to cross-fit the decision: the "
+                    "classification validation figures are in sample")
+        return {}
+    calibrated, thresholds = cross_fitted(eval_config, labels,
+                                          take("prob_pneumonia_uncalibrated"), fold_of)
+    ends = np.cumsum([0] + [len(predictions[name]["label"]) for name in pool])
+    figures = {}
+    for i, name in enumerate(pool):
+        part = slice(ends[i], ends[i + 1])
+        decided = (calibrated[part] >= thresholds[part]).astype(np.float64)
+        out = metrics.classification_metrics(labels[part], decided, DEFAULT_THRESHOLD)
+        figures[name] = {**{key: out[key] for key in DECISION_KEYS},
+                         "cross_fitted_folds": int(fold_of.max() + 1)}
+    return figures
+
+
 def classify(eval_config, predictions: Mapping[str, dict], groups: Mapping[str, np.ndarray],
              pool: Sequence[str]) -> tuple[dict, Decision]:
     """(name -> metrics, the deployed decision) of classification sets: the decision is fitted
     on the films of the ``pool`` sets together; each pooled set is reported out of sample
-    (cross-fitted ``DECISION_KEYS``; the ROC-AUC and accuracy at 0.5 need no fit), any other
-    set at the deployed decision."""
-    pool = [name for name in pool if name in predictions]
-    take = lambda key, names: np.concatenate([np.asarray(predictions[n][key]) for n in names])
-    if not pool:
+    (:func:`held_out_figures`; the ROC-AUC and accuracy at 0.5 need no fit), any other set at
+    the deployed decision."""
+    pooled = [name for name in pool if name in predictions]
+    if not pooled:
         return {}, Decision()
-    labels, probs = take("label", pool), take("prob_pneumonia_uncalibrated", pool)
-    decision = fit_decision(eval_config, labels, probs)
-    fold_of = folds(labels, take_groups(groups, pool)) if fits_anything(eval_config) else None
-    if fits_anything(eval_config) and fold_of is None:
-        log.warning("too few validation films of a class to cross-fit the decision: the "
-                    "classification validation figures are in sample")
-    if fold_of is not None:
-        calibrated, thresholds = cross_fitted(eval_config, labels, probs, fold_of)
-    ends = np.cumsum([0] + [len(predictions[n]["label"]) for n in pool])
-    results = {}
-    for name, values in predictions.items():
-        deployed = decision.probabilities(values["prob_pneumonia_uncalibrated"])
-        result = metrics.classification_metrics(values["label"], deployed, decision.threshold)
-        if name in pool and fold_of is not None:
-            part = slice(ends[pool.index(name)], ends[pool.index(name) + 1])
-            decided = (calibrated[part] >= thresholds[part]).astype(np.float64)
-            out_of_sample = metrics.classification_metrics(values["label"], decided, 0.5)
-            result.update({key: out_of_sample[key] for key in DECISION_KEYS})
-            result["cross_fitted_folds"] = int(fold_of.max() + 1)
-        results[name] = result
+    take = lambda key: np.concatenate([np.asarray(predictions[n][key]) for n in pooled])
+    decision = fit_decision(eval_config, take("label"), take("prob_pneumonia_uncalibrated"))
+    results = {name: metrics.classification_metrics(
+        values["label"], decision.probabilities(values["prob_pneumonia_uncalibrated"]),
+        decision.threshold) for name, values in predictions.items()}
+    for name, figures in held_out_figures(eval_config, predictions, groups, pooled).items():
+        results[name].update(figures)
     return results, decision
-
-
-def take_groups(groups: Mapping[str, np.ndarray], names: Sequence[str]) -> np.ndarray:
-    return np.concatenate([groups[name] for name in names])
 
 
 def score_sets(eval_config, sets: Mapping[str, tuple], predictions: Mapping[str, dict],
@@ -202,6 +213,14 @@ def score_sets(eval_config, sets: Mapping[str, tuple], predictions: Mapping[str,
         if task == SEGMENTATION:
             results[name] = evaluation.set_metrics(SEGMENTATION, predictions[name])
     return {name: results[name] for name in sets}, decision
+
+
+def held_out_of_sets(eval_config, sets: Mapping[str, tuple],
+                     predictions: Mapping[str, dict]) -> dict:
+    """:func:`held_out_figures` of the classification validation ``sets`` pooled, as the loop
+    reports them (evaluate overrides its in-sample figures of these sets with them)."""
+    cls = [n for n, (task, _) in sets.items() if task == CLASSIFICATION and n in predictions]
+    return held_out_figures(eval_config, predictions, film_groups(sets), cls)
 
 
 def validate(config, predict_fn: Callable, params, sets: Mapping[str, tuple],

@@ -36,7 +36,7 @@ def table(workdirs: list[str]) -> str:
         sets = results["sets"]
         cells = [format_value(sets.get(name, {}).get(key)) for _, name, key in COLUMNS]
         has_cls = "val_cls" in sets
-        threshold = format_value(results.get("cls_threshold")) if has_cls else "-"
+        threshold = format_value(results.get("threshold")) if has_cls else "-"
         lines.append(f"| {results['model']} | {results['budgets']} | {threshold} | "
                      + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -143,6 +143,7 @@ def _no_optimizer(monkeypatch):
         monkeypatch.setattr(steps, name, refuse)
 
 
+@pytest.mark.slow  # trains and compiles: a minute on 2 idle cores
 def test_the_fitted_calibrated_decision_travels_from_the_fit_to_evaluate(tmp_path, monkeypatch):
     config = tiny_train_config(num_steps=2)
     config.data.cls.num_examples, config.data.val_cls = 60, 20
@@ -170,6 +171,10 @@ def test_the_fitted_calibrated_decision_travels_from_the_fit_to_evaluate(tmp_pat
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     assert saved["threshold"] == info["threshold"] and saved["temperature"] == info["temperature"]
     assert "calibrated by the temperature" in (tmp_path / "out" / "results.md").read_text()
+    # evaluate reports the validation set out of sample too: the loop's figures
+    for key in validation.DECISION_KEYS + ("cross_fitted_folds", "threshold"):
+        assert saved["sets"]["val_cls"][key] == pytest.approx(info["val"]["val_cls"][key],
+                                                              nan_ok=True), key
 
     tta = config.copy_and_resolve_references()
     tta.eval.flip_tta = True
