@@ -26,12 +26,16 @@ from ml_collections import config_flags
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from multimix_jax import evaluation, input_pipeline, names, steps, validation  # noqa: E402
 
-config_flags.DEFINE_config_file("config", None, "configs/*.py[:VARIANT] the workdirs used.")
-flags.DEFINE_list("workdirs", None, "Trained workdirs (comma-separated).")
-flags.DEFINE_string("checkpoint", "best", "best | latest | a step number.")
-flags.DEFINE_string("output", None, "Also write the JSON lines here.")
-flags.mark_flags_as_required(["config", "workdirs"])
 FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """The command line (defined when run as a script, so that importing defines nothing)."""
+    config_flags.DEFINE_config_file("config", None, "configs/*.py[:VARIANT] the workdirs used.")
+    flags.DEFINE_list("workdirs", None, "Trained workdirs (comma-separated).")
+    flags.DEFINE_string("checkpoint", "best", "best | latest | a step number.")
+    flags.DEFINE_string("output", None, "Also write the JSON lines here.")
+    flags.mark_flags_as_required(["config", "workdirs"])
 
 # rule -> (eval.threshold, the sets the decision is fitted on)
 RULES = {"0.5": ("fixed", (names.VAL_CLS,)),
@@ -97,4 +101,5 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

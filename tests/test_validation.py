@@ -3,6 +3,7 @@
 checkpoint under one name, and refused under another prediction function; inference restores
 the parameters alone after checking the recorded config."""
 
+import importlib.util
 import json
 
 import ml_collections
@@ -13,7 +14,8 @@ from multimix_jax import (calibration, checkpointing, evaluate, evaluation, inpu
                           metrics, names, shifts, steps, train, validation)
 from multimix_jax.config_base import base_config
 from multimix_jax.errors import ConfigMismatchError, UserError
-from tests.conftest import tiny_train_config
+from tests import fake_model
+from tests.conftest import REPO, tiny_train_config
 
 
 def _eval(threshold="fitted", calibrate=False):
@@ -133,6 +135,33 @@ def test_a_set_outside_the_pool_is_scored_at_the_deployed_decision():
 def test_an_unknown_rule_is_one_sentence():
     with pytest.raises(UserError, match=r"--config.eval.threshold=youden: expected one of fixed"):
         validation.check_rule(_eval("youden"))
+
+
+def test_shifted_report_reports_each_rule_with_the_validation_rules(monkeypatch):
+    spec = importlib.util.spec_from_file_location("shifted_report",
+                                                  REPO / "scripts" / "shifted_report.py")
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    fake_model.install(monkeypatch)
+    config = tiny_train_config()
+    config.data.cls.num_examples, config.data.val_cls = 60, 20
+    out = report.report(config, "run", "best")
+    sets = validation.validation_sets(input_pipeline.make_splits(config), shifted=True)
+    preds = validation.predict_sets(config, fake_model.FakeModel().predict_fn, None, sets,
+                                    steps.make_mesh())
+    pooled = [names.VAL_CLS, names.VAL_CLS_SHIFTED]
+    take = lambda key: np.concatenate([preds[n][key] for n in pooled])
+    res = out["plain"]
+    assert res["thresholds"]["0.5"] == names.DEFAULT_THRESHOLD
+    assert res["thresholds"]["fit_on_val"] == metrics.balanced_threshold(
+        preds[names.VAL_CLS]["label"], preds[names.VAL_CLS]["prob_pneumonia"])
+    assert res["thresholds"]["fit_pooled"] == metrics.balanced_threshold(
+        take("label"), take("prob_pneumonia"))
+    # a set a rule was fitted on is reported out of sample; the other one is not pooled
+    assert "cross_fitted_folds" in res["val_cls_shifted@fit_pooled"]
+    assert "cross_fitted_folds" not in res["val_cls_shifted@fit_on_val"]
+    assert "cross_fitted_folds" not in res["val_cls@0.5"]
+    assert len(report.markdown_rows(out)) == 6
 
 
 # --------------------------------------------------------------------------- end to end
