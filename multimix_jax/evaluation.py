@@ -36,7 +36,8 @@ class Loaded(NamedTuple):
     temperature: float | None = None
 
 
-def stored_decision(info: Mapping | None, flip_tta: bool | None = None) -> tuple[float, float | None]:
+def stored_decision(info: Mapping | None,
+                    flip_tta: bool | None = None) -> tuple[float, float | None]:
     """(threshold, temperature) of a checkpoint's info; (``names.DEFAULT_THRESHOLD``, None),
     with one log line saying so, when the checkpoint was not validated. A threshold fitted
     under another ``eval.flip_tta`` than ``flip_tta`` is refused (it belongs to the other
@@ -50,8 +51,8 @@ def stored_decision(info: Mapping | None, flip_tta: bool | None = None) -> tuple
     if flip_tta is not None and fitted_with is not None and bool(fitted_with) != bool(flip_tta):
         raise ConfigMismatchError(
             f"--config.eval.flip_tta={flip_tta}: the checkpoint's decision threshold was "
-            f"fitted with eval.flip_tta={bool(fitted_with)}; evaluate with "
-            f"--config.eval.flip_tta={bool(fitted_with)}")
+            f"fitted with eval.flip_tta={bool(fitted_with)}, another prediction function; "
+            f"evaluate or predict with --config.eval.flip_tta={bool(fitted_with)}")
     temperature = info.get("temperature")
     return float(info["threshold"]), None if temperature is None else float(temperature)
 

@@ -106,7 +106,8 @@ def balanced_threshold(labels, prob_pneumonia) -> float:
     return float(middle[np.argmin(np.abs(middle - DEFAULT_THRESHOLD))])
 
 
-def classification_metrics(labels, prob_pneumonia, threshold: float = 0.5) -> dict[str, float]:
+def classification_metrics(labels, prob_pneumonia,
+                           threshold: float = DEFAULT_THRESHOLD) -> dict[str, float]:
     """Classification summary of one evaluation set at a decision threshold
     (docs/multimix.md, Metrics).
 
