@@ -1,5 +1,5 @@
 """evaluate and the evaluation module: each set predicted once, classification at the
-checkpoint's decision threshold, tables that show the threshold and the empty predicted masks
+checkpoint's decision threshold, tables that show the threshold and the HD-penalised masks
 (tests/fake_model.py stands in for a checkpoint)."""
 
 import json
