@@ -3,7 +3,8 @@
   python -m multimix_jax.main --config configs/default.py --workdir runs/default
 
 64x64 images, the paper's widths, budgets |D_l^c|=100, |D_l^s|=10, 5 streams x 10 images.
-Baselines and ablations: ``--config configs/default.py:umtls`` (unet, enc, encssl, umtl,
+Classification at P(pneumonia) >= 0.5 (eval.threshold='fixed'; docs/multimix.md, Decision
+threshold and calibration). Baselines and ablations: ``--config configs/default.py:umtls`` (unet, enc, encssl, umtl,
 umtls, umtl_ssl, umtl_ssl_s, multimix, multimix_original_kl; see multimix_jax/variants.py).
 Measured on a 2-core CPU: 14 min wall time with other jobs sharing the cores (the step alone:
 0.67 s at 64 px, `python scripts/bench_step.py --size 64`); best checkpoint (step 500) on the synthetic test

@@ -13,7 +13,9 @@ then
   python -m multimix_jax.main --config configs/paper.py --workdir runs/paper_100_10 \
       --config.data_dir=~/tfds --config.labels.cls=100 --config.labels.seg=10
 Budgets: labels.cls in {100, 1000, all}, labels.seg in {10, 50, all}. Validation uses the
-datasets' own validation splits (Kermany 16, JSRT 13 images), as the paper.
+datasets' own validation splits (Kermany 16, JSRT 13 images), as the paper; classification is
+at P(pneumonia) >= 0.5 in validation and evaluation alike, the paper's argmax
+(eval.threshold='fixed', the base default).
 Expected figures: the paper's Table 2 (README); not yet run here (no GPU in this session).
 """
 

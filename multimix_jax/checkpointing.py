@@ -2,7 +2,9 @@
 
 ``WORKDIR/checkpoints/<step>/`` holds ``state`` (the TrainState), ``data`` (the Grain iterator
 position of the next unconsumed batch) and, for a step that was validated, ``metrics``:
-``{"val_score", "cls_threshold", "val_prior", "val"}``. The manager keeps the latest
+``{"val_score", "threshold", "temperature", "flip_tta", "val_prior", "val"}`` (the decision
+fitted at that validation and the prediction setting it was fitted under; docs/multimix.md, Decision
+threshold and calibration). The manager keeps the latest
 ``train.keep_checkpoints`` steps and, whatever its age, the best-scoring validated step.
 Saves are asynchronous; a step directory only appears once Orbax has finalised it (an
 atomic rename), so a reader never sees half a checkpoint.
@@ -23,7 +25,6 @@ from orbax.checkpoint import checkpoint_managers as ocm
 
 from multimix_jax.errors import CheckpointNotFoundError, UserError
 from multimix_jax.names import DEFAULT_THRESHOLD
-from multimix_jax.prior import PRIOR_KEY
 
 log = logging.getLogger("multimix_jax")
 
@@ -47,25 +48,17 @@ def _jsonable(value: Any) -> Any:
     return value if math.isfinite(value) else None
 
 
-def checkpoint_info(val_score: float, val_results: dict) -> dict | None:
-    """What a validated checkpoint carries: score, decision threshold, the pneumonia fraction
-    of the validation the threshold was fitted on (``val_prior``, prior.py) and validation
-    results.
-
-    The threshold is the one fitted on the validation set (``fitted_threshold`` of the
-    classification results) when there is one, else 0.5."""
+def checkpoint_info(val_score: float, val_results: dict, decision: dict) -> dict | None:
+    """What a validated checkpoint carries: score, the decision (``validation.Decision.info``:
+    threshold, temperature, flip_tta, val_prior) and validation results."""
     if not math.isfinite(val_score):
         return None  # nothing to rank by (no validation set)
-    threshold = val_results.get("val_cls", {}).get("fitted_threshold", DEFAULT_THRESHOLD)
-    info = {"val_score": val_score, "cls_threshold": threshold, "val": val_results}
-    if PRIOR_KEY in val_results.get("val_cls", {}):  # prior.py's training prior
-        info[PRIOR_KEY] = val_results["val_cls"][PRIOR_KEY]
-    return _jsonable(info)
+    return _jsonable({"val_score": val_score, **decision, "val": val_results})
 
 
 def no_info() -> dict:
     """The info of a checkpoint saved between validations."""
-    return {"val_score": None, "cls_threshold": DEFAULT_THRESHOLD, "val": {}}
+    return {"val_score": None, "threshold": DEFAULT_THRESHOLD, "temperature": None, "val": {}}
 
 
 def _options(keep: int, read_only: bool) -> ocp.CheckpointManagerOptions:
@@ -122,9 +115,12 @@ class Checkpointer:
         return restored.state, step
 
     def restore_state(self, abstract_state, step: int):
-        """The train state alone (evaluation, prediction)."""
+        """The parts of the train state that ``abstract_state`` names (a dict such as
+        ``{"params": ...}``: evaluation and prediction restore the parameters alone)."""
         restored = self.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_state)))
+            state=ocp.args.PyTreeRestore(
+                item=abstract_state, partial_restore=True,
+                restore_args=ocp.checkpoint_utils.construct_restore_args(abstract_state))))
         return restored.state
 
     def wait(self) -> None:
@@ -175,8 +171,9 @@ def _pick_step(checkpointer: Checkpointer, which: str | int) -> int:
 
 def restore_for_inference(workdir: str | pathlib.Path, abstract_state, which: str | int = "best"):
     """(state, step, info) from ``workdir``: ``which`` is 'best' (the best validation score),
-    'latest' or a kept step number; ``info`` is
-    ``{"val_score", "cls_threshold", "val_prior", "val"}``.
+    'latest' or a kept step number; ``state`` holds the parts ``abstract_state`` names;
+    ``info`` is ``{"val_score", "threshold", "temperature", "flip_tta", "val_prior",
+    "val"}``.
 
     A missing workdir or checkpoint is a one-sentence error; nothing is created."""
     which = parse_which(which)

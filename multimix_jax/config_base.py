@@ -114,6 +114,13 @@ def base_config() -> ml_collections.ConfigDict:
     # copies of the hold-outs; with train.best_metric='shifted_score' they select the model.
     config.eval.shifted_validation = False
     config.eval.flip_tta = False  # average the predictions of each image and its mirror
+    # The decision on P(pneumonia), one rule for model selection and deployment
+    # (docs/multimix.md, Decision threshold and calibration): 'fixed' = names.DEFAULT_THRESHOLD
+    # (the paper's argmax) | 'fitted' = the balanced-accuracy threshold fitted on the pooled
+    # classification validation; calibrate: fit a temperature on the same films first.
+    config.eval.threshold = "fixed"
+    config.eval.calibrate = False
+
     # Predicted masks at 0.5 post-processed in evaluate/predict: 'none' | 'lungs' (the two
     # largest components, specks dropped, holes filled; docs/multimix.md, A new site).
     config.eval.mask_postprocess = "none"

@@ -12,7 +12,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from multimix_jax import (evaluation, input_pipeline, intervals, metrics, names, pictures,
-                          postprocess, prior, report, steps)
+                          postprocess, prior, report, steps, validation)
 from multimix_jax import workdir as workdir_lib
 from multimix_jax.files import write_atomically
 
@@ -74,10 +74,11 @@ def worst_section(predict_fn: Callable, loaded: evaluation.Loaded, config, name:
 
 def evaluate_one(config, predict_fn: Callable, loaded: evaluation.Loaded, name: str, task: str,
                  source, output_dir: pathlib.Path, labeled_fraction: float | None = None,
-                 training_prior: float | None = None) -> tuple[dict, dict, report.SetSection]:
+                 training_prior: float | None = None, keep: dict | None = None
+                 ) -> tuple[dict, dict, report.SetSection]:
     """One set, predicted once (its worst films once more, for their saliency): its metrics
-    (classification at the checkpoint's threshold, on P(pneumonia) adjusted to the set's
-    estimated prior when ``training_prior`` is given; masks post-processed by
+    (classification of the calibrated P(pneumonia) at the checkpoint's threshold, adjusted to
+    the set's estimated prior when ``training_prior`` is given; masks post-processed by
     ``eval.mask_postprocess``) with 95% bootstrap intervals ("ci") and, for classification,
     the trivial rules ("trivial_rules", the training prior rule at ``labeled_fraction``); its
     per-film arrays; its report section; and, for a segmentation set,
@@ -85,7 +86,9 @@ def evaluate_one(config, predict_fn: Callable, loaded: evaluation.Loaded, name: 
     count = config.eval.num_example_pngs if task == names.SEGMENTATION else 0
     predictions = evaluation.run_predictions(
         predict_fn, loaded.params, source, config.data.eval_batch_size, config.data.image_size,
-        loaded.mesh, saliency_count=count)
+        loaded.mesh, saliency_count=count, temperature=loaded.temperature)
+    if keep is not None and task == names.CLASSIFICATION:
+        keep[name] = {key: predictions[key] for key in ("label", "prob_pneumonia_uncalibrated")}
     estimated = None
     if task == names.SEGMENTATION:
         predictions = postprocess.apply_to_predictions(predictions, config.eval.mask_postprocess)
@@ -121,34 +124,38 @@ def evaluate(config, workdir: str | pathlib.Path, *, which: str = "best",
              output_dir: str | pathlib.Path | None = None, adapt_prior: bool = False,
              allow_config_change: Sequence[str] = ()) -> dict:
     """Every evaluation set of the config (validation hold-outs, test sets) plus ``extra_sets``
-    (name -> (task, folder)), at the decision threshold stored with the checkpoint; writes
-    results.json, results.md, predictions.npz, report.html and example PNGs to ``output_dir``
-    (default: ``workdir``). ``adapt_prior``: each classification set's posteriors adjusted to
-    its own estimated class prior (``sets.NAME.estimated_prior``; docs/multimix.md, A new
-    site). Refused when the splits differ from the workdir's ``splits.json`` (unless
-    ``allow_config_change`` names 'splits')."""
+    (name -> (task, folder)), at the decision (temperature, threshold) stored with the
+    checkpoint; writes results.json, results.md, predictions.npz, report.html and example
+    PNGs to ``output_dir`` (default: ``workdir``). ``adapt_prior``: each classification set's
+    posteriors adjusted to its own estimated class prior (``sets.NAME.estimated_prior``;
+    docs/multimix.md, A new site). ``allow_config_change``: recorded config fields that may
+    differ ('splits': the splits may differ from the workdir's ``splits.json``)."""
     workdir = pathlib.Path(workdir).resolve()
     output_dir = pathlib.Path(output_dir).resolve() if output_dir else workdir
     mask_mode = postprocess.check_mode(config.eval.mask_postprocess)
-    loaded = evaluation.load_for_inference(config, workdir, which)
+    loaded = evaluation.load_for_inference(config, workdir, which, allow_config_change)
     training = prior.training_prior(loaded.val_prior) if adapt_prior else None
     predict_fn = steps.jit_predict(loaded.model, loaded.mesh, config.eval.flip_tta)
     splits = input_pipeline.make_splits(config)
     workdir_lib.check_splits(workdir, splits.fingerprints(), compare=True, write=False,
                              allow=allow_config_change)
     labeled = labeled_prior(splits)
-    sets = evaluation.eval_sources(config, splits, extra_sets)
-    results, films, sections = {}, {}, []
+    val_sets = validation.validation_sets(splits, config.eval.shifted_validation)
+    sets = evaluation.eval_sources(config, val_sets, extra_sets)
+    results, films, sections, kept = {}, {}, [], {}
     for name, (task, source) in sets.items():
         results[name], films[name], section = evaluate_one(
             config, predict_fn, loaded, name, task, source, output_dir,
-            labeled and labeled["pneumonia_fraction"], training)
+            labeled and labeled["pneumonia_fraction"], training, kept)
         sections.append(section)
+    if not adapt_prior:  # a validation set the decision was fitted on: out of sample
+        for name, figures in validation.held_out_of_sets(config.eval, val_sets, kept).items():
+            results[name].update(figures)
     run = {"model": config.eval.model_name, "budgets": label_budgets(config),
            "checkpoint": str(which), "step": loaded.step, "workdir": str(workdir)}
     json_path, md_path = evaluation.write_results(
         output_dir, results, config.eval.table, config.eval.model_name, label_budgets(config),
-        threshold=loaded.threshold,
+        threshold=loaded.threshold, temperature=loaded.temperature,
         extra={"checkpoint": str(which), "step": loaded.step, "workdir": str(workdir),
                "labeled_prior": labeled, "predictions": PREDICTIONS_FILE,
                "adapt_prior": {"training_prior": training} if adapt_prior else None,
@@ -157,7 +164,7 @@ def evaluate(config, workdir: str | pathlib.Path, *, which: str = "best",
                postprocess.table_note(mask_mode)))
     write_predictions(output_dir / PREDICTIONS_FILE, films)
     report.write_report(output_dir / REPORT_FILE, sections, {
-        **run, "threshold": loaded.threshold, "temperature": getattr(loaded, "temperature", None),
+        **run, "threshold": loaded.threshold, "temperature": loaded.temperature,
         "labelled pneumonia fraction": labeled and labeled["pneumonia_fraction"]}, config)
     log.info("wrote %s, %s, %s and %s", json_path, md_path, PREDICTIONS_FILE, REPORT_FILE)
     print(md_path.read_text())

@@ -9,9 +9,13 @@ import math
 import pathlib
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
+import jax
 import numpy as np
 
-from multimix_jax import checkpointing, input_pipeline, metrics, names, prior, shifts, steps
+from multimix_jax import (calibration, checkpointing, input_pipeline, metrics, models, names,
+                          prior, steps)
+from multimix_jax import workdir as workdir_lib
+from multimix_jax.errors import ConfigMismatchError
 from multimix_jax.files import write_atomically
 
 log = logging.getLogger("multimix_jax")
@@ -21,43 +25,75 @@ PAPER_COLUMNS = ("Acc", "F1-N", "F1-P", "DS", "HD", "SSIM", "x-Acc", "x-DS")
 
 class Loaded(NamedTuple):
     """A checkpoint ready for prediction: EMA params when the run used EMA, else the raw ones;
-    ``threshold`` is the P(pneumonia) decision threshold stored with the checkpoint;
+    ``threshold`` and ``temperature`` are the decision stored with the checkpoint
+    (docs/multimix.md, Decision threshold and calibration): P(pneumonia) is calibrated by the
+    temperature (None: not calibrated), then classified at the threshold;
     ``val_prior`` the pneumonia fraction of the validation it was fitted on (prior.py)."""
     model: Any
     params: Any
     mesh: Any
     step: int
     threshold: float
+    temperature: float | None = None
     val_prior: float | None = None
 
 
-def stored_threshold(info: Mapping | None) -> float:
-    """The checkpoint's decision threshold (fitted on the validation set during training);
-    0.5, with one log line saying so, when the checkpoint holds none."""
-    threshold = (info or {}).get("cls_threshold")
-    if threshold is None or (info or {}).get("val_score") is None:
+def stored_decision(info: Mapping | None,
+                    flip_tta: bool | None = None) -> tuple[float, float | None]:
+    """(threshold, temperature) of a checkpoint's info; (``names.DEFAULT_THRESHOLD``, None),
+    with one log line saying so, when the checkpoint was not validated. A threshold fitted
+    under another ``eval.flip_tta`` than ``flip_tta`` is refused (it belongs to the other
+    prediction function)."""
+    info = info or {}
+    if info.get("threshold") is None or info.get("val_score") is None:
         log.info("the checkpoint holds no decision threshold (it was not validated): "
-                 "classifying at P(pneumonia) >= %.1f", checkpointing.DEFAULT_THRESHOLD)
-        return checkpointing.DEFAULT_THRESHOLD
-    return float(threshold)
+                 "classifying at P(pneumonia) >= %.1f", names.DEFAULT_THRESHOLD)
+        return names.DEFAULT_THRESHOLD, None
+    fitted_with = info.get("flip_tta")
+    if flip_tta is not None and fitted_with is not None and bool(fitted_with) != bool(flip_tta):
+        raise ConfigMismatchError(
+            f"--config.eval.flip_tta={flip_tta}: the checkpoint's decision threshold was "
+            f"fitted with eval.flip_tta={bool(fitted_with)}, another prediction function; "
+            f"evaluate or predict with --config.eval.flip_tta={bool(fitted_with)}")
+    temperature = info.get("temperature")
+    return float(info["threshold"]), None if temperature is None else float(temperature)
 
 
-def load_for_inference(config, workdir: str | pathlib.Path, which: str = "best") -> Loaded:
-    """The ``which`` checkpoint of ``workdir`` ('best', 'latest' or a step number)."""
+def abstract_params(config, mesh):
+    """ShapeDtypeStructs (replicated over ``mesh``) of the model's parameters: the tree to
+    restore into, shaped without running the init, an optimizer or an EMA copy."""
+    model = models.build_model(config.model)
+    shapes = jax.eval_shape(lambda: models.init_params(model, jax.random.PRNGKey(0),
+                                                       config.data.image_size))
+    sharding = steps.replicated(mesh)
+    return model, jax.tree_util.tree_map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)
+
+
+def load_for_inference(config, workdir: str | pathlib.Path, which: str = "best",
+                       allow: Sequence[str] = ()) -> Loaded:
+    """The ``which`` checkpoint of ``workdir`` ('best', 'latest' or a step number), after
+    checking ``config`` against the workdir's recorded one (``allow``: fields that may
+    differ): its inference parameters (``state.ema_params`` with EMA, else ``state.params``)
+    restored alone, and its decision."""
+    workdir_lib.check_config(config, workdir, inference=True, allow=allow)
     mesh = steps.make_mesh()
-    model, _, state = steps.setup(config, mesh, steps_per_epoch=1)
-    state, step, info = checkpointing.restore_for_inference(
-        workdir, checkpointing.abstract_like(state), which)
-    return Loaded(model, steps.inference_params(state, config), mesh, int(step),
-                  stored_threshold(info), (info or {}).get(prior.PRIOR_KEY))
+    model, shapes = abstract_params(config, mesh)
+    key = "ema_params" if config.optim.ema_decay > 0 else "params"
+    restored, step, info = checkpointing.restore_for_inference(workdir, {key: shapes}, which)
+    threshold, temperature = stored_decision(info, config.eval.flip_tta)
+    return Loaded(model, restored[key], mesh, int(step), threshold, temperature,
+                  (info or {}).get(prior.PRIOR_KEY))
 
 
 # --------------------------------------------------------------------------- prediction loop
 def run_predictions(predict_fn: Callable, params, source, batch_size: int, image_size: int,
-                    mesh, saliency_count: int = 0) -> dict:
+                    mesh, saliency_count: int = 0, temperature: float | None = None) -> dict:
     """Predictions for every example of ``source`` once (padding dropped), with its targets:
-    ``prob_pneumonia``, ``mask_prob``, ``label``/``mask`` when the source has them, and the
-    ``saliency`` maps of the first ``saliency_count`` examples."""
+    ``prob_pneumonia`` (calibrated by ``temperature`` when one is given: what the decision
+    threshold refers to), ``prob_pneumonia_uncalibrated`` (the model's softmax),
+    ``mask_prob``, ``label``/``mask`` when the source has them, and the ``saliency`` maps of
+    the first ``saliency_count`` examples."""
     outputs: dict[str, list] = {}
     seen = 0
     for batch in input_pipeline.eval_batches(source, batch_size, image_size):
@@ -76,15 +112,18 @@ def run_predictions(predict_fn: Callable, params, source, batch_size: int, image
             outputs.setdefault(key, []).append(
                 value[:saliency_count - seen] if key == "saliency" else value)
         seen += int(valid.sum())
-    return {k: np.concatenate(v) for k, v in outputs.items()}
+    out = {k: np.concatenate(v) for k, v in outputs.items()}
+    out["prob_pneumonia_uncalibrated"] = out["prob_pneumonia"]
+    if temperature is not None:
+        out["prob_pneumonia"] = calibration.apply_temperature(out["prob_pneumonia"], temperature)
+    return out
 
 
-def set_metrics(task: str, predictions: Mapping[str, np.ndarray], threshold: float = 0.5,
-                fit_threshold: bool = False, per_image: Mapping | None = None) -> dict:
+def set_metrics(task: str, predictions: Mapping[str, np.ndarray],
+                threshold: float = names.DEFAULT_THRESHOLD, per_image: Mapping | None = None) -> dict:
     """Classification metrics at ``threshold`` with ECE and Brier score of "prob_pneumonia"
     (and ``ece_uncalibrated``, ``brier_uncalibrated`` of "prob_pneumonia_uncalibrated" when
-    the predictions carry it; with ``fit_threshold``, also the ``fitted_threshold`` that
-    maximises balanced accuracy on this set: ask for it on a validation set only), or
+    the predictions carry it), or
     segmentation metrics of masks thresholded at 0.5 (from ``per_image``, their
     ``metrics.per_image_segmentation``, when given)."""
     if task == names.CLASSIFICATION:
@@ -94,56 +133,17 @@ def set_metrics(task: str, predictions: Mapping[str, np.ndarray], threshold: flo
         if predictions.get("prob_pneumonia_uncalibrated") is not None:
             raw = metrics.calibration_metrics(labels, predictions["prob_pneumonia_uncalibrated"])
             result.update({f"{k}_uncalibrated": v for k, v in raw.items()})
-        if fit_threshold:
-            result["fitted_threshold"] = metrics.balanced_threshold(labels, probs)
         return result
     return metrics.segmentation_metrics(metrics.binarize(predictions["mask_prob"]),
                                         predictions["mask"] > 0, per_image)
 
 
-def evaluate_set(predict_fn: Callable, params, source, task: str, batch_size: int,
-                 image_size: int, mesh, threshold: float = 0.5, fit_threshold: bool = False) -> dict:
-    """Metrics of one evaluation set (see :func:`set_metrics`)."""
-    predictions = run_predictions(predict_fn, params, source, batch_size, image_size, mesh)
-    return set_metrics(task, predictions, threshold, fit_threshold)
-
-
-SHIFTED_SCORE_PARTS = (("val_cls", "balanced_accuracy"), ("val_cls_shifted", "balanced_accuracy"),
-                       ("val_seg", "dice"), ("val_seg_shifted", "dice"), ("val_seg_disease", "dice"))
-
-
-def validation_score(results: Mapping[str, dict], criterion: str) -> float:
-    """The model-selection criterion (higher is better): 'val_score' = mean of val accuracy
-    and val Dice (those available); 'shifted_score' = mean of the balanced accuracies and
-    Dice scores of the hold-outs and their shifted copies (those available; docs/multimix.md,
-    Shifted validation); or 'SET/METRIC' such as 'val_cls/accuracy'."""
-    if criterion in ("val_score", "shifted_score"):
-        parts = SHIFTED_SCORE_PARTS if criterion == "shifted_score" else (
-            ("val_cls", "accuracy"), ("val_seg", "dice"))
-        return float(np.mean([results[name][key] for name, key in parts if name in results]))
-    name, key = criterion.split("/")
-    return float(results[name][key])
-
-
 # --------------------------------------------------------------------------- sets
-def validation_sources(splits: input_pipeline.DataSplits, shifted: bool = False) -> dict:
-    """name -> (task, source) of the held-out validation splits (model selection only), with
-    their shifted copies when ``shifted`` (docs/multimix.md, Shifted validation)."""
-    sets = {}
-    if splits.cls_val is not None:
-        sets["val_cls"] = (names.CLASSIFICATION, splits.cls_val)
-    if splits.seg_val is not None:
-        sets["val_seg"] = (names.SEGMENTATION, splits.seg_val)
-    if shifted:
-        sets.update(shifts.shifted_sources(sets))
-    return sets
-
-
-def eval_sources(config, splits: input_pipeline.DataSplits | None = None,
+def eval_sources(config, val_sets: Mapping[str, tuple] | None = None,
                  extra: Mapping[str, tuple[str, str]] | None = None) -> dict:
-    """name -> (task, source): the validation hold-outs, ``config.data.eval_sets`` and any
-    ``extra`` folders given as name -> (task, path)."""
-    sets = validation_sources(splits, config.eval.shifted_validation) if splits is not None else {}
+    """name -> (task, source): the validation sets ``val_sets`` (``validation.validation_sets``),
+    ``config.data.eval_sets`` and any ``extra`` folders given as name -> (task, path)."""
+    sets = dict(val_sets or {})
     data = config.data
     for name, spec in data.eval_sets.items():
         task = spec["task"]
@@ -185,7 +185,7 @@ SET_COLUMNS = (("n", "n"), ("accuracy", "accuracy"), ("acc@0.5", "accuracy_at_0.
                ("Brier", "brier"), ("ECE uncal.", "ece_uncalibrated"),
                ("Brier uncal.", "brier_uncalibrated"), ("Dice", "dice"),
                ("Jaccard", "jaccard"), ("HD", "hd"), ("HD95", "hd95"), ("SSIM", "ssim"),
-               ("empty masks", "empty_pred"), ("est. prior", "estimated_prior"))
+               ("HD-penalised", "hd_penalised"), ("est. prior", "estimated_prior"))
 
 
 def _table_row(cells) -> str:
@@ -203,24 +203,28 @@ def format_interval(interval) -> str:
 
 
 def markdown_tables(results: Mapping[str, dict], layout: Mapping[str, str], model_name: str,
-                    budgets: str, threshold: float = 0.5, notes: Sequence[str] = ()) -> str:
-    """The paper's Table 2 row (plus the count of empty predicted masks of its segmentation
-    set), the decision threshold and ``notes`` (what the figures were computed on), then
-    every set with every metric, each classification set followed by its trivial rules' rows
+                    budgets: str, threshold: float = names.DEFAULT_THRESHOLD,
+                    temperature: float | None = None, notes: Sequence[str] = ()) -> str:
+    """The paper's Table 2 row (plus the count of its segmentation set's images whose HD is
+    the penalty), the decision and ``notes`` (what the figures were computed on), then every
+    set with every metric, each classification set followed by its trivial rules' rows
     ("sets.NAME.trivial_rules"), then the sets' 95% bootstrap intervals ("sets.NAME.ci")."""
     row = paper_row(results, layout)
-    empty = results.get(layout.get("in_seg", ""), {}).get("empty_pred")
-    lines = [_table_row(("model", "D_l^c/D_l^s") + PAPER_COLUMNS + ("empty masks",)),
+    empty = results.get(layout.get("in_seg", ""), {}).get("hd_penalised")
+    calibrated = ("" if temperature is None else
+                  f"calibrated by the temperature {temperature:.3f}, ")
+    lines = [_table_row(("model", "D_l^c/D_l^s") + PAPER_COLUMNS + ("HD-penalised",)),
              "|---" * (len(PAPER_COLUMNS) + 3) + "|",
              _table_row([model_name, budgets] + [format_value(row[c]) for c in PAPER_COLUMNS]
                         + [format_value(empty)]),
              "",
-             f"Classification at P(pneumonia) >= {threshold:.3f} (the checkpoint's decision "
-             "threshold; acc@0.5 for comparison). HD and HD95 score an empty predicted mask as "
-             "the image diagonal; 'empty masks' counts them. Under each classification set, "
-             "the rules that ignore the film (P(pneumonia) = 1, 0, or the labelled training "
-             "films' pneumonia fraction, classified at 0.5). ECE: 15 equal-width bins; 'uncal.': "
-             "before temperature scaling.",
+             f"Classification at P(pneumonia) >= {threshold:.3f} ({calibrated}the checkpoint's "
+             "decision threshold; acc@0.5 for comparison). HD and HD95 score an image whose "
+             "predicted or true mask alone is empty as the image diagonal; 'HD-penalised' "
+             "counts them. Under each classification set, the rules that ignore the film "
+             "(P(pneumonia) = 1, 0, or the labelled training films' pneumonia fraction, "
+             "classified at 0.5). ECE: 15 equal-width bins; 'uncal.': before temperature "
+             "scaling.",
              *[line for note in notes if note for line in ("", note)],
              "",
              _table_row(("set",) + tuple(title for title, _ in SET_COLUMNS)),
@@ -246,16 +250,17 @@ def markdown_tables(results: Mapping[str, dict], layout: Mapping[str, str], mode
 
 def write_results(output_dir: pathlib.Path, results: Mapping[str, dict],
                   layout: Mapping[str, str], model_name: str, budgets: str, *, threshold: float,
-                  extra: dict | None = None, notes: Sequence[str] = ()
-                  ) -> tuple[pathlib.Path, pathlib.Path]:
+                  temperature: float | None = None, extra: dict | None = None,
+                  notes: Sequence[str] = ()) -> tuple[pathlib.Path, pathlib.Path]:
     """``results.json`` (``sets.NAME.METRIC``, ``sets.NAME.ci.METRIC = [lo, hi]``,
-    ``sets.NAME.trivial_rules``, ``paper_row``, ``cls_threshold``, ...) and ``results.md`` in
-    ``output_dir``, each written atomically."""
+    ``sets.NAME.trivial_rules``, ``paper_row``, ``threshold``, ``temperature`` (None:
+    uncalibrated), ...) and ``results.md`` in ``output_dir``, each written atomically."""
     output_dir.mkdir(parents=True, exist_ok=True)
-    payload = {"model": model_name, "budgets": budgets, "cls_threshold": threshold,
+    payload = {"model": model_name, "budgets": budgets, "threshold": threshold,
+               "temperature": temperature,
                "sets": results, "paper_row": paper_row(results, layout), **(extra or {})}
     json_path, md_path = output_dir / "results.json", output_dir / "results.md"
     write_atomically(json_path, json.dumps(payload, indent=2, default=float))
     write_atomically(md_path, markdown_tables(results, layout, model_name, budgets, threshold,
-                                              notes))
+                                              temperature, notes))
     return json_path, md_path

@@ -150,16 +150,15 @@ def run_mode(config) -> None:
                                  allow_config_change=FLAGS.allow_config_change)
         evaluate.evaluate(config, FLAGS.workdir, which="best", extra_sets=extra)
         return
-    workdir_lib.check_config(config, FLAGS.workdir, inference=True,
-                             allow=FLAGS.allow_config_change)
-    if FLAGS.mode == "evaluate":
+    if FLAGS.mode == "evaluate":  # both check the config against the workdir's record first
         evaluate.evaluate(config, FLAGS.workdir, which=FLAGS.checkpoint, extra_sets=extra,
                           output_dir=FLAGS.output, adapt_prior=FLAGS.adapt_prior,
                           allow_config_change=FLAGS.allow_config_change)
     else:
         predict.predict_files(config, FLAGS.workdir, FLAGS.inputs,
                               FLAGS.output or f"{FLAGS.workdir}/predictions", FLAGS.checkpoint,
-                              adapt_prior=FLAGS.adapt_prior)
+                              adapt_prior=FLAGS.adapt_prior,
+                              allow_config_change=FLAGS.allow_config_change)
 
 
 def main(argv) -> None:

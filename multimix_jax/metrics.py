@@ -83,25 +83,34 @@ def _has_both_classes(labels: np.ndarray) -> bool:
 def balanced_threshold(labels, prob_pneumonia) -> float:
     """The threshold t on P(pneumonia) (predict PNEUMONIA when ``prob >= t``) that maximises
     balanced accuracy = (sensitivity + specificity) / 2, i.e. Youden's J = TPR - FPR
-    (docs/multimix.md, Metrics).
+    (docs/multimix.md, Decision threshold and calibration).
 
     ``sklearn.metrics.roc_curve`` lists every cut; a cut at score ``s_k`` gives the same
-    predictions for every t in ``(s_{k+1}, s_k]``, and the returned t is, among all maximising
-    thresholds, the one closest to 0.5 (so 0.5 itself whenever it is among the best).
+    predictions for every t in ``(s_{k+1}, s_k]``. The returned t is the midpoint of such a
+    maximising interval (between 0 and the lowest score, or the highest score and 1, at the
+    ends), so no score sits at or just below it and a film does not flip under rounding noise;
+    among several maximising intervals, the midpoint closest to 0.5.
     0.5 when ``labels`` lack one of the two classes (balanced accuracy is undefined).
     """
     labels, prob = _labels_and_probs(labels, prob_pneumonia)
     if not _has_both_classes(labels):
-        return 0.5
+        return DEFAULT_THRESHOLD
     fpr, tpr, upper = skm.roc_curve(labels, prob, drop_intermediate=False)
     youden = tpr - fpr
     best = np.flatnonzero(youden >= youden.max() - 1e-12)
     lower = np.r_[upper[1:], -np.inf][best]  # exclusive lower end of each best interval
-    candidates = np.clip(0.5, np.nextafter(lower, np.inf), upper[best])
-    return float(candidates[np.argmin(np.abs(candidates - 0.5))])
+    high = upper[best]
+    # the open ends: above the highest score (up to 1) and below the lowest (down to 0)
+    bottom = ~np.isfinite(lower)
+    high = np.where(np.isfinite(high), high, np.maximum(1.0, lower))
+    middle = np.where(bottom, np.minimum(0.0, high), lower) / 2 + high / 2
+    # scores 1 ulp apart: the midpoint rounds onto an end; keep it inside (lower, high]
+    middle = np.where(bottom | (middle > lower), middle, np.nextafter(lower, np.inf))
+    return float(middle[np.argmin(np.abs(middle - DEFAULT_THRESHOLD))])
 
 
-def classification_metrics(labels, prob_pneumonia, threshold: float = 0.5) -> dict[str, float]:
+def classification_metrics(labels, prob_pneumonia,
+                           threshold: float = DEFAULT_THRESHOLD) -> dict[str, float]:
     """Classification summary of one evaluation set at a decision threshold
     (docs/multimix.md, Metrics).
 

@@ -103,8 +103,9 @@ class Decoder(nn.Module):
                 parts.append(bridge.astype(self.dtype))
             x = ConvBlock(skip.shape[-1], self.dropout_rate, self.dtype)(
                 jnp.concatenate(parts, axis=-1), train=train)
-        out = nn.Conv(1, (1, 1), kernel_init=torch_default_kernel_init, dtype=self.dtype)(x)
-        return out.astype(jnp.float32)
+        # the final 1x1 conv (the logits) in float32 whatever the compute dtype
+        return nn.Conv(1, (1, 1), kernel_init=torch_default_kernel_init, dtype=jnp.float32)(
+            x.astype(jnp.float32))
 
 
 class MultiMix(nn.Module):

@@ -24,7 +24,8 @@ from multimix_jax.files import write_atomically
 log = logging.getLogger("multimix_jax")
 
 OUTPUT_KINDS = ("mask", "saliency", "overlay")
-CSV_COLUMNS = ("file", "prob_normal", "prob_pneumonia", "predicted", "threshold", "outputs")
+CSV_COLUMNS = ("file", "prob_normal", "prob_pneumonia", "prob_pneumonia_uncalibrated",
+               "predicted", "threshold", "outputs")
 
 
 @dataclasses.dataclass
@@ -93,7 +94,8 @@ def _predict_chunk(predict_fn, loaded: evaluation.Loaded, paths: Sequence[pathli
     images = np.stack([image_io.resize_image(image_io.load_grayscale(p), size) for p in paths])
     predictions = evaluation.run_predictions(
         predict_fn, loaded.params, input_pipeline.ArraySource({"image": images}),
-        config.data.eval_batch_size, size, loaded.mesh, saliency_count=len(paths))
+        config.data.eval_batch_size, size, loaded.mesh, saliency_count=len(paths),
+        temperature=loaded.temperature)
     return images, postprocess.apply_to_predictions(predictions, config.eval.mask_postprocess)
 
 
@@ -105,9 +107,12 @@ def _write_pictures(output_dir: pathlib.Path, name: str, image: np.ndarray, mask
     pictures.save_png(paths["overlay"], pictures.overlay_rgb(image, mask_prob))
 
 
-def _row(path: pathlib.Path, name: str, prob_pneumonia: float, threshold: float) -> dict:
+def _row(path: pathlib.Path, name: str, prob_pneumonia: float, uncalibrated: float,
+         threshold: float) -> dict:
+    """One image: P(pneumonia) calibrated when the checkpoint holds a temperature (what the
+    threshold refers to), the model's own softmax beside it, and the predicted class."""
     return {"file": str(path), "prob_normal": 1.0 - prob_pneumonia,
-            "prob_pneumonia": prob_pneumonia,
+            "prob_pneumonia": prob_pneumonia, "prob_pneumonia_uncalibrated": uncalibrated,
             "predicted": names.CLASS_NAMES[int(prob_pneumonia >= threshold)],
             "threshold": threshold, "outputs": name}
 
@@ -116,7 +121,8 @@ def _write_tables(output_dir: pathlib.Path, rows: list[dict], found: Inputs,
                   loaded: evaluation.Loaded, which: str, extra: dict) -> None:
     """predictions.json (the rows, the threshold, the checkpoint, the skipped files and
     ``extra``) and predictions.csv (the rows), each written atomically."""
-    payload = {"threshold": loaded.threshold, "checkpoint": str(which), "step": loaded.step,
+    payload = {"threshold": loaded.threshold, "temperature": loaded.temperature,
+               "checkpoint": str(which), "step": loaded.step,
                "input_root": str(found.root), "skipped_non_images": len(found.skipped),
                "skipped_files": [str(p) for p in found.skipped], **extra, "predictions": rows}
     json_path, csv_path = output_dir / "predictions.json", output_dir / "predictions.csv"
@@ -130,7 +136,8 @@ def _write_tables(output_dir: pathlib.Path, rows: list[dict], found: Inputs,
 
 def predict_files(config, workdir: str | pathlib.Path, inputs: Sequence[str],
                   output_dir: str | pathlib.Path, which: str = "best",
-                  adapt_prior: bool = False) -> list[dict]:
+                  adapt_prior: bool = False,
+                  allow_config_change: Sequence[str] = ()) -> list[dict]:
     """Per image of ``inputs`` (see :func:`collect_inputs` for the output names): the class
     probabilities and the class at the checkpoint's decision threshold, and mask, saliency and
     overlay PNGs at the model's resolution (masks post-processed by ``eval.mask_postprocess``).
@@ -144,10 +151,10 @@ def predict_files(config, workdir: str | pathlib.Path, inputs: Sequence[str],
                     ", ".join(str(p) for p in found.skipped[:5]),
                     " ..." if len(found.skipped) > 5 else "")
     mask_mode = postprocess.check_mode(config.eval.mask_postprocess)
-    loaded = evaluation.load_for_inference(config, workdir, which)
+    loaded = evaluation.load_for_inference(config, workdir, which, allow_config_change)
     training = prior.training_prior(loaded.val_prior) if adapt_prior else None
     predict_fn = steps.jit_predict(loaded.model, loaded.mesh, config.eval.flip_tta)
-    probs, chunk = [], 8 * config.data.eval_batch_size  # bounds the images held in memory
+    probs, uncalibrated, chunk = [], [], 8 * config.data.eval_batch_size  # bounds the images held in memory
     for start in range(0, len(found.images), chunk):
         paths, names = found.images[start:start + chunk], found.names[start:start + chunk]
         images, predictions = _predict_chunk(predict_fn, loaded, paths, config)
@@ -155,13 +162,15 @@ def predict_files(config, workdir: str | pathlib.Path, inputs: Sequence[str],
             _write_pictures(output_dir, name, images[i], predictions["mask_prob"][i],
                             predictions["saliency"][i])
         probs.append(predictions["prob_pneumonia"])
+        uncalibrated.append(predictions["prob_pneumonia_uncalibrated"])
     predictions = {"prob_pneumonia": np.concatenate(probs)}
     extra = {"adapt_prior": None, "mask_postprocess": mask_mode}
     if adapt_prior:  # the prior of all inputs together: the whole set is needed first
         predictions, estimated = prior.adapt_predictions(predictions, training)
         extra["adapt_prior"] = {"training_prior": training, "estimated_prior": estimated}
-    rows = [_row(path, name, float(p), loaded.threshold) for path, name, p
-            in zip(found.images, found.names, predictions["prob_pneumonia"])]
+    rows = [_row(path, name, float(p), float(u), loaded.threshold) for path, name, p, u
+            in zip(found.images, found.names, predictions["prob_pneumonia"],
+                   np.concatenate(uncalibrated))]
     _write_tables(output_dir, rows, found, loaded, which, extra)
     log.info("wrote predictions for %d images to %s (threshold %.3f)", len(rows), output_dir,
              loaded.threshold)

@@ -189,6 +189,11 @@ class ShiftedSource:
     def __len__(self) -> int:
         return len(self._indices)
 
+    @property
+    def indices(self) -> np.ndarray:
+        """The ``source`` example each example is a shifted copy of."""
+        return self._indices
+
     def __getitem__(self, i: int) -> dict:
         if i not in self._cache:
             example = dict(self._source[int(self._indices[i])])

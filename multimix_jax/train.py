@@ -24,8 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from multimix_jax import checkpointing, evaluation, input_pipeline, metrics, names, steps, summaries
-from multimix_jax import finetune, prior
+from multimix_jax import (checkpointing, evaluation, finetune, input_pipeline, names, steps,
+                          summaries, validation)
 from multimix_jax import workdir as workdir_lib
 from multimix_jax.errors import DivergenceError, NonFiniteLossError, UserError
 
@@ -162,36 +162,12 @@ def log_train_metrics(config, accumulated, step: int, num_steps: int, schedule, 
              per_step, _format_seconds(per_step * (num_steps - step)))
 
 
-def validate(config, predict_fn, params, val_sets: dict, mesh) -> dict:
-    """name -> metrics of every validation set. The first classification set also holds the
-    ``fitted_threshold`` (stored with the checkpoint) that maximises balanced accuracy: with
-    shifted validation it is fitted on the hold-out and its shifted copy pooled and every set
-    is scored at it; otherwise on the hold-out alone, scored at 0.5 (docs/multimix.md,
-    Shifted validation)."""
-    predictions = {name: evaluation.run_predictions(predict_fn, params, source,
-                                                    config.data.eval_batch_size,
-                                                    config.data.image_size, mesh)
-                   for name, (task, source) in val_sets.items()}
-    cls_names = [n for n, (task, _) in val_sets.items() if task == names.CLASSIFICATION]
-    fit_on = cls_names if config.eval.shifted_validation else cls_names[:1]
-    fitted = None
-    if fit_on:
-        pooled = {k: np.concatenate([predictions[n][k] for n in fit_on])
-                  for k in ("label", "prob_pneumonia")}
-        fitted = metrics.balanced_threshold(pooled["label"], pooled["prob_pneumonia"])
-    threshold = fitted if config.eval.shifted_validation and fitted is not None else 0.5
-    results = {name: evaluation.set_metrics(task, predictions[name], threshold)
-               for name, (task, _) in val_sets.items()}
-    if fitted is not None:
-        results[cls_names[0]]["fitted_threshold"] = fitted
-        results[cls_names[0]][prior.PRIOR_KEY] = prior.validation_prior(pooled["label"])
-    return results
-
-
 def _image_summaries(config, predict_fn, params, val_sets: dict, mesh) -> dict:
-    if "val_seg" not in val_sets or config.train.num_image_summaries <= 0:
+    """Input, saliency, predicted and true mask of the first validation segmentation films.
+    Every process runs the (global, jitted) prediction; only the chief writes the result."""
+    if names.VAL_SEG not in val_sets or config.train.num_image_summaries <= 0:
         return {}
-    source = val_sets["val_seg"][1]
+    source = val_sets[names.VAL_SEG][1]
     count = min(config.train.num_image_summaries, len(source))
     subset = input_pipeline.SubsetSource(source, range(count))
     out = evaluation.run_predictions(predict_fn, params, subset, config.data.eval_batch_size,
@@ -203,21 +179,24 @@ def _image_summaries(config, predict_fn, params, val_sets: dict, mesh) -> dict:
 
 
 def validate_and_log(config, predict_fn, state, val_sets: dict, mesh, step: int,
-                     writer) -> tuple[dict, float]:
-    """(validation results, score), written to TensorBoard / metrics.jsonl and the log."""
+                     writer) -> tuple[dict, float, validation.Decision]:
+    """(validation results, score, decision), written to TensorBoard / metrics.jsonl and the
+    log. Every process runs the same predictions (multi-host); the chief alone writes."""
     params = steps.inference_params(state, config)
-    results = validate(config, predict_fn, params, val_sets, mesh)
-    score = evaluation.validation_score(results, config.train.best_metric) if results else math.nan
+    results, decision = validation.validate(config, predict_fn, params, val_sets, mesh)
+    score = validation.selection_score(results, config.train.best_metric) if results else math.nan
+    images = _image_summaries(config, predict_fn, params, val_sets, mesh)
     if writer:
         writer.write_scalars(step, {f"{name}/{k}": v for name, r in results.items()
                                     for k, v in r.items() if np.isfinite(v)})
         if math.isfinite(score):
             writer.write_scalars(step, {"val/score": score})
-        writer.write_images(step, _image_summaries(config, predict_fn, params, val_sets, mesh))
-    log.info("validation at step %d: %s | %s %.4f", step, json.dumps(
+        writer.write_images(step, images)
+    log.info("validation at step %d: %s | %s %.4f | threshold %.4f%s", step, json.dumps(
         {n: {k: round(float(v), 4) for k, v in r.items()} for n, r in results.items()}),
-        config.train.best_metric, score)
-    return results, score
+        config.train.best_metric, score, decision.threshold,
+        "" if decision.temperature is None else f" | temperature {decision.temperature:.4f}")
+    return results, score, decision
 
 
 def checkpoint(config, checkpointer, state, batches: Prefetcher, step: int, unlogged,
@@ -259,6 +238,7 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, *, stop_at_step: int
     if config.distributed:
         jax.distributed.initialize()
     _check_batch_divisible(config)
+    validation.check_rule(config.eval)
     workdir = pathlib.Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     is_chief = jax.process_index() == 0
@@ -296,7 +276,7 @@ def _train(config, workdir: pathlib.Path, checkpointer, accepted: list, stop_at_
         workdir_lib.record_config(config, workdir, accepted, start)
     train_step = steps.jit_train_step(model, tx, config, mesh)
     predict_fn = steps.jit_predict(model, mesh, config.eval.flip_tta)
-    val_sets = evaluation.validation_sources(splits, config.eval.shifted_validation)
+    val_sets = validation.validation_sets(splits, config.eval.shifted_validation)
     best = _best_so_far(checkpointer, config.train.best_metric)
     log.info("data %s | %d steps/epoch | %d steps | %d device(s) | workdir %s",
              splits.summary(), epoch_steps, num_steps, jax.device_count(), workdir)
@@ -317,9 +297,10 @@ def _train(config, workdir: pathlib.Path, checkpointer, accepted: list, stop_at_
             info = None
             if itstime(step, every.eval_every_steps, num_steps):
                 clock.pause()
-                results, score = validate_and_log(config, predict_fn, state, val_sets, mesh,
-                                                  step, writer)
-                info = checkpointing.checkpoint_info(score, results)
+                results, score, decision = validate_and_log(config, predict_fn, state, val_sets,
+                                                            mesh, step, writer)
+                info = checkpointing.checkpoint_info(score, results,
+                                                     decision.info(config.eval.flip_tta))
                 if info and (best is None or score > best["score"]):
                     best = {"step": step, "score": score, "criterion": config.train.best_metric,
                             "results": results}

@@ -44,7 +44,7 @@ def table(workdirs: list[str]) -> str:
         sets = results["sets"]
         cells = [cell(sets.get(name, {}), key) for _, name, key in COLUMNS]
         has_cls = "val_cls" in sets
-        threshold = format_value(sets["val_cls"].get("threshold")) if has_cls else "-"
+        threshold = format_value(results.get("threshold")) if has_cls else "-"
         lines.append(f"| {results['model']} | {results['budgets']} | {threshold} | "
                      + " | ".join(cells) + " |")
     return "\n".join(lines)

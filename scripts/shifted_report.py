@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
 """Validation and shifted validation of trained workdirs, under each decision rule a recipe
 decision looks at: threshold 0.5, the threshold fitted on the hold-out alone, the threshold
-fitted on the hold-out and its shifted copy pooled; with and without flip TTA
-(docs/multimix.md, Shifted validation). One JSON object per workdir, one markdown row per
+fitted on the hold-out and its shifted copy pooled (each with the config's eval.calibrate);
+with and without flip TTA (docs/multimix.md, Shifted validation; Decision threshold and
+calibration). The rules are multimix_jax/validation.py's: a set a rule is fitted on is
+reported out of sample (cross-fitted). One JSON object per workdir, one markdown row per
 workdir and rule.
 
   python scripts/shifted_report.py --config configs/shared_real.py:multimix \
       --config.data_root=DIR --workdirs runs/real/multimix [--checkpoint best]
 
-The config (and its overrides) must be the one each workdir was trained with: it fixes the
-validation split, the image size and the model.
+The config (and its overrides) must be the one each workdir was trained with (it is checked
+against the workdir's record): it fixes the validation split, the image size and the model.
 """
 
 from __future__ import annotations
@@ -22,45 +24,46 @@ from absl import app, flags
 from ml_collections import config_flags
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from multimix_jax import evaluation, input_pipeline, metrics, names, steps  # noqa: E402
+from multimix_jax import evaluation, input_pipeline, names, steps, validation  # noqa: E402
 
-config_flags.DEFINE_config_file("config", None, "configs/*.py[:VARIANT] the workdirs used.")
-flags.DEFINE_list("workdirs", None, "Trained workdirs (comma-separated).")
-flags.DEFINE_string("checkpoint", "best", "best | latest | a step number.")
-flags.DEFINE_string("output", None, "Also write the JSON lines here.")
-flags.mark_flags_as_required(["config", "workdirs"])
 FLAGS = flags.FLAGS
 
 
+def define_flags() -> None:
+    """The command line (defined when run as a script, so that importing defines nothing)."""
+    config_flags.DEFINE_config_file("config", None, "configs/*.py[:VARIANT] the workdirs used.")
+    flags.DEFINE_list("workdirs", None, "Trained workdirs (comma-separated).")
+    flags.DEFINE_string("checkpoint", "best", "best | latest | a step number.")
+    flags.DEFINE_string("output", None, "Also write the JSON lines here.")
+    flags.mark_flags_as_required(["config", "workdirs"])
+
+# rule -> (eval.threshold, the sets the decision is fitted on)
+RULES = {"0.5": ("fixed", (names.VAL_CLS,)),
+         "fit_on_val": ("fitted", (names.VAL_CLS,)),
+         "fit_pooled": ("fitted", (names.VAL_CLS, names.VAL_CLS_SHIFTED))}
+
+
 def report(config, workdir: str, which: str) -> dict:
-    """{'step', 'plain'|'tta': {'thresholds', SET@RULE: metrics, SEG_SET: metrics}}."""
+    """{'step', 'plain'|'tta': {'thresholds', 'temperatures', SET@RULE: metrics,
+    SEG_SET: metrics}}."""
     loaded = evaluation.load_for_inference(config, workdir, which)
-    splits = input_pipeline.make_splits(config)
-    sets = evaluation.validation_sources(splits, shifted=True)
+    sets = validation.validation_sets(input_pipeline.make_splits(config), shifted=True)
     out = {"workdir": workdir, "step": loaded.step}
     for tta in (False, True):
         predict_fn = steps.jit_predict(loaded.model, loaded.mesh, tta)
-        preds = {name: evaluation.run_predictions(predict_fn, loaded.params, source,
-                                                  config.data.eval_batch_size,
-                                                  config.data.image_size, loaded.mesh)
-                 for name, (_, source) in sets.items()}
-        res = {}
-        cls_sets = [n for n in ("val_cls", "val_cls_shifted") if n in preds]
-        if cls_sets:
-            pooled = lambda key: [v for n in cls_sets for v in preds[n][key]]
-            rules = {"0.5": 0.5,
-                     "fit_on_val": metrics.balanced_threshold(preds["val_cls"]["label"],
-                                                              preds["val_cls"]["prob_pneumonia"]),
-                     "fit_pooled": metrics.balanced_threshold(pooled("label"),
-                                                              pooled("prob_pneumonia"))}
-            res["thresholds"] = rules
-            for name in cls_sets:
-                for rule, threshold in rules.items():
-                    res[f"{name}@{rule}"] = evaluation.set_metrics(
-                        names.CLASSIFICATION, preds[name], threshold)
-        for name in ("val_seg", "val_seg_shifted", "val_seg_disease"):
-            if name in preds:
-                res[name] = evaluation.set_metrics(names.SEGMENTATION, preds[name])
+        preds = validation.predict_sets(config, predict_fn, loaded.params, sets, loaded.mesh)
+        res = {"thresholds": {}, "temperatures": {}}
+        for rule, (threshold_rule, pool) in RULES.items():
+            eval_config = config.eval.copy_and_resolve_references()
+            eval_config.threshold = threshold_rule
+            results, decision = validation.score_sets(eval_config, sets, preds, pool)
+            res["thresholds"][rule] = decision.threshold
+            res["temperatures"][rule] = decision.temperature
+            for name, (task, _) in sets.items():
+                if task == names.CLASSIFICATION:
+                    res[f"{name}@{rule}"] = results[name]
+                else:
+                    res[name] = results[name]
         out["tta" if tta else "plain"] = res
     return out
 
@@ -98,4 +101,5 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -21,11 +21,13 @@ class FakeModel:
         return {"class_probs": np.stack([1 - p, p], -1), "mask_probs": x, "saliency": x}
 
 
-def install(monkeypatch, threshold: float = 0.5, step: int = 7) -> FakeModel:
+def install(monkeypatch, threshold: float = 0.5, step: int = 7,
+            temperature: float | None = None) -> FakeModel:
     """Make evaluation.load_for_inference and steps.jit_predict return the fake model."""
     fake = FakeModel()
     loaded = evaluation.Loaded(model=None, params=None, mesh=steps.make_mesh(), step=step,
-                               threshold=threshold)
-    monkeypatch.setattr(evaluation, "load_for_inference", lambda config, workdir, which: loaded)
+                               threshold=threshold, temperature=temperature)
+    monkeypatch.setattr(evaluation, "load_for_inference",
+                        lambda config, workdir, which, allow=(): loaded)
     monkeypatch.setattr(steps, "jit_predict", lambda model, mesh, flip_tta=False: fake.predict_fn)
     return fake

@@ -101,22 +101,50 @@ def run_steps(devices=None) -> dict:
             "devices": jax.device_count(), "processes": jax.process_count()}
 
 
+TRAIN_WORKER = textwrap.dedent("""
+    import json, sys
+    import jax
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    port, process_id, workdir = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    jax.distributed.initialize(coordinator_address=f"localhost:{port}", num_processes=2,
+                               process_id=process_id)
+    from tests.test_distributed import train_two_processes
+    print("RESULT", json.dumps(train_two_processes(workdir)), flush=True)
+    jax.distributed.shutdown()
+""")
+
+
+def train_two_processes(workdir: str) -> dict:
+    """``train_and_evaluate`` with validation (fitted threshold, calibration), image summaries
+    and checkpoints in each of two processes: what each process saw."""
+    from multimix_jax import train
+    config = _config()
+    config.train.num_steps, config.train.eval_every_steps = 2, 2
+    config.train.checkpoint_every_steps, config.train.num_image_summaries = 2, 2
+    config.eval.threshold, config.eval.calibrate = "fitted", True
+    out = train.train_and_evaluate(config, workdir)
+    return {"best": out["best"]["score"], "step": out["best"]["step"],
+            "results": out["results"], "processes": jax.process_count()}
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("localhost", 0))
         return sock.getsockname()[1]
 
 
-@pytest.mark.slow  # ~3 min on 2 busy cores: two processes compile the step
-def test_two_processes_train_like_one_process_on_the_same_global_batch(tmp_path):
+def _two_processes(tmp_path, worker: str, *args: str) -> list[dict]:
+    """Runs ``worker`` (PORT PROCESS_ID *ARGS) in two processes joined by jax.distributed;
+    the RESULT each printed."""
     env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO), XLA_FLAGS="")
     port = str(_free_port())
     logs = [(tmp_path / f"out{i}.txt", tmp_path / f"err{i}.txt") for i in range(2)]
     procs = []
     for i, (out, err) in enumerate(logs):
         with open(out, "w") as stdout, open(err, "w") as stderr:
-            procs.append(subprocess.Popen([sys.executable, "-c", WORKER, port, str(i)], cwd=REPO,
-                                          env=env, stdout=stdout, stderr=stderr, text=True))
+            procs.append(subprocess.Popen([sys.executable, "-c", worker, port, str(i), *args],
+                                          cwd=REPO, env=env, stdout=stdout, stderr=stderr,
+                                          text=True))
     try:
         for proc in procs:
             proc.wait(timeout=900)
@@ -125,10 +153,32 @@ def test_two_processes_train_like_one_process_on_the_same_global_batch(tmp_path)
             proc.kill()
     for proc, (_, err) in zip(procs, logs):
         assert proc.returncode == 0, err.read_text()[-3000:]
-    results = [json.loads(out.read_text().split("RESULT", 1)[1]) for out, _ in logs]
+    return [json.loads(out.read_text().split("RESULT", 1)[1]) for out, _ in logs]
+
+
+@pytest.mark.slow  # ~3 min on 2 busy cores: two processes compile the step
+def test_two_processes_train_like_one_process_on_the_same_global_batch(tmp_path):
+    results = _two_processes(tmp_path, WORKER)
     assert all(r["devices"] == 2 and r["processes"] == 2 for r in results)
     single = run_steps(jax.devices()[:1])  # this process alone, its batches whole
     assert single["processes"] == 1
     for result in results:
         np.testing.assert_allclose(result["losses"], single["losses"], rtol=1e-5)
         np.testing.assert_allclose(result["mask_probs"], single["mask_probs"], atol=1e-5)
+
+
+@pytest.mark.slow  # minutes on 2 busy cores: two processes compile the step and predict
+def test_two_processes_train_validate_summarise_and_checkpoint_without_hanging(tmp_path):
+    """The loop's validation, image summaries and checkpoint run the same jitted calls in
+    every process (computed on all, written by the chief): nothing waits for a call that
+    another process never makes."""
+    from multimix_jax import checkpointing
+    workdir = tmp_path / "run"
+    results = _two_processes(tmp_path, TRAIN_WORKER, str(workdir))
+    assert all(r["processes"] == 2 and r["step"] == 2 for r in results)
+    assert results[0] == results[1]  # both processes validated the same predictions
+    reader = checkpointing.Checkpointer(workdir, read_only=True)
+    info = reader.info(2)
+    reader.close()
+    assert info["threshold"] is not None and info["temperature"] is not None
+    assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))  # the chief's

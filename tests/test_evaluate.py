@@ -1,5 +1,5 @@
 """evaluate and the evaluation module: each set predicted once, classification at the
-checkpoint's decision threshold, tables that show the threshold and the empty predicted masks
+checkpoint's decision threshold, tables that show the threshold and the HD-penalised masks
 (tests/fake_model.py stands in for a checkpoint)."""
 
 import json
@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from multimix_jax import evaluate, evaluation, input_pipeline, metrics, names, steps
+from multimix_jax import errors, evaluate, evaluation, input_pipeline, metrics, names, steps
 from tests import fake_model
 from tests.conftest import tiny_train_config
 
@@ -36,7 +36,8 @@ def test_evaluate_predicts_each_set_once_at_the_stored_threshold(tmp_path, monke
     assert results["test_cls"]["recall_pneumonia"] == 0.0
 
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert saved["cls_threshold"] == 1.01 and saved["step"] == 7 and "paper_row" in saved
+    assert saved["threshold"] == 1.01 and saved["step"] == 7 and "paper_row" in saved
+    assert saved["temperature"] is None
     assert CLS_KEYS <= set(saved["sets"]["test_cls"]) and "dice" in saved["sets"]["test_seg"]
     assert saved["sets"]["test_cls"]["threshold"] == 1.01
     # intervals beside the points, the trivial rules, the training prior, per-film arrays
@@ -56,7 +57,7 @@ def test_evaluate_predicts_each_set_once_at_the_stored_threshold(tmp_path, monke
         assert np.mean(films["test_seg/dice"]) == pytest.approx(saved["sets"]["test_seg"]["dice"])
     assert (tmp_path / "out" / "report.html").stat().st_size > 0
     table = (tmp_path / "out" / "results.md").read_text()
-    assert "P(pneumonia) >= 1.010" in table and "empty masks" in table
+    assert "P(pneumonia) >= 1.010" in table and "HD-penalised" in table
 
 
 def test_run_predictions_keeps_the_first_saliency_maps_only(monkeypatch):
@@ -69,33 +70,35 @@ def test_run_predictions_keeps_the_first_saliency_maps_only(monkeypatch):
     assert "saliency" not in evaluation.run_predictions(fake.predict_fn, None, source, 4, 8, mesh)
 
 
-def test_fitted_threshold_only_when_asked():
-    predictions = {"label": np.array([0, 0, 1, 1]), "prob_pneumonia": np.array([.1, .2, .3, .4])}
-    plain = evaluation.set_metrics(names.CLASSIFICATION, predictions)
-    assert "fitted_threshold" not in plain and plain["accuracy"] == 0.5
-    fitted = evaluation.set_metrics(names.CLASSIFICATION, predictions, fit_threshold=True)
-    assert fitted["fitted_threshold"] == 0.3
-
-
-def test_stored_threshold(caplog):
-    assert evaluation.stored_threshold({"val_score": 0.8, "cls_threshold": 0.3, "val": {}}) == 0.3
+def test_stored_decision(caplog):
+    info = {"val_score": 0.8, "threshold": 0.3, "temperature": 2.0, "flip_tta": False, "val": {}}
+    assert evaluation.stored_decision(info, flip_tta=False) == (0.3, 2.0)
     with caplog.at_level(logging.INFO, logger="multimix_jax"):
-        assert evaluation.stored_threshold({"val_score": None, "cls_threshold": 0.5}) == 0.5
+        assert evaluation.stored_decision({"val_score": None, "threshold": 0.5}) == (0.5, None)
     assert caplog.text.count("holds no decision threshold") == 1
+
+
+def test_a_threshold_fitted_under_another_flip_tta_is_refused():
+    info = {"val_score": 0.8, "threshold": 0.3, "temperature": None, "flip_tta": False}
+    with pytest.raises(errors.ConfigMismatchError, match=r"eval\.flip_tta=False") as error:
+        evaluation.stored_decision(info, flip_tta=True)
+    assert str(error.value).startswith("--config.eval.flip_tta=True")
 
 
 def test_tables_show_the_threshold_and_the_empty_masks():
     results = {"test_cls": metrics.classification_metrics([0, 1, 1], [0.2, 0.35, 0.9], 0.3),
                "test_seg": {"n": 4, "dice": 0.5, "hd": 90.0, "hd95": 91.0, "ssim": 0.4,
-                            "jaccard": 0.4, "empty_pred": 3, "hd_penalised": 3}}
+                            "jaccard": 0.4, "empty_pred": 3, "hd_penalised": 2}}
     layout = {"in_cls": "test_cls", "in_seg": "test_seg"}
     lines = evaluation.markdown_tables(results, layout, "MultiMix", "10/5", 0.3).splitlines()
-    assert lines[0].endswith("| x-DS | empty masks |") and lines[2].endswith("| 3 |")
+    # the column counts what the HD penalty counts (exactly one of the two masks empty), not
+    # the empty predictions (an empty prediction of an empty true mask scores HD 0)
+    assert lines[0].endswith("| x-DS | HD-penalised |") and lines[2].endswith("| 2 |")
     assert any("P(pneumonia) >= 0.300" in line for line in lines)
     header = [cell.strip() for cell in lines[6].strip("|").split("|")]
     seg = dict(zip(header, (cell.strip() for cell in lines[9].strip("|").split("|"))))
     cls = dict(zip(header, (cell.strip() for cell in lines[8].strip("|").split("|"))))
-    assert seg["empty masks"] == "3" and seg["HD"] == "90.000"
+    assert seg["HD-penalised"] == "2" and seg["HD"] == "90.000"
     assert cls["accuracy"] == "1.000" and cls["acc@0.5"] == "0.667"
 
 

@@ -238,33 +238,42 @@ def test_roc_auc():
 
 def test_balanced_threshold_separates_when_0_5_cannot():
     # every probability is below 0.5: at 0.5 nothing is PNEUMONIA (balanced accuracy 0.5);
-    # any t in (0.2, 0.3] separates the classes perfectly, and 0.3 is the closest to 0.5
+    # any t in (0.2, 0.3] separates the classes perfectly: the midpoint, never a score
     labels = np.array([0, 0, 1, 1])
     prob = np.array([0.1, 0.2, 0.3, 0.4])
     t = M.balanced_threshold(labels, prob)
-    assert t == 0.3
+    assert t == pytest.approx(0.25)
     assert M.classification_metrics(labels, prob, t)["balanced_accuracy"] == 1.0
 
 
-def test_balanced_threshold_above_0_5_takes_the_lowest_separating_value():
-    # separating thresholds are (0.6, 0.8]: the one closest to 0.5 is just above 0.6
+def test_balanced_threshold_is_the_midpoint_so_noise_does_not_flip_a_film():
+    # separating thresholds are (0.6, 0.8]: a t just above 0.6 would flip the 0.6 film under
+    # rounding noise; the midpoint leaves a margin of 0.1 on both sides
     labels = np.array([0, 0, 1, 1])
     prob = np.array([0.55, 0.6, 0.8, 0.9])
     t = M.balanced_threshold(labels, prob)
-    assert 0.6 < t < 0.6 + 1e-12
-    assert M.classification_metrics(labels, prob, t)["accuracy"] == 1.0
+    assert t == pytest.approx(0.7)
+    for noise in (-1e-6, 1e-6):
+        assert M.classification_metrics(labels, prob + noise, t)["accuracy"] == 1.0
+    # adjacent scores 1 ulp apart: still inside the interval, not on the lower score
+    low = np.float64(0.3)
+    prob = np.array([0.1, low, np.nextafter(low, 1.0), 0.9])
+    assert M.classification_metrics(labels, prob, M.balanced_threshold(labels, prob))[
+        "accuracy"] == 1.0
+    # the open ends: above the highest score, below the lowest
+    assert 0.9 < M.balanced_threshold([1, 1, 0], [0.1, 0.2, 0.9]) <= 1.0
 
 
-def test_balanced_threshold_keeps_0_5_among_ties_and_maximises_balanced_accuracy():
+def test_balanced_threshold_among_ties_takes_the_midpoint_closest_to_0_5():
     labels, prob = np.array([0, 0, 1, 1]), np.array([0.2, 0.3, 0.7, 0.8])
-    assert M.balanced_threshold(labels, prob) == 0.5  # every t in (0.3, 0.7] separates
+    assert M.balanced_threshold(labels, prob) == 0.5  # the midpoint of (0.3, 0.7]
     # imbalanced, 1 normal and 4 pneumonia: t <= 0.3 and t in (0.35, 0.6] are both 4/5
     # accurate, but only (0.35, 0.6] has the best balanced accuracy, (3/4 + 1) / 2 = 0.875
     labels, prob = np.array([0, 1, 1, 1, 1]), np.array([0.35, 0.3, 0.6, 0.7, 0.9])
-    assert M.balanced_threshold(labels, prob) == 0.5
+    assert M.balanced_threshold(labels, prob) == pytest.approx(0.475)
     labels, prob = np.array([0, 1, 1, 1, 1]), np.array([0.5, 0.3, 0.6, 0.7, 0.9])
     t = M.balanced_threshold(labels, prob)
-    assert 0.5 < t <= 0.6
+    assert t == pytest.approx(0.55)
     assert M.classification_metrics(labels, prob, t)["balanced_accuracy"] == pytest.approx(0.875)
 
 

@@ -139,6 +139,20 @@ def test_bfloat16_computes_in_bfloat16_with_float32_params_and_outputs():
     assert sal_fast.dtype == jnp.float32 and not np.allclose(sal_fast, sal32, rtol=1e-3)
 
 
+def test_bfloat16_segmentation_logits_come_from_a_float32_final_conv():
+    config = tiny_config()
+    config.model.dtype = "bfloat16"
+    model = models.build_model(config.model)
+    params = models.init_params(model, jax.random.PRNGKey(0), 32)
+    x = jax.random.uniform(jax.random.PRNGKey(1), (2, 32, 32, 1), minval=-1, maxval=1)
+    _, state = model.apply({"params": params}, x, train=False, capture_intermediates=True)
+    decoder = state["intermediates"]["decoder"]
+    stages = sorted(k for k in decoder if k.startswith("ConvBlock"))
+    assert decoder[stages[-1]]["__call__"][0].dtype == jnp.bfloat16  # the body: bfloat16
+    head = [k for k in decoder if k.startswith("Conv_")]
+    assert len(head) == 1 and decoder[head[0]]["__call__"][0].dtype == jnp.float32
+
+
 def test_unknown_compute_dtype_is_one_clear_error():
     config = tiny_config()
     config.model.dtype = "float16"

@@ -179,13 +179,14 @@ def test_one_manager_keeps_the_latest_and_the_best(tmp_path):
     checkpointer = checkpointing.Checkpointer(tmp_path, keep=2)
     state = {"w": np.zeros(3, np.float32)}
     for step, score in ((1, 0.9), (2, 0.1), (3, None), (4, 0.3), (5, 0.2)):
-        info = checkpointing.checkpoint_info(score, {"val_cls": {"accuracy": score}}) \
+        info = checkpointing.checkpoint_info(score, {"val_cls": {"accuracy": score}},
+                                             {"threshold": 0.5, "temperature": None}) \
             if score is not None else None
         checkpointer.save(step, dict(state, w=state["w"] + step), _Position(), info)
     checkpointer.close()
     reader = checkpointing.Checkpointer(tmp_path, read_only=True)
     assert reader.steps() == [1, 4, 5] and reader.best_step() == 1
-    assert reader.info(1) == {"val_score": 0.9, "cls_threshold": 0.5,
+    assert reader.info(1) == {"val_score": 0.9, "threshold": 0.5, "temperature": None,
                               "val": {"val_cls": {"accuracy": 0.9}}}
     reader.close()
     restored, step, info = checkpointing.restore_for_inference(tmp_path, state, "best")
@@ -198,8 +199,8 @@ def test_checkpoint_choice_info_and_errors(trained, tmp_path):
     for which in ("best", "latest", 2, "2"):
         _, step, info = checkpointing.restore_for_inference(trained, abstract, which)
         assert step == 2
-    assert set(info) == {"val_score", "cls_threshold", "val_prior", "val"}
-    assert 0 <= info["val_score"] <= 1 and 0 < info["cls_threshold"] < 1
+    assert set(info) == {"val_score", "threshold", "temperature", "flip_tta", "val_prior", "val"}
+    assert 0 <= info["val_score"] <= 1 and info["threshold"] == 0.5  # the default rule
     assert 0 <= info["val_prior"] <= 1  # the validation's pneumonia fraction (prior.py)
     assert {"val_cls", "val_seg"} <= set(info["val"])
     with pytest.raises(errors.UserError, match="--checkpoint 'foo': expected 'best'"):

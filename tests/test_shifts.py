@@ -126,25 +126,30 @@ def test_flip_tta_is_invariant_to_flipping_the_input(use_bridge):
 
 
 def test_shifted_validation_selects_the_model_and_stores_the_pooled_threshold(tmp_path):
-    """With eval.shifted_validation the training loop validates on the shifted copies too,
-    scores with 'shifted_score', stores the threshold fitted on the pooled classification
-    sets, and evaluate reports every set at that threshold (flip TTA on)."""
+    """With eval.shifted_validation and eval.threshold='fitted' the training loop validates on
+    the shifted copies too, scores with 'shifted_score', stores the threshold fitted on the
+    pooled classification sets, and evaluate reports every set at it (flip TTA on)."""
     import json
 
-    from multimix_jax import evaluate, evaluation, train
+    from multimix_jax import checkpointing, evaluate, train, validation
     from tests.conftest import tiny_train_config
     config = tiny_train_config(num_steps=2)
     config.data.cls.num_examples, config.data.val_cls = 60, 16
     config.eval.shifted_validation, config.eval.flip_tta = True, True
+    config.eval.threshold = "fitted"
     config.train.best_metric = "shifted_score"
     out = train.train_and_evaluate(config, tmp_path)
     results = out["best"]["results"]
     assert set(names.SHIFTED_SETS) <= set(results)
-    threshold = results["val_cls"]["fitted_threshold"]
+    reader = checkpointing.Checkpointer(tmp_path, read_only=True)
+    info = reader.info(out["best"]["step"])
+    reader.close()
+    threshold = info["threshold"]
+    assert info["flip_tta"] is True and info["temperature"] is None
     assert results["val_cls_shifted"]["threshold"] == threshold == results["val_cls"]["threshold"]
-    assert out["best"]["score"] == evaluation.validation_score(results, "shifted_score")
+    assert out["best"]["score"] == validation.selection_score(results, "shifted_score")
     written = evaluate.evaluate(config, tmp_path, which="best")
     assert set(names.SHIFTED_SETS) <= set(written)
     stored = json.loads((tmp_path / "results.json").read_text())
-    assert stored["cls_threshold"] == threshold
+    assert stored["threshold"] == threshold
     assert stored["sets"]["val_cls_shifted"]["threshold"] == threshold

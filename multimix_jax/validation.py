@@ -1,0 +1,249 @@
+"""Validation in one place (docs/multimix.md, Shifted validation; Decision threshold and
+calibration): which sets, predicting them, the selection score, and the decision that
+deployment applies to P(pneumonia) - an optional temperature, then a threshold.
+
+``config.eval.threshold``: 'fixed' classifies at P(pneumonia) >= ``names.DEFAULT_THRESHOLD``
+(the paper's argmax); 'fitted' at the balanced-accuracy threshold fitted on the pooled
+classification validation (``val_cls``, plus ``val_cls_shifted`` with
+``eval.shifted_validation``). ``config.eval.calibrate`` fits a temperature on the same pool
+first (``calibration.py``); the threshold then refers to calibrated probabilities.
+
+The rule stored for deployment is fitted on every pooled film. The figures the loop reports
+and selects checkpoints on are out of sample: K-fold cross-fitting over the pooled films (the
+rule fitted on K-1 folds classifies the held-out fold), with every film of a patient - and a
+film's shifted copy - in one fold.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import warnings
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+from sklearn import model_selection
+
+from multimix_jax import calibration, evaluation, input_pipeline, metrics, prior, shifts
+from multimix_jax.errors import UserError
+from multimix_jax.names import (CLASSIFICATION, DEFAULT_THRESHOLD, SEGMENTATION, VAL_CLS,
+                                VAL_CLS_SHIFTED, VAL_SEG, VAL_SEG_DISEASE, VAL_SEG_SHIFTED)
+
+log = logging.getLogger("multimix_jax")
+
+THRESHOLD_RULES = ("fixed", "fitted")
+FOLDS = 5  # cross-fitting folds of the pooled validation films
+FOLD_SEED = 0
+# The classification figures that depend on the decision (the rest - ROC-AUC, accuracy at
+# 0.5, n - do not: a temperature keeps the order and the side of 0.5 of every film).
+DECISION_KEYS = ("accuracy", "balanced_accuracy", "f1_normal", "f1_pneumonia",
+                 "precision_pneumonia", "recall_pneumonia")
+SHIFTED_SCORE_PARTS = ((VAL_CLS, "balanced_accuracy"), (VAL_CLS_SHIFTED, "balanced_accuracy"),
+                       (VAL_SEG, "dice"), (VAL_SEG_SHIFTED, "dice"), (VAL_SEG_DISEASE, "dice"))
+
+
+# --------------------------------------------------------------------------- sets
+def validation_sets(splits: input_pipeline.DataSplits, shifted: bool = False) -> dict:
+    """name -> (task, source) of the held-out validation splits (model selection only), with
+    their shifted copies when ``shifted`` (docs/multimix.md, Shifted validation)."""
+    sets = {}
+    if splits.cls_val is not None:
+        sets[VAL_CLS] = (CLASSIFICATION, splits.cls_val)
+    if splits.seg_val is not None:
+        sets[VAL_SEG] = (SEGMENTATION, splits.seg_val)
+    if shifted:
+        sets.update(shifts.shifted_sources(sets))
+    return sets
+
+
+def film_groups(sets: Mapping[str, tuple]) -> dict[str, np.ndarray]:
+    """name -> one group id per film of each classification set: the source's ``groups``
+    (patients) when it has them, else one group per film; a shifted copy takes the group of
+    the film it was made from, so the two never fall in different folds."""
+    groups = {}
+    for name, (task, source) in sets.items():
+        if task != CLASSIFICATION or isinstance(source, shifts.ShiftedSource):
+            continue
+        own = getattr(source, "groups", None)
+        groups[name] = (np.asarray([f"{name}/{i}" for i in range(len(source))]) if own is None
+                        else np.asarray(own).astype(str))
+    for name, (task, source) in sets.items():
+        if task == CLASSIFICATION and isinstance(source, shifts.ShiftedSource):
+            groups[name] = groups[VAL_CLS][source.indices]
+    return groups
+
+
+def predict_sets(config, predict_fn: Callable, params, sets: Mapping[str, tuple],
+                 mesh) -> dict[str, dict]:
+    """name -> predictions (``evaluation.run_predictions``) of every set, uncalibrated."""
+    return {name: evaluation.run_predictions(predict_fn, params, source,
+                                             config.data.eval_batch_size,
+                                             config.data.image_size, mesh)
+            for name, (_, source) in sets.items()}
+
+
+# --------------------------------------------------------------------------- the decision
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    """What deployment applies to the model's P(pneumonia): the ``temperature`` (None: none)
+    and then the ``threshold`` (PNEUMONIA when the calibrated P >= threshold); ``prior`` is
+    the pneumonia fraction of the films it was fitted on (prior.py's training prior)."""
+
+    threshold: float = DEFAULT_THRESHOLD
+    temperature: float | None = None
+    prior: float | None = None
+
+    def probabilities(self, prob_uncalibrated) -> np.ndarray:
+        return calibration.apply_temperature(prob_uncalibrated, self.temperature)
+
+    def info(self, flip_tta: bool) -> dict:
+        """The checkpoint's record of it, with the prediction setting it was fitted under."""
+        record = {"threshold": float(self.threshold), "temperature": self.temperature,
+                  "flip_tta": bool(flip_tta)}
+        if self.prior is not None:
+            record[prior.PRIOR_KEY] = self.prior
+        return record
+
+
+def check_rule(eval_config) -> str:
+    rule = eval_config.threshold
+    if rule not in THRESHOLD_RULES:
+        raise UserError(f"--config.eval.threshold={rule}: expected one of "
+                        f"{', '.join(THRESHOLD_RULES)}")
+    return rule
+
+
+def fit_decision(eval_config, labels, prob_uncalibrated) -> Decision:
+    """The decision ``config.eval`` asks for, fitted on these films: a temperature when
+    ``eval.calibrate``, then the threshold of ``eval.threshold`` on the calibrated P."""
+    temperature = (calibration.fit_temperature(labels, prob_uncalibrated)
+                   if eval_config.calibrate else None)
+    fraction = prior.validation_prior(labels)
+    if check_rule(eval_config) == "fixed":
+        return Decision(DEFAULT_THRESHOLD, temperature, fraction)
+    probs = calibration.apply_temperature(prob_uncalibrated, temperature)
+    return Decision(metrics.balanced_threshold(labels, probs), temperature, fraction)
+
+
+def fits_anything(eval_config) -> bool:
+    return bool(eval_config.calibrate) or check_rule(eval_config) != "fixed"
+
+
+def folds(labels, groups, k: int = FOLDS, seed: int = FOLD_SEED) -> np.ndarray | None:
+    """A fold index per film: ``k`` folds stratified by class, a group's films in one fold
+    (fewer folds when a class has fewer than ``k`` groups; None below 2)."""
+    labels, groups = np.asarray(labels), np.asarray(groups)
+    per_class = min(len(np.unique(groups[labels == c])) for c in np.unique(labels))
+    k = min(k, per_class) if len(np.unique(labels)) == 2 else 0
+    if k < 2:
+        return None
+    splitter = model_selection.StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    out = np.empty(len(labels), np.int64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "least populated class" at small n
+        for fold, (_, held_out) in enumerate(splitter.split(np.zeros(len(labels)), labels,
+                                                            groups)):
+            out[held_out] = fold
+    return out
+
+
+def cross_fitted(eval_config, labels, prob_uncalibrated, fold_of) -> tuple[np.ndarray, np.ndarray]:
+    """(calibrated P, threshold) per film, each from the decision fitted on the other folds."""
+    labels, prob = np.asarray(labels), np.asarray(prob_uncalibrated, np.float64)
+    calibrated, thresholds = np.empty_like(prob), np.empty_like(prob)
+    for fold in np.unique(fold_of):
+        held_out = fold_of == fold
+        decision = fit_decision(eval_config, labels[~held_out], prob[~held_out])
+        calibrated[held_out] = decision.probabilities(prob[held_out])
+        thresholds[held_out] = decision.threshold
+    return calibrated, thresholds
+
+
+def held_out_figures(eval_config, predictions: Mapping[str, dict],
+                     groups: Mapping[str, np.ndarray], pool: Sequence[str]) -> dict:
+    """name -> the ``DECISION_KEYS`` of each ``pool`` set (and ``cross_fitted_folds``), from
+    cross-fitting over the pooled films: the decision fitted on the other folds classifies
+    each fold. Empty when the rule fits nothing (the in-sample figures are then out of sample)
+    or a class has too few films (groups) for two folds (logged)."""
+    pool = [name for name in pool if name in predictions]
+    if not pool or not fits_anything(eval_config):
+        return {}
+    take = lambda key: np.concatenate([np.asarray(predictions[n][key]) for n in pool])
+    labels = take("label")
+    fold_of = folds(labels, np.concatenate([groups[name] for name in pool]))
+    if fold_of is None:
+        log.warning("too few validation films of a class to cross-fit the decision: the "
+                    "classification validation figures are in sample")
+        return {}
+    calibrated, thresholds = cross_fitted(eval_config, labels,
+                                          take("prob_pneumonia_uncalibrated"), fold_of)
+    ends = np.cumsum([0] + [len(predictions[name]["label"]) for name in pool])
+    figures = {}
+    for i, name in enumerate(pool):
+        part = slice(ends[i], ends[i + 1])
+        decided = (calibrated[part] >= thresholds[part]).astype(np.float64)
+        out = metrics.classification_metrics(labels[part], decided, DEFAULT_THRESHOLD)
+        figures[name] = {**{key: out[key] for key in DECISION_KEYS},
+                         "cross_fitted_folds": int(fold_of.max() + 1)}
+    return figures
+
+
+def classify(eval_config, predictions: Mapping[str, dict], groups: Mapping[str, np.ndarray],
+             pool: Sequence[str]) -> tuple[dict, Decision]:
+    """(name -> metrics, the deployed decision) of classification sets: the decision is fitted
+    on the films of the ``pool`` sets together; each pooled set is reported out of sample
+    (:func:`held_out_figures`; the ROC-AUC and accuracy at 0.5 need no fit), any other set at
+    the deployed decision."""
+    pooled = [name for name in pool if name in predictions]
+    if not pooled:
+        return {}, Decision()
+    take = lambda key: np.concatenate([np.asarray(predictions[n][key]) for n in pooled])
+    decision = fit_decision(eval_config, take("label"), take("prob_pneumonia_uncalibrated"))
+    results = {name: metrics.classification_metrics(
+        values["label"], decision.probabilities(values["prob_pneumonia_uncalibrated"]),
+        decision.threshold) for name, values in predictions.items()}
+    for name, figures in held_out_figures(eval_config, predictions, groups, pooled).items():
+        results[name].update(figures)
+    return results, decision
+
+
+def score_sets(eval_config, sets: Mapping[str, tuple], predictions: Mapping[str, dict],
+               pool: Sequence[str] | None = None) -> tuple[dict, Decision]:
+    """(name -> metrics, deployed decision) of every validation set: segmentation sets at 0.5,
+    classification sets by :func:`classify` with the decision fitted on ``pool`` (default:
+    every classification set, i.e. ``val_cls`` and, with shifted validation, its copy)."""
+    cls = {n: predictions[n] for n, (task, _) in sets.items() if task == CLASSIFICATION}
+    results, decision = classify(eval_config, cls, film_groups(sets),
+                                 list(cls) if pool is None else pool)
+    for name, (task, _) in sets.items():
+        if task == SEGMENTATION:
+            results[name] = evaluation.set_metrics(SEGMENTATION, predictions[name])
+    return {name: results[name] for name in sets}, decision
+
+
+def held_out_of_sets(eval_config, sets: Mapping[str, tuple],
+                     predictions: Mapping[str, dict]) -> dict:
+    """:func:`held_out_figures` of the classification validation ``sets`` pooled, as the loop
+    reports them (evaluate overrides its in-sample figures of these sets with them)."""
+    cls = [n for n, (task, _) in sets.items() if task == CLASSIFICATION and n in predictions]
+    return held_out_figures(eval_config, predictions, film_groups(sets), cls)
+
+
+def validate(config, predict_fn: Callable, params, sets: Mapping[str, tuple],
+             mesh) -> tuple[dict, Decision]:
+    """Predicts every validation set once; (name -> metrics, deployed decision)."""
+    return score_sets(config.eval, sets, predict_sets(config, predict_fn, params, sets, mesh))
+
+
+# --------------------------------------------------------------------------- selection
+def selection_score(results: Mapping[str, dict], criterion: str) -> float:
+    """The model-selection criterion (higher is better): 'val_score' = mean of val accuracy
+    and val Dice (those available); 'shifted_score' = mean of the balanced accuracies and
+    Dice scores of the hold-outs and their shifted copies (those available; docs/multimix.md,
+    Shifted validation); or 'SET/METRIC' such as 'val_cls/accuracy'."""
+    if criterion in ("val_score", "shifted_score"):
+        parts = SHIFTED_SCORE_PARTS if criterion == "shifted_score" else (
+            (VAL_CLS, "accuracy"), (VAL_SEG, "dice"))
+        return float(np.mean([results[name][key] for name, key in parts if name in results]))
+    name, key = criterion.split("/")
+    return float(results[name][key])
