@@ -10,23 +10,61 @@ atomic rename), so a reader never sees half a checkpoint.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import pathlib
+import shutil
 from typing import Any
 
 import grain
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as ocm
 
-from multimix_jax.errors import CheckpointNotFoundError, UserError
+from multimix_jax.errors import CheckpointNotFoundError, DamagedCheckpointError, UserError
 from multimix_jax.names import DEFAULT_THRESHOLD
 
 log = logging.getLogger("multimix_jax")
 
 CHECKPOINTS = "checkpoints"
+CHECKSUM = "checksum"  # the item holding the sha256 of the state's arrays
+DAMAGED = "damaged_checkpoints"  # where a resume sets aside a damaged checkpoint
+
+
+def state_digest(state) -> str | None:
+    """sha256 over every array of ``state`` (its tree path, dtype, shape and bytes); None when
+    the arrays are not all on this host (multi-host: each host holds a part)."""
+    digest = hashlib.sha256()
+    for path, leaf in jax.tree_util.tree_leaves_with_path(state):
+        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+            return None
+        array = np.asarray(leaf)
+        digest.update(f"{jax.tree_util.keystr(path)}|{array.dtype}|{array.shape}\n".encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+@jax.jit
+def _all_finite(tree) -> jax.Array:
+    leaves = [jnp.isfinite(x).all() for x in jax.tree_util.tree_leaves(tree)
+              if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
+
+
+def _shapes(tree) -> dict[str, tuple]:
+    """'params/encoder/.../kernel' -> shape of every leaf (a TrainState and the tree of its
+    stored metadata name their leaves alike)."""
+    name = lambda key: str(getattr(key, "key", getattr(key, "name", getattr(key, "idx", key))))
+    return {"/".join(name(k) for k in path): tuple(getattr(leaf, "shape", None) or ())
+            for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0][:200]}" if text else type(error).__name__
 
 def _score(metrics: dict) -> float:
     return float(metrics["val_score"])
@@ -99,27 +137,85 @@ class Checkpointer:
         return self.manager.metrics(step) or no_info()
 
     def save(self, step: int, state, data_position, info: dict | None = None) -> None:
-        """Starts saving ``state`` and the data position; returns before the write ends.
-
-        ``data_position`` is anything with Grain's iterator ``get_state()``."""
+        """Starts saving ``state``, the data position and the state's checksum
+        (:func:`state_digest`, restored and compared by :meth:`restore`); returns before the
+        write ends. ``data_position`` is anything with Grain's iterator ``get_state()``."""
         self.manager.save(step, force=True, metrics=info, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state),
-            data=grain.checkpoint.CheckpointSave(data_position)))
+            data=grain.checkpoint.CheckpointSave(data_position),
+            **{CHECKSUM: ocp.args.JsonSave({"sha256": state_digest(state)})}))
+
+    def _fits(self, step: int, abstract_state) -> None:
+        """A real shape/structure mismatch with the model of this config is a UserError
+        saying so; metadata that cannot be read is damage."""
+        try:
+            stored = ocp.StandardCheckpointHandler().metadata(self.directory / str(step) / "state")
+            have = _shapes(stored)
+        except Exception as error:  # noqa: BLE001 - any failure to read is damage
+            raise DamagedCheckpointError(step, f"its metadata cannot be read: {_first_line(error)}")
+        want = _shapes(abstract_state)
+        if want != have:
+            differ = sorted(set(want) ^ set(have)) or sorted(
+                k for k in want if want[k] != have[k])
+            raise UserError(f"{self.directory}/{step}: the checkpoint does not fit the model of "
+                            f"this config (it differs in {differ[0]}"
+                            f"{' and others' if len(differ) > 1 else ''}); use the config the "
+                            "run was trained with")
+
+    def _restore(self, step: int, abstract_state, data_iterator=None):
+        """The state (and the iterator in place), verified: structure, checksum (when the
+        checkpoint has one) and finite parameters; DamagedCheckpointError otherwise."""
+        self._fits(step, abstract_state)
+        items = {"state": ocp.args.StandardRestore(abstract_state)}
+        if data_iterator is not None:
+            items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
+        has_checksum = (self.directory / str(step) / CHECKSUM).is_dir()
+        if has_checksum:
+            items[CHECKSUM] = ocp.args.JsonRestore()
+        try:
+            restored = self.manager.restore(step, args=ocp.args.Composite(**items))
+        except Exception as error:  # noqa: BLE001 - truncated/flipped files: any reader error
+            raise DamagedCheckpointError(step, f"its files cannot be read: {_first_line(error)}")
+        state = restored.state
+        if has_checksum:
+            expected = (restored[CHECKSUM] or {}).get("sha256")
+            if expected is not None and expected != state_digest(state):
+                raise DamagedCheckpointError(step, "its arrays differ from the checksum written "
+                                             "with them")
+        else:
+            log.warning("%s/%d has no checksum (written by an older version): checking only "
+                        "that it is finite", self.directory, step)
+        if not bool(_all_finite(state)):
+            raise DamagedCheckpointError(step, "it holds non-finite values")
+        return state
 
     def restore(self, abstract_state, data_iterator, step: int | None = None):
-        """(state, step) restored in place of ``abstract_state``; the iterator in place."""
+        """(state, step) of the latest good checkpoint (or ``step``), restored in place of
+        ``abstract_state``, the iterator in place. A damaged latest checkpoint is set aside
+        (``WORKDIR/damaged_checkpoints``) with a warning and the one before it is used."""
         self.manager.wait_until_finished()
-        step = self.latest_step() if step is None else step
-        restored = self.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_state),
-            data=grain.checkpoint.CheckpointRestore(data_iterator)))
-        return restored.state, step
+        steps = [step] if step is not None else sorted(self.steps(), reverse=True)
+        for i, candidate in enumerate(steps):
+            try:
+                return self._restore(candidate, abstract_state, data_iterator), candidate
+            except DamagedCheckpointError as error:
+                if i + 1 == len(steps):
+                    raise DamagedCheckpointError(
+                        candidate, error.problem,
+                        f"; no good checkpoint is left in {self.directory}: move that folder "
+                        "away to start afresh") from None
+                aside = self.workdir / DAMAGED / str(candidate)
+                log.warning("%s; set aside as %s; resuming from checkpoint %d instead", error,
+                            aside, steps[i + 1])
+                aside.parent.mkdir(exist_ok=True)
+                shutil.rmtree(aside, ignore_errors=True)
+                (self.directory / str(candidate)).rename(aside)
+                self.manager.reload()
+        raise CheckpointNotFoundError(f"{self.directory}: no checkpoint to resume from")
 
     def restore_state(self, abstract_state, step: int):
-        """The train state alone (evaluation, prediction)."""
-        restored = self.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_state)))
-        return restored.state
+        """The train state alone (evaluation, prediction), verified as by :meth:`restore`."""
+        return self._restore(step, abstract_state)
 
     def wait(self) -> None:
         self.manager.wait_until_finished()
@@ -181,10 +277,11 @@ def restore_for_inference(workdir: str | pathlib.Path, abstract_state, which: st
         step = _pick_step(checkpointer, which)
         try:
             state = checkpointer.restore_state(abstract_state, step)
-        except (ValueError, KeyError, TypeError) as error:
-            raise UserError(f"{checkpointer.directory}/{step}: the checkpoint does not fit the "
-                            f"model of this config ({type(error).__name__}); evaluate with the "
-                            "config the run was trained with") from error
+        except DamagedCheckpointError as error:
+            others = [s for s in checkpointer.steps() if s != step]
+            advice = (f"; use --checkpoint {others[-1]}" if others else
+                      "; no other checkpoint is kept: train again")
+            raise DamagedCheckpointError(step, error.problem, advice) from None
         return state, step, checkpointer.info(step)
     finally:
         checkpointer.close()

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from multimix_jax import checkpointing, evaluation, input_pipeline, metrics, names, steps, summaries
+from multimix_jax import checkpointing, config_check, evaluation, input_pipeline, metrics, names, steps, summaries
 from multimix_jax import workdir as workdir_lib
 from multimix_jax.errors import DivergenceError, NonFiniteLossError, UserError
 
@@ -281,6 +281,7 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, *, stop_at_step: int
     validation results and the best checkpoint's record. ``stop_at_step`` ends the run early
     after that step's checkpoint (a preemption in tests); the next call resumes exactly.
     ``allow_config_change``: recorded config fields a resume may change (or 'all')."""
+    config_check.check_config_values(config)
     if config.distributed:
         jax.distributed.initialize()
     _check_batch_divisible(config)
