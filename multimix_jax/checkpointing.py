@@ -25,6 +25,7 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as ocm
 
 from multimix_jax.errors import CheckpointNotFoundError, DamagedCheckpointError, UserError
+from multimix_jax.files import json_values
 from multimix_jax.names import DEFAULT_THRESHOLD
 
 log = logging.getLogger("multimix_jax")
@@ -70,20 +71,6 @@ def _score(metrics: dict) -> float:
     return float(metrics["val_score"])
 
 
-def _jsonable(value: Any) -> Any:
-    """Floats (NaN -> None), ints, strings, lists and dicts only: the metrics are JSON."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, str) or value is None:
-        return value
-    if isinstance(value, (bool, np.bool_, int, np.integer)):
-        return value.item() if hasattr(value, "item") else value
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
 def checkpoint_info(val_score: float, val_results: dict) -> dict | None:
     """What a validated checkpoint carries: score, decision threshold and validation results.
 
@@ -92,7 +79,7 @@ def checkpoint_info(val_score: float, val_results: dict) -> dict | None:
     if not math.isfinite(val_score):
         return None  # nothing to rank by (no validation set)
     threshold = val_results.get("val_cls", {}).get("fitted_threshold", DEFAULT_THRESHOLD)
-    return _jsonable({"val_score": val_score, "cls_threshold": threshold, "val": val_results})
+    return json_values({"val_score": val_score, "cls_threshold": threshold, "val": val_results})
 
 
 def no_info() -> dict:

@@ -7,7 +7,7 @@ import logging
 import pathlib
 from typing import Callable, Mapping
 
-from multimix_jax import evaluation, input_pipeline, names, pictures, steps
+from multimix_jax import config_check, evaluation, files, input_pipeline, names, pictures, steps
 
 log = logging.getLogger("multimix_jax")
 
@@ -41,17 +41,22 @@ def evaluate(config, workdir: str | pathlib.Path, *, which: str = "best",
     """Every evaluation set of the config (validation hold-outs, test sets) plus ``extra_sets``
     (name -> (task, folder)), at the decision threshold stored with the checkpoint; writes
     results.json, results.md and example PNGs to ``output_dir`` (default: ``workdir``)."""
+    config_check.check_config_values(config)
     workdir = pathlib.Path(workdir).resolve()
     output_dir = pathlib.Path(output_dir).resolve() if output_dir else workdir
     loaded = evaluation.load_for_inference(config, workdir, which)
     predict_fn = steps.jit_predict(loaded.model, loaded.mesh, config.eval.flip_tta)
     sets = evaluation.eval_sources(config, input_pipeline.make_splits(config), extra_sets)
-    results = {name: evaluate_one(config, predict_fn, loaded, name, task, source, output_dir)
+    staging = files.staging_folder(output_dir, "evaluate")  # moved in once complete
+    results = {name: evaluate_one(config, predict_fn, loaded, name, task, source, staging)
                for name, (task, source) in sets.items()}
-    json_path, md_path = evaluation.write_results(
-        output_dir, results, config.eval.table, config.eval.model_name, label_budgets(config),
+    evaluation.write_results(
+        staging, results, config.eval.table, config.eval.model_name, label_budgets(config),
         threshold=loaded.threshold,
         extra={"checkpoint": str(which), "step": loaded.step, "workdir": str(workdir)})
+    tables = ["results.json", "results.md"]
+    files.move_outputs_in(staging, output_dir, owned=tables + ["examples"], last=tables)
+    json_path, md_path = (output_dir / name for name in tables)
     log.info("wrote %s and %s", json_path, md_path)
     print(md_path.read_text())
     return results
