@@ -235,6 +235,9 @@ def main(argv) -> None:
         run_mode(load_config())
     except (UserError, NonFiniteLossError, DivergenceError) as error:
         sys.exit(f"error: {error}")
+    except OSError as error:  # a file we could not read or write: name it
+        where = error.filename or "a file"
+        sys.exit(f"error: {where}: {error.strerror or error}")
 
 
 def run() -> None:

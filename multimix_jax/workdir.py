@@ -20,7 +20,7 @@ import pathlib
 import socket
 from typing import Iterator, Sequence
 
-from multimix_jax.errors import ConfigMismatchError, WorkdirLockedError
+from multimix_jax.errors import ConfigMismatchError, UserError, WorkdirLockedError
 from multimix_jax.files import write_atomically
 
 log = logging.getLogger("multimix_jax")
@@ -46,8 +46,19 @@ def config_dict(config) -> dict:
 
 
 def read_recorded(workdir: str | pathlib.Path) -> dict | None:
+    """The recorded config (None when there is none); a damaged record is one sentence."""
     path = pathlib.Path(workdir) / CONFIG_FILE
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        recorded = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise UserError(f"{path}: cannot be read as the recorded config ({error}); restore it "
+                        "from a copy, or move it away to go on without comparing configs") from None
+    if not isinstance(recorded, dict):
+        raise UserError(f"{path}: is not a recorded config (not a JSON object); restore it "
+                        "from a copy, or move it away to go on without comparing configs")
+    return recorded
 
 
 def write_recorded(workdir: pathlib.Path, config) -> None:

@@ -78,3 +78,49 @@ def test_the_refusal_names_the_holder_and_the_lock_goes_with_its_run(tmp_path):
     assert (tmp_path / workdir_lib.LOCK_FILE).exists()
     with workdir_lib.training_lock(tmp_path):
         assert json.loads((tmp_path / workdir_lib.LOCK_FILE).read_text())["pid"] == os.getpid()
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        return []
+    found = []
+    for task in tasks:
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            found += [int(c) for c in f.read().split()]
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_grain_workers_do_not_outlive_a_kill_9_of_the_training_process(tmp_path):
+    script = tmp_path / "workers.py"
+    script.write_text(
+        "import time\nfrom tests.conftest import tiny_train_config\n"
+        "from multimix_jax import input_pipeline, steps\n"
+        "config = tiny_train_config()\nconfig.data.worker_count = 1\n"
+        "splits = input_pipeline.make_splits(config)\n"
+        "it = iter(input_pipeline.train_dataset(config, splits, steps.required_streams(config)))\n"
+        "next(it)\nprint('ready', flush=True)\ntime.sleep(300)\n")
+    main = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu"))
+    try:
+        assert main.stdout.readline().strip() == "ready"
+        workers = _children(main.pid)
+        assert workers
+    finally:
+        main.kill()
+        main.wait()
+    deadline = time.time() + 30
+    while any(_alive(w) for w in workers) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(w) for w in workers)
