@@ -107,10 +107,12 @@ def test_grain_workers_do_not_outlive_a_kill_9_of_the_training_process(tmp_path)
     script.write_text(
         "import time\nfrom tests.conftest import tiny_train_config\n"
         "from multimix_jax import input_pipeline, steps\n"
-        "config = tiny_train_config()\nconfig.data.worker_count = 1\n"
-        "splits = input_pipeline.make_splits(config)\n"
-        "it = iter(input_pipeline.train_dataset(config, splits, steps.required_streams(config)))\n"
-        "next(it)\nprint('ready', flush=True)\ntime.sleep(300)\n")
+        "if __name__ == '__main__':\n"
+        "    config = tiny_train_config()\n    config.data.worker_count = 1\n"
+        "    splits = input_pipeline.make_splits(config)\n"
+        "    it = iter(input_pipeline.train_dataset(config, splits,\n"
+        "                                           steps.required_streams(config)))\n"
+        "    next(it)\n    print('ready', flush=True)\n    time.sleep(300)\n")
     main = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
                             env=dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu"))
     try:
