@@ -39,8 +39,10 @@ def test_a_bad_value_is_one_sentence_naming_the_override(field, value, expected)
 
 def test_the_default_configs_pass():
     from configs import default, paper, shared_real
+    from multimix_jax import variants
     for module in (default, paper, shared_real):
-        config_check.check_config_values(module.get_config())
+        for variant in variants.VARIANTS:
+            config_check.check_config_values(module.get_config(variant))
     config_check.check_config_values(tiny_train_config())
 
 
