@@ -12,40 +12,66 @@ atomic rename), so a reader never sees half a checkpoint.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import pathlib
+import shutil
 from typing import Any
 
 import grain
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as ocm
 
-from multimix_jax.errors import CheckpointNotFoundError, UserError
+from multimix_jax.errors import CheckpointNotFoundError, DamagedCheckpointError, UserError
+from multimix_jax.files import json_values
 from multimix_jax.names import DEFAULT_THRESHOLD
 
 log = logging.getLogger("multimix_jax")
 
 CHECKPOINTS = "checkpoints"
+CHECKSUM = "checksum"  # the item holding the sha256 of the state's arrays
+DAMAGED = "damaged_checkpoints"  # where a resume sets aside a damaged checkpoint
+CHECKED_PARTS = ("params", "ema_params")  # also checksummed alone: inference restores one
+
+
+def state_digest(state) -> str | None:
+    """sha256 over every array of ``state`` (its tree path, dtype, shape and bytes); None when
+    the arrays are not all on this host (multi-host: each host holds a part)."""
+    digest = hashlib.sha256()
+    for path, leaf in jax.tree_util.tree_leaves_with_path(state):
+        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+            return None
+        array = np.asarray(leaf)
+        digest.update(f"{jax.tree_util.keystr(path)}|{array.dtype}|{array.shape}\n".encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+@jax.jit
+def _all_finite(tree) -> jax.Array:
+    leaves = [jnp.isfinite(x).all() for x in jax.tree_util.tree_leaves(tree)
+              if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
+
+
+def _shapes(tree) -> dict[str, tuple]:
+    """'params/encoder/.../kernel' -> shape of every leaf (a TrainState and the tree of its
+    stored metadata name their leaves alike)."""
+    name = lambda key: str(getattr(key, "key", getattr(key, "name", getattr(key, "idx", key))))
+    return {"/".join(name(k) for k in path): tuple(getattr(leaf, "shape", None) or ())
+            for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0][:200]}" if text else type(error).__name__
 
 def _score(metrics: dict) -> float:
     return float(metrics["val_score"])
-
-
-def _jsonable(value: Any) -> Any:
-    """Floats (NaN -> None), ints, strings, lists and dicts only: the metrics are JSON."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, str) or value is None:
-        return value
-    if isinstance(value, (bool, np.bool_, int, np.integer)):
-        return value.item() if hasattr(value, "item") else value
-    value = float(value)
-    return value if math.isfinite(value) else None
 
 
 def checkpoint_info(val_score: float, val_results: dict, decision: dict) -> dict | None:
@@ -53,7 +79,7 @@ def checkpoint_info(val_score: float, val_results: dict, decision: dict) -> dict
     threshold, temperature, flip_tta, val_prior) and validation results."""
     if not math.isfinite(val_score):
         return None  # nothing to rank by (no validation set)
-    return _jsonable({"val_score": val_score, **decision, "val": val_results})
+    return json_values({"val_score": val_score, **decision, "val": val_results})
 
 
 def no_info() -> dict:
@@ -98,30 +124,103 @@ class Checkpointer:
         return self.manager.metrics(step) or no_info()
 
     def save(self, step: int, state, data_position, info: dict | None = None) -> None:
-        """Starts saving ``state`` and the data position; returns before the write ends.
-
-        ``data_position`` is anything with Grain's iterator ``get_state()``."""
+        """Starts saving ``state``, the data position and the state's checksum
+        (:func:`state_digest`, restored and compared by :meth:`restore`); returns before the
+        write ends. ``data_position`` is anything with Grain's iterator ``get_state()``."""
         self.manager.save(step, force=True, metrics=info, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state),
-            data=grain.checkpoint.CheckpointSave(data_position)))
+            data=grain.checkpoint.CheckpointSave(data_position),
+            **{CHECKSUM: ocp.args.JsonSave({
+                "sha256": state_digest(state),
+                "parts": {part: state_digest(getattr(state, part)) for part in CHECKED_PARTS}})}))
+
+    def _fits(self, step: int, abstract_state, partial: bool = False) -> None:
+        """A real shape/structure mismatch with the model of this config (of the parts
+        ``abstract_state`` names, with ``partial``) is a UserError saying so; metadata that
+        cannot be read is damage."""
+        try:
+            stored = ocp.StandardCheckpointHandler().metadata(self.directory / str(step) / "state")
+            have = _shapes(stored)
+        except Exception as error:  # noqa: BLE001 - any failure to read is damage
+            raise DamagedCheckpointError(step, f"its metadata cannot be read: {_first_line(error)}")
+        want = _shapes(abstract_state)
+        if partial:
+            have = {k: v for k, v in have.items() if k.split("/")[0] in abstract_state}
+        if want != have:
+            differ = sorted(set(want) ^ set(have)) or sorted(
+                k for k in want if want[k] != have[k])
+            raise UserError(f"{self.directory}/{step}: the checkpoint does not fit the model of "
+                            f"this config (it differs in {differ[0]}"
+                            f"{' and others' if len(differ) > 1 else ''}); use the config the "
+                            "run was trained with")
+
+    def _restore(self, step: int, abstract_state, data_iterator=None, partial: bool = False):
+        """The state (and the iterator in place), verified: structure, checksum (when the
+        checkpoint has one) and finite parameters; DamagedCheckpointError otherwise. With
+        ``partial``, only the parts (params, ema_params) that ``abstract_state`` names."""
+        self._fits(step, abstract_state, partial)
+        items = {"state": ocp.args.PyTreeRestore(
+            item=abstract_state, partial_restore=True,
+            restore_args=ocp.checkpoint_utils.construct_restore_args(abstract_state))
+            if partial else ocp.args.StandardRestore(abstract_state)}
+        if data_iterator is not None:
+            items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
+        has_checksum = (self.directory / str(step) / CHECKSUM).is_dir()
+        if has_checksum:
+            items[CHECKSUM] = ocp.args.JsonRestore()
+        try:
+            restored = self.manager.restore(step, args=ocp.args.Composite(**items))
+        except Exception as error:  # noqa: BLE001 - truncated/flipped files: any reader error
+            raise DamagedCheckpointError(step, f"its files cannot be read: {_first_line(error)}")
+        state = restored.state
+        if has_checksum:
+            record = restored[CHECKSUM] or {}
+            if partial:
+                parts = record.get("parts") or {}
+                differs = any(parts.get(k) is not None and parts[k] != state_digest(state[k])
+                              for k in abstract_state)
+            else:
+                differs = (record.get("sha256") is not None
+                           and record["sha256"] != state_digest(state))
+            if differs:
+                raise DamagedCheckpointError(step, "its arrays differ from the checksum written "
+                                             "with them")
+        else:
+            log.warning("%s/%d has no checksum (written by an older version): checking only "
+                        "that it is finite", self.directory, step)
+        if not bool(_all_finite(state)):
+            raise DamagedCheckpointError(step, "it holds non-finite values")
+        return state
 
     def restore(self, abstract_state, data_iterator, step: int | None = None):
-        """(state, step) restored in place of ``abstract_state``; the iterator in place."""
+        """(state, step) of the latest good checkpoint (or ``step``), restored in place of
+        ``abstract_state``, the iterator in place. A damaged latest checkpoint is set aside
+        (``WORKDIR/damaged_checkpoints``) with a warning and the one before it is used."""
         self.manager.wait_until_finished()
-        step = self.latest_step() if step is None else step
-        restored = self.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_state),
-            data=grain.checkpoint.CheckpointRestore(data_iterator)))
-        return restored.state, step
+        steps = [step] if step is not None else sorted(self.steps(), reverse=True)
+        for i, candidate in enumerate(steps):
+            try:
+                return self._restore(candidate, abstract_state, data_iterator), candidate
+            except DamagedCheckpointError as error:
+                if i + 1 == len(steps):
+                    raise DamagedCheckpointError(
+                        candidate, error.problem,
+                        f"; no good checkpoint is left in {self.directory}: move that folder "
+                        "away to start afresh") from None
+                aside = self.workdir / DAMAGED / str(candidate)
+                log.warning("%s; set aside as %s; resuming from checkpoint %d instead", error,
+                            aside, steps[i + 1])
+                aside.parent.mkdir(exist_ok=True)
+                shutil.rmtree(aside, ignore_errors=True)
+                (self.directory / str(candidate)).rename(aside)
+                self.manager.reload()
+        raise CheckpointNotFoundError(f"{self.directory}: no checkpoint to resume from")
 
     def restore_state(self, abstract_state, step: int):
         """The parts of the train state that ``abstract_state`` names (a dict such as
-        ``{"params": ...}``: evaluation and prediction restore the parameters alone)."""
-        restored = self.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.PyTreeRestore(
-                item=abstract_state, partial_restore=True,
-                restore_args=ocp.checkpoint_utils.construct_restore_args(abstract_state))))
-        return restored.state
+        ``{"params": ...}``: evaluation and prediction restore the parameters alone), verified
+        as by :meth:`restore` (structure, the parts' checksums, finite values)."""
+        return self._restore(step, abstract_state, partial=True)
 
     def wait(self) -> None:
         self.manager.wait_until_finished()
@@ -185,10 +284,11 @@ def restore_for_inference(workdir: str | pathlib.Path, abstract_state, which: st
         step = _pick_step(checkpointer, which)
         try:
             state = checkpointer.restore_state(abstract_state, step)
-        except (ValueError, KeyError, TypeError) as error:
-            raise UserError(f"{checkpointer.directory}/{step}: the checkpoint does not fit the "
-                            f"model of this config ({type(error).__name__}); evaluate with the "
-                            "config the run was trained with") from error
+        except DamagedCheckpointError as error:
+            others = [s for s in checkpointer.steps() if s != step]
+            advice = (f"; use --checkpoint {others[-1]}" if others else
+                      "; no other checkpoint is kept: train again")
+            raise DamagedCheckpointError(step, error.problem, advice) from None
         return state, step, checkpointer.info(step)
     finally:
         checkpointer.close()

@@ -24,6 +24,14 @@ class CheckpointNotFoundError(UserError, FileNotFoundError):
     """No (such) checkpoint in the workdir."""
 
 
+class DamagedCheckpointError(UserError):
+    """A checkpoint whose files cannot be read back as they were written."""
+
+    def __init__(self, step: int, problem: str, advice: str = ""):
+        self.step, self.problem = step, problem
+        super().__init__(f"checkpoint {step} is damaged ({problem}){advice}")
+
+
 class DataError(UserError):
     """A problem with the user's data; the message starts with the file at fault."""
 

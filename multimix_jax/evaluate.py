@@ -11,10 +11,9 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from multimix_jax import (evaluation, input_pipeline, intervals, metrics, names, pictures,
-                          postprocess, prior, report, steps, validation)
+from multimix_jax import (config_check, evaluation, files, input_pipeline, intervals, metrics,
+                          names, pictures, postprocess, prior, report, steps, validation)
 from multimix_jax import workdir as workdir_lib
-from multimix_jax.files import write_atomically
 
 log = logging.getLogger("multimix_jax")
 
@@ -130,6 +129,7 @@ def evaluate(config, workdir: str | pathlib.Path, *, which: str = "best",
     posteriors adjusted to its own estimated class prior (``sets.NAME.estimated_prior``;
     docs/multimix.md, A new site). ``allow_config_change``: recorded config fields that may
     differ ('splits': the splits may differ from the workdir's ``splits.json``)."""
+    config_check.check_config_values(config)
     workdir = pathlib.Path(workdir).resolve()
     output_dir = pathlib.Path(output_dir).resolve() if output_dir else workdir
     mask_mode = postprocess.check_mode(config.eval.mask_postprocess)
@@ -142,10 +142,11 @@ def evaluate(config, workdir: str | pathlib.Path, *, which: str = "best",
     labeled = labeled_prior(splits)
     val_sets = validation.validation_sets(splits, config.eval.shifted_validation)
     sets = evaluation.eval_sources(config, val_sets, extra_sets)
+    staging = files.staging_folder(output_dir, "evaluate")  # moved in once complete
     results, films, sections, kept = {}, {}, [], {}
     for name, (task, source) in sets.items():
         results[name], films[name], section = evaluate_one(
-            config, predict_fn, loaded, name, task, source, output_dir,
+            config, predict_fn, loaded, name, task, source, staging,
             labeled and labeled["pneumonia_fraction"], training, kept)
         sections.append(section)
     if not adapt_prior:  # a validation set the decision was fitted on: out of sample
@@ -153,8 +154,8 @@ def evaluate(config, workdir: str | pathlib.Path, *, which: str = "best",
             results[name].update(figures)
     run = {"model": config.eval.model_name, "budgets": label_budgets(config),
            "checkpoint": str(which), "step": loaded.step, "workdir": str(workdir)}
-    json_path, md_path = evaluation.write_results(
-        output_dir, results, config.eval.table, config.eval.model_name, label_budgets(config),
+    evaluation.write_results(
+        staging, results, config.eval.table, config.eval.model_name, label_budgets(config),
         threshold=loaded.threshold, temperature=loaded.temperature,
         extra={"checkpoint": str(which), "step": loaded.step, "workdir": str(workdir),
                "labeled_prior": labeled, "predictions": PREDICTIONS_FILE,
@@ -162,10 +163,14 @@ def evaluate(config, workdir: str | pathlib.Path, *, which: str = "best",
                "mask_postprocess": mask_mode},
         notes=(prior.table_note(training) if adapt_prior else "",
                postprocess.table_note(mask_mode)))
-    write_predictions(output_dir / PREDICTIONS_FILE, films)
-    report.write_report(output_dir / REPORT_FILE, sections, {
+    write_predictions(staging / PREDICTIONS_FILE, films)
+    report.write_report(staging / REPORT_FILE, sections, {
         **run, "threshold": loaded.threshold, "temperature": loaded.temperature,
         "labelled pneumonia fraction": labeled and labeled["pneumonia_fraction"]}, config)
+    tables = ["results.json", "results.md"]
+    files.move_outputs_in(staging, output_dir, owned=tables + [PREDICTIONS_FILE, REPORT_FILE,
+                                                               "examples"], last=tables)
+    json_path, md_path = (output_dir / name for name in tables)
     log.info("wrote %s, %s, %s and %s", json_path, md_path, PREDICTIONS_FILE, REPORT_FILE)
     print(md_path.read_text())
     return results

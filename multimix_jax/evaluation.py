@@ -3,7 +3,6 @@ and the results tables (docs/multimix.md, Metrics)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import pathlib
@@ -16,7 +15,7 @@ from multimix_jax import (calibration, checkpointing, input_pipeline, metrics, m
                           prior, steps)
 from multimix_jax import workdir as workdir_lib
 from multimix_jax.errors import ConfigMismatchError
-from multimix_jax.files import write_atomically
+from multimix_jax.files import write_atomically, write_json_atomically
 
 log = logging.getLogger("multimix_jax")
 
@@ -260,7 +259,7 @@ def write_results(output_dir: pathlib.Path, results: Mapping[str, dict],
                "temperature": temperature,
                "sets": results, "paper_row": paper_row(results, layout), **(extra or {})}
     json_path, md_path = output_dir / "results.json", output_dir / "results.md"
-    write_atomically(json_path, json.dumps(payload, indent=2, default=float))
+    write_json_atomically(json_path, payload)  # NaN (a one-class set) -> null
     write_atomically(md_path, markdown_tables(results, layout, model_name, budgets, threshold,
                                               temperature, notes))
     return json_path, md_path

@@ -465,8 +465,27 @@ def train_dataset(config, splits: DataSplits, streams: Sequence[str],
         _allow_workers_without_absl_app()
         iter_ds = iter_ds.mp_prefetch(grain.MultiprocessingOptions(
             num_workers=config.data.worker_count,
-            per_worker_buffer_size=config.data.worker_buffer_size))
+            per_worker_buffer_size=config.data.worker_buffer_size),
+            worker_init_fn=_die_with_parent)
     return iter_ds
+
+
+def _die_with_parent(worker_index: int = 0, worker_count: int = 0) -> None:
+    """Grain worker start (Grain has no option for it): a daemon thread ends the worker once
+    the training process is gone (the worker is re-parented), so no worker outlives a
+    ``kill -9`` of it. (The kernel's PR_SET_PDEATHSIG would fire when the spawning thread
+    ends, not the process.)"""
+    import os
+    import threading
+    import time
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
 
 
 def _allow_workers_without_absl_app() -> None:

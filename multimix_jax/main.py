@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import logging
 import pathlib
+import re
 import sys
 
 from absl import app, flags
 from ml_collections import config_flags
 
+from multimix_jax import config_check
 from multimix_jax import workdir as workdir_lib
 from multimix_jax.errors import DivergenceError, NonFiniteLossError, UserError
 
@@ -37,7 +39,9 @@ flags.DEFINE_multi_string("eval_cls_folder", [], "NAME=DIR with DIR/{NORMAL,PNEU
                           "classification evaluation set (any image size).")
 flags.DEFINE_multi_string("eval_seg_folder", [], "NAME=DIR with DIR/images and DIR/masks: an extra "
                           "segmentation evaluation set.")
-flags.DEFINE_multi_string("inputs", [], "Image files or folders for --mode predict.")
+flags.DEFINE_multi_string("inputs", [], "Image files or folders for --mode predict: "
+                          "--inputs a.png b.jpg folder/ (every value up to the next flag), or "
+                          "--inputs repeated; a value starting with '-' needs --inputs=-x.png.")
 flags.DEFINE_bool("adapt_prior", False, "evaluate/predict: adjust P(pneumonia) to each set's own "
                   "class prior, estimated from its predictions without labels (EM, Saerens et "
                   "al. 2002); the metrics and the threshold then apply to the adjusted "
@@ -62,17 +66,20 @@ def _override_named(key: str) -> str:
 
 
 def _unknown_field(error: Exception) -> str:
-    key = str(error).strip("\"'")
-    return (f"{_override_named(key)}: the config has no field {key!r}; check the spelling "
-            "against the config file")
-
-
-def parse_flags(argv: list[str]) -> list[str]:
-    """absl's parsing, with an override of a field the config lacks as one line."""
-    try:
-        return app.parse_flags_with_usage(argv)
-    except (AttributeError, KeyError) as error:
-        sys.exit(f"error: {_unknown_field(error)}")
+    """ml_collections' KeyError text ("'imagesize'\nDid you mean "image_size" ...") as one
+    sentence with the dotted field it suggests."""
+    text = error.args[0] if error.args and isinstance(error.args[0], str) else str(error)
+    found = re.match(r"""[\\'"\s]*([\w.]+)""", text)
+    key = found.group(1) if found else "?"
+    override = _override_named(key)
+    hint = re.search(r'Did you mean "([^"]+)"', text)
+    if hint:
+        dotted = override.split("=", 1)[0][len("--config."):].split(".")
+        where = ".".join(dotted[:dotted.index(key)] if key in dotted else dotted[:-1])
+        suggestion = f"did you mean {where + '.' if where else ''}{hint.group(1)}?"
+    else:
+        suggestion = "check the spelling against the config file"
+    return f"{override}: the config has no field {key!r}; {suggestion}"
 
 
 def load_config():
@@ -90,23 +97,60 @@ def load_config():
         raise UserError(f"--config override: {error}") from None
 
 
-def _is_count(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+def _flag_error(error: Exception) -> str:
+    """absl's flag error in one line: a config file that failed to load says why (its last
+    line, e.g. "ValueError: unknown variant 'x'; choose from [...]")."""
+    text = str(error)
+    if "Error whilst parsing config file" in text:
+        value = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--config=")), None)
+        if value is None and "--config" in sys.argv[:-1]:
+            value = sys.argv[sys.argv.index("--config") + 1]
+        last = [line.strip() for line in text.splitlines() if line.strip()][-1]
+        return f"--config {value}: {last}"
+    return text.splitlines()[0] if text else type(error).__name__
 
 
-def check_config_values(config) -> None:
-    """Budgets and hold-outs: a positive count or the words the data layer knows."""
-    for name in ("labels.cls", "labels.seg", "data.val_cls", "data.val_seg"):
-        group, field = name.split(".")
-        value = config[group][field]
-        word = value == "all" if group == "labels" else str(value).startswith("split:")
-        if not (_is_count(value) or word):
-            what = "'all'" if group == "labels" else "'split:NAME'"
-            raise UserError(f"--config.{name}={value}: expected a positive number or {what}")
+def gather_inputs(argv: list[str]) -> list[str]:
+    """``--inputs a.png b/ c.jpg``: every value after ``--inputs`` up to the next flag is an
+    input (absl's multi flags take one value each), rewritten as ``--inputs=a.png ...``."""
+    out, collecting = [], False
+    for arg in argv:
+        if arg == "--":
+            collecting = False
+        elif arg in ("--inputs", "-inputs"):
+            collecting = True
+            continue
+        elif arg.startswith(("--inputs=", "-inputs=")):
+            collecting = True
+            arg = "--inputs=" + arg.split("=", 1)[1]
+        elif collecting and not arg.startswith("-"):
+            arg = f"--inputs={arg}"
+        else:
+            collecting = False
+        out.append(arg)
+    return out
 
 
-def extra_sets() -> dict:
-    """name -> (task, folder) of --eval_cls_folder/--eval_seg_folder, checked up front."""
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's parsing, with several values per --inputs, and any flag or config-file error
+    (a syntax error, an unknown variant, a field the config lacks) as one line."""
+    argv = gather_inputs(argv)
+    try:
+        return FLAGS(argv)
+    except flags.Error as error:
+        sys.exit(f"error: {_flag_error(error)}")
+    except SyntaxError as error:
+        sys.exit(f"error: --config {error.filename}: syntax error at line {error.lineno}: "
+                 f"{error.msg}; fix the config file")
+    except (AttributeError, KeyError) as error:
+        sys.exit(f"error: {_unknown_field(error)}")
+
+
+def extra_sets(config) -> dict:
+    """name -> (task, folder) of --eval_cls_folder/--eval_seg_folder, checked up front: the
+    layout, and a NAME that is neither a set of the config nor given twice."""
+    from multimix_jax.config_check import validated_sets
+    builtin = set(config.data.eval_sets) | validated_sets(config)
     extra = {}
     for flag, task, inner in (("eval_cls_folder", "classification", ()),
                               ("eval_seg_folder", "segmentation", ("images", "masks"))):
@@ -114,6 +158,12 @@ def extra_sets() -> dict:
             name, sep, path = item.partition("=")
             if not sep or not name or not path:
                 raise UserError(f"--{flag} {item}: expected NAME=DIR, e.g. mine=/data/xrays")
+            path = config_check.expand_path(path)
+            if name in builtin or name in extra:
+                what = "a set of the config" if name in builtin else "given twice"
+                raise UserError(f"--{flag} {item}: the name {name!r} is {what} "
+                                f"({', '.join(sorted(builtin | set(extra)))} are taken); "
+                                "give each extra folder a name of its own")
             missing = [p for p in (pathlib.Path(path), *(pathlib.Path(path) / i for i in inner))
                        if not p.is_dir()]
             if missing:
@@ -123,7 +173,16 @@ def extra_sets() -> dict:
     return extra
 
 
-def _check_inputs(mode: str, which: str) -> None:
+def read_extra_sets(config, extra: dict) -> None:
+    """Reads every extra evaluation folder once, so a bad image stops the run before the
+    first training step (naming the file), not after it."""
+    from multimix_jax import input_pipeline
+    for task, path in extra.values():
+        input_pipeline.load_source({"kind": "folder", "path": path}, task,
+                                   config.data.image_size)
+
+
+def _check_inputs(mode: str, which: str, workdir: str, allow: list[str]) -> None:
     from multimix_jax.checkpointing import parse_which
     parse_which(which)
     if mode == "predict" and not FLAGS.inputs:
@@ -131,39 +190,53 @@ def _check_inputs(mode: str, which: str) -> None:
     if mode == "train" and FLAGS.adapt_prior:
         raise UserError("--adapt_prior is for --mode evaluate or --mode predict; train first, "
                         "then evaluate with it")
-    if mode != "train" and not (pathlib.Path(FLAGS.workdir) / "checkpoints").is_dir():
-        raise UserError(f"--workdir {FLAGS.workdir}: no checkpoints there; train first "
+    if mode == "train":
+        return
+    if not (pathlib.Path(workdir) / "checkpoints").is_dir():
+        raise UserError(f"--workdir {workdir}: no checkpoints there; train first "
                         "(--mode train) or check the path")
+    record = pathlib.Path(workdir) / workdir_lib.CONFIG_FILE
+    if not record.exists() and "all" not in allow:
+        raise UserError(f"{record} is missing, so nothing says which config made these "
+                        "checkpoints; restore it, or pass --allow_config_change=all to use "
+                        "this config as it is")
 
 
 def run_mode(config) -> None:
     from multimix_jax import evaluate, predict, train  # after flags: keeps --help fast
-    extra = extra_sets()
-    _check_inputs(FLAGS.mode, FLAGS.checkpoint)
-    check_config_values(config)
-    workdir_lib.adopt_recorded_data_root(config, FLAGS.workdir)
+    config_check.expand_user_paths(config)
+    workdir, output = config_check.expand_path(FLAGS.workdir), config_check.expand_path(FLAGS.output)
+    inputs = [config_check.expand_path(i) for i in FLAGS.inputs]
+    allow = FLAGS.allow_config_change
+    _check_inputs(FLAGS.mode, FLAGS.checkpoint, workdir, allow)
+    config_check.check_config_values(config)
+    extra = extra_sets(config)
+    workdir_lib.adopt_recorded_data_root(config, workdir)
     if "data_root" in config and not config.data_root:
         raise UserError("--config.data_root is not set: pass --config.data_root=DIR or set "
                         "MULTIMIX_DATA_ROOT to the folder this config's data paths start from")
     if FLAGS.mode == "train":
-        train.train_and_evaluate(config, FLAGS.workdir,
-                                 allow_config_change=FLAGS.allow_config_change)
-        evaluate.evaluate(config, FLAGS.workdir, which="best", extra_sets=extra)
+        read_extra_sets(config, extra)
+        config_check.check_writable(workdir, "--workdir")
+        train.train_and_evaluate(config, workdir, allow_config_change=allow)
+        evaluate.evaluate(config, workdir, which="best", extra_sets=extra)
         return
     if FLAGS.mode == "evaluate":  # both check the config against the workdir's record first
-        evaluate.evaluate(config, FLAGS.workdir, which=FLAGS.checkpoint, extra_sets=extra,
-                          output_dir=FLAGS.output, adapt_prior=FLAGS.adapt_prior,
-                          allow_config_change=FLAGS.allow_config_change)
+        config_check.check_writable(output or workdir, "--output" if output else "--workdir")
+        evaluate.evaluate(config, workdir, which=FLAGS.checkpoint, extra_sets=extra,
+                          output_dir=output, adapt_prior=FLAGS.adapt_prior,
+                          allow_config_change=allow)
     else:
-        predict.predict_files(config, FLAGS.workdir, FLAGS.inputs,
-                              FLAGS.output or f"{FLAGS.workdir}/predictions", FLAGS.checkpoint,
-                              adapt_prior=FLAGS.adapt_prior,
-                              allow_config_change=FLAGS.allow_config_change)
+        output = output or f"{workdir}/predictions"
+        config_check.check_writable(output, "--output")
+        predict.predict_files(config, workdir, inputs, output, FLAGS.checkpoint,
+                              adapt_prior=FLAGS.adapt_prior, allow_config_change=allow)
 
 
 def main(argv) -> None:
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        sys.exit(f"error: unexpected arguments {' '.join(argv[1:])}: give every value after "
+                 "its flag (--inputs takes several)")
     logging.getLogger("multimix_jax").setLevel(logging.INFO)
     for noisy in ("absl", "orbax", "jax"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -171,6 +244,9 @@ def main(argv) -> None:
         run_mode(load_config())
     except (UserError, NonFiniteLossError, DivergenceError) as error:
         sys.exit(f"error: {error}")
+    except OSError as error:  # a file we could not read or write: name it
+        where = error.filename or "a file"
+        sys.exit(f"error: {where}: {error.strerror or error}")
 
 
 def run() -> None:

@@ -7,6 +7,10 @@ from __future__ import annotations
 # Tasks (config.tasks.<task>; each evaluation set is of one task).
 CLASSIFICATION, SEGMENTATION = TASKS = ("classification", "segmentation")
 
+# Where a data spec's examples come from (config.data.{cls,seg}.kind, data.eval_sets.*.kind):
+# the embedded generator, a folder of the user's films, or a built TFDS dataset.
+DATA_KINDS = ("synthetic", "folder", "tfds")
+
 # The training batch's streams (docs/multimix.md, Losses).
 SEG_LABELED, SEG_UNLABELED, CLS_LABELED, CLS_UNLABELED = STREAMS = (
     "seg_labeled", "seg_unlabeled", "cls_labeled", "cls_unlabeled")

@@ -15,15 +15,15 @@ from typing import Sequence
 
 import numpy as np
 
-from multimix_jax import (evaluation, input_pipeline, metrics, names, pictures, postprocess, prior,
-                         steps)
+from multimix_jax import (evaluation, files, input_pipeline, names, pictures,
+                          postprocess, prior, steps)
 from multimix_jax.datasets import image_io
 from multimix_jax.errors import UserError
-from multimix_jax.files import write_atomically
 
 log = logging.getLogger("multimix_jax")
 
 OUTPUT_KINDS = ("mask", "saliency", "overlay")
+TABLES = ("predictions.json", "predictions.csv")
 CSV_COLUMNS = ("file", "prob_normal", "prob_pneumonia", "prob_pneumonia_uncalibrated",
                "predicted", "threshold", "outputs")
 
@@ -76,10 +76,24 @@ def collect_inputs(inputs: Sequence[str], exclude: str | pathlib.Path | None = N
             (images if film else skipped).append(f)  # lateral / multi-frame DICOMs: skipped
     images, skipped = list(dict.fromkeys(images)), list(dict.fromkeys(skipped))
     if not images:
-        raise UserError(f"--inputs {' '.join(inputs)}: no image files there; give PNG, JPEG "
-                        "or other image files, or folders that hold them")
+        inside = exclude is not None and any(b in exclude.parents for b in bases)
+        why = f" (outside --output {exclude}, which is inside them and skipped)" if inside else ""
+        raise UserError(f"--inputs {' '.join(inputs)}: no image files there{why}; give PNG, "
+                        "JPEG or other image files, or folders that hold them")
     root = pathlib.Path(os.path.commonpath(bases))
     return Inputs(images, [f.relative_to(root).as_posix() for f in images], skipped, root)
+
+
+def earlier_outputs(output_dir: pathlib.Path) -> list[str]:
+    """What an earlier predict wrote into ``output_dir`` (its tables and, by the names its
+    predictions.json lists, its PNGs): replaced by the new outputs, never mixed with them."""
+    try:
+        rows = json.loads((output_dir / TABLES[0]).read_text())["predictions"]
+        names = [row["outputs"] for row in rows]
+    except (OSError, ValueError, KeyError, TypeError):
+        names = []
+    return list(TABLES) + [p.relative_to(output_dir).as_posix() for name in names
+                           for p in output_paths(output_dir, name).values()]
 
 
 def output_paths(output_dir: pathlib.Path, name: str) -> dict[str, pathlib.Path]:
@@ -125,13 +139,13 @@ def _write_tables(output_dir: pathlib.Path, rows: list[dict], found: Inputs,
                "checkpoint": str(which), "step": loaded.step,
                "input_root": str(found.root), "skipped_non_images": len(found.skipped),
                "skipped_files": [str(p) for p in found.skipped], **extra, "predictions": rows}
-    json_path, csv_path = output_dir / "predictions.json", output_dir / "predictions.csv"
+    json_path, csv_path = (output_dir / name for name in TABLES)
     table = io.StringIO(newline="")
     writer = csv.DictWriter(table, fieldnames=CSV_COLUMNS)
     writer.writeheader()
     writer.writerows(rows)
-    write_atomically(json_path, json.dumps(payload, indent=2))
-    write_atomically(csv_path, table.getvalue())
+    files.write_json_atomically(json_path, payload)
+    files.write_atomically(csv_path, table.getvalue())
 
 
 def predict_files(config, workdir: str | pathlib.Path, inputs: Sequence[str],
@@ -146,6 +160,11 @@ def predict_files(config, workdir: str | pathlib.Path, inputs: Sequence[str],
     of predictions.json."""
     output_dir = pathlib.Path(os.path.abspath(output_dir))  # as the inputs: links unresolved
     found = collect_inputs(inputs, exclude=output_dir)
+    for item in inputs:
+        if pathlib.Path(os.path.abspath(item)).is_dir() and output_dir.is_relative_to(
+                os.path.abspath(item)):
+            log.warning("--output %s is inside --inputs %s: its files (earlier predictions) "
+                        "are not inputs", output_dir, item)
     if found.skipped:
         log.warning("skipped %d file(s) that are not images: %s%s", len(found.skipped),
                     ", ".join(str(p) for p in found.skipped[:5]),
@@ -154,12 +173,14 @@ def predict_files(config, workdir: str | pathlib.Path, inputs: Sequence[str],
     loaded = evaluation.load_for_inference(config, workdir, which, allow_config_change)
     training = prior.training_prior(loaded.val_prior) if adapt_prior else None
     predict_fn = steps.jit_predict(loaded.model, loaded.mesh, config.eval.flip_tta)
-    probs, uncalibrated, chunk = [], [], 8 * config.data.eval_batch_size  # bounds the images held in memory
+    staging = files.staging_folder(output_dir, "predict")  # moved in once complete
+    probs, uncalibrated = [], []
+    chunk = 8 * config.data.eval_batch_size  # bounds the images held in memory
     for start in range(0, len(found.images), chunk):
         paths, names = found.images[start:start + chunk], found.names[start:start + chunk]
         images, predictions = _predict_chunk(predict_fn, loaded, paths, config)
         for i, name in enumerate(names):
-            _write_pictures(output_dir, name, images[i], predictions["mask_prob"][i],
+            _write_pictures(staging, name, images[i], predictions["mask_prob"][i],
                             predictions["saliency"][i])
         probs.append(predictions["prob_pneumonia"])
         uncalibrated.append(predictions["prob_pneumonia_uncalibrated"])
@@ -171,7 +192,9 @@ def predict_files(config, workdir: str | pathlib.Path, inputs: Sequence[str],
     rows = [_row(path, name, float(p), float(u), loaded.threshold) for path, name, p, u
             in zip(found.images, found.names, predictions["prob_pneumonia"],
                    np.concatenate(uncalibrated))]
-    _write_tables(output_dir, rows, found, loaded, which, extra)
+    _write_tables(staging, rows, found, loaded, which, extra)
+    files.move_outputs_in(staging, output_dir, owned=earlier_outputs(output_dir),
+                          last=list(TABLES))
     log.info("wrote predictions for %d images to %s (threshold %.3f)", len(rows), output_dir,
              loaded.threshold)
     return rows

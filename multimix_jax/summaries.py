@@ -4,6 +4,7 @@ metric_writers import TensorFlow) plus a ``metrics.jsonl`` that notebooks and sc
 from __future__ import annotations
 
 import json
+import logging
 import pathlib
 
 import numpy as np
@@ -49,7 +50,14 @@ def drop_rows_after(path: pathlib.Path, step: int) -> None:
     if not path.exists():
         return
     lines = path.read_text().splitlines()
-    kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
+    kept = []
+    for line in lines:
+        try:
+            if line.strip() and json.loads(line)["step"] <= step:
+                kept.append(line)
+        except (ValueError, KeyError, TypeError):  # half-written by a killed run: dropped
+            logging.getLogger("multimix_jax").warning("%s: dropped a damaged row %r", path,
+                                                      line[:80])
     if len(kept) != len(lines):
         write_atomically(path, "".join(line + "\n" for line in kept))
 

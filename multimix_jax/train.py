@@ -24,8 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from multimix_jax import (checkpointing, evaluation, finetune, input_pipeline, names, steps,
-                          summaries, validation)
+from multimix_jax import (checkpointing, config_check, evaluation, finetune, input_pipeline,
+                          names, steps, summaries, validation)
 from multimix_jax import workdir as workdir_lib
 from multimix_jax.errors import DivergenceError, NonFiniteLossError, UserError
 
@@ -113,18 +113,28 @@ class _LossWatch:
 
     factor: float
     lowest: float = math.inf
+    clean_step: int = 0  # the last step whose check passed: checkpoints up to it are good
 
-    def check(self, loss: float, step: int) -> str | None:
+    def problem(self, loss: float, step: int) -> str | None:
+        """The divergence message, without counting ``loss`` towards the lowest."""
         if self.factor > 0 and loss > self.factor * self.lowest:
             return (f"training diverged at step {step}: the mean loss {loss:.4g} of the last "
                     f"log interval is over {self.factor:g} x the lowest so far "
                     f"({self.lowest:.4g}; train.divergence_factor)")
-        self.lowest = min(self.lowest, loss)
         return None
 
+    def check(self, loss: float, step: int) -> str | None:
+        problem = self.problem(loss, step)
+        if problem is None:
+            self.lowest = min(self.lowest, loss)
+        return problem
 
-def _last_good(checkpointer: checkpointing.Checkpointer) -> str:
-    step = checkpointer.latest_step()
+
+def _last_good(checkpointer: checkpointing.Checkpointer, clean_step: int | None = None) -> str:
+    """The latest kept checkpoint written no later than the last clean check."""
+    checkpointer.wait()
+    kept = [s for s in checkpointer.steps() if clean_step is None or s <= clean_step]
+    step = kept[-1] if kept else None
     if step is None:
         return "no checkpoint was saved before it, so a rerun starts from scratch"
     return (f"the last good checkpoint (step {step}) is kept in {checkpointer.directory}; "
@@ -143,11 +153,13 @@ def log_train_metrics(config, accumulated, step: int, num_steps: int, schedule, 
     computed = {k: float(v) for k, v in accumulated.compute().items()}
     if not all(np.isfinite(v) for v in computed.values()):
         raise NonFiniteLossError(f"non-finite loss at step {step}: {computed}; stopped without "
-                                 f"saving; {_last_good(checkpointer)}: {_advice(config)}")
+                                 f"saving; {_last_good(checkpointer, watch.clean_step)}: "
+                                 f"{_advice(config)}")
     problem = watch.check(computed["loss"], step)
     if problem:
-        raise DivergenceError(f"{problem}; stopped without saving; {_last_good(checkpointer)}: "
-                              f"{_advice(config)}")
+        raise DivergenceError(f"{problem}; stopped without saving; "
+                              f"{_last_good(checkpointer, watch.clean_step)}: {_advice(config)}")
+    watch.clean_step = step
     clock.pause()
     clock.resume()
     per_step = clock.per_step(step)
@@ -199,16 +211,31 @@ def validate_and_log(config, predict_fn, state, val_sets: dict, mesh, step: int,
     return results, score, decision
 
 
-def checkpoint(config, checkpointer, state, batches: Prefetcher, step: int, unlogged,
-               info: dict | None) -> None:
-    """Starts an asynchronous save of a state known to be finite (the metrics since the last
-    log and the parameters are checked first: nothing non-finite is ever saved)."""
-    finite = bool(all_finite(state.params))
+def check_healthy(config, state, unlogged, watch: _LossWatch, step: int, checkpointer) -> None:
+    """Before every validation and save: the state is finite and the metrics since the last
+    log are finite and not diverging; else stop, naming the last checkpoint written no later
+    than the last clean check. So nothing non-finite or diverged is validated or saved."""
+    finite = bool(all_finite((state.params, state.ema_params, state.opt_state)))
+    loss = None
     if unlogged is not None:
-        finite &= all(np.isfinite(float(v)) for v in unlogged.compute().values())
+        values = {k: float(v) for k, v in unlogged.compute().items()}
+        finite &= all(np.isfinite(v) for v in values.values())
+        loss = values.get("loss")
     if not finite:
         raise NonFiniteLossError(f"non-finite loss or parameters at step {step}; not saved; "
-                                 f"{_last_good(checkpointer)}: {_advice(config)}")
+                                 f"{_last_good(checkpointer, watch.clean_step)}: "
+                                 f"{_advice(config)}")
+    problem = watch.problem(loss, step) if loss is not None else None
+    if problem:
+        raise DivergenceError(f"{problem}; not saved; "
+                              f"{_last_good(checkpointer, watch.clean_step)}: {_advice(config)}")
+    watch.clean_step = step
+
+
+def checkpoint(config, checkpointer, state, batches: Prefetcher, step: int, unlogged,
+               info: dict | None, watch: _LossWatch) -> None:
+    """Starts an asynchronous save of a state that passed :func:`check_healthy`."""
+    check_healthy(config, state, unlogged, watch, step, checkpointer)
     checkpointer.save(step, state, batches, info)
 
 
@@ -235,6 +262,7 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, *, stop_at_step: int
     validation results and the best checkpoint's record. ``stop_at_step`` ends the run early
     after that step's checkpoint (a preemption in tests); the next call resumes exactly.
     ``allow_config_change``: recorded config fields a resume may change (or 'all')."""
+    config_check.check_config_values(config)
     if config.distributed:
         jax.distributed.initialize()
     _check_batch_divisible(config)
@@ -281,7 +309,7 @@ def _train(config, workdir: pathlib.Path, checkpointer, accepted: list, stop_at_
     log.info("data %s | %d steps/epoch | %d steps | %d device(s) | workdir %s",
              splits.summary(), epoch_steps, num_steps, jax.device_count(), workdir)
     batches = Prefetcher(data_iterator, mesh, num_steps - start)
-    clock, watch = _Clock(start), _LossWatch(config.train.divergence_factor)
+    clock, watch = _Clock(start), _LossWatch(config.train.divergence_factor, clean_step=start)
     every = config.train
     writer = summaries.MetricWriter(workdir, start) if is_chief else None
     accumulated, results = None, {}
@@ -297,6 +325,7 @@ def _train(config, workdir: pathlib.Path, checkpointer, accepted: list, stop_at_
             info = None
             if itstime(step, every.eval_every_steps, num_steps):
                 clock.pause()
+                check_healthy(config, state, accumulated, watch, step, checkpointer)
                 results, score, decision = validate_and_log(config, predict_fn, state, val_sets,
                                                             mesh, step, writer)
                 info = checkpointing.checkpoint_info(score, results,
@@ -308,7 +337,7 @@ def _train(config, workdir: pathlib.Path, checkpointer, accepted: list, stop_at_
                 clock.resume()
             if info or step == stop_at_step or itstime(step, every.checkpoint_every_steps,
                                                        num_steps):
-                checkpoint(config, checkpointer, state, batches, step, accumulated, info)
+                checkpoint(config, checkpointer, state, batches, step, accumulated, info, watch)
             if step == stop_at_step:
                 log.info("stopping at step %d as asked (resume by rerunning)", step)
                 break

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import fcntl
 import json
 import logging
 import os
@@ -21,7 +22,7 @@ import pathlib
 import socket
 from typing import Iterator, Sequence
 
-from multimix_jax.errors import ConfigMismatchError, WorkdirLockedError
+from multimix_jax.errors import ConfigMismatchError, UserError, WorkdirLockedError
 from multimix_jax.files import write_atomically
 
 log = logging.getLogger("multimix_jax")
@@ -61,8 +62,19 @@ def config_dict(config) -> dict:
 
 
 def read_recorded(workdir: str | pathlib.Path) -> dict | None:
+    """The recorded config (None when there is none); a damaged record is one sentence."""
     path = pathlib.Path(workdir) / CONFIG_FILE
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        recorded = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise UserError(f"{path}: cannot be read as the recorded config ({error}); restore it "
+                        "from a copy, or move it away to go on without comparing configs") from None
+    if not isinstance(recorded, dict):
+        raise UserError(f"{path}: is not a recorded config (not a JSON object); restore it "
+                        "from a copy, or move it away to go on without comparing configs")
+    return recorded
 
 
 def write_recorded(workdir: pathlib.Path, config) -> None:
@@ -197,23 +209,6 @@ def adopt_recorded_data_root(config, workdir: str | pathlib.Path) -> None:
 
 
 # --------------------------------------------------------------------------- lock
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _is_stale(holder: dict | None) -> bool:
-    """A lock whose process is gone (same host), or that is unreadable."""
-    if not holder:
-        return True
-    return holder.get("host") == socket.gethostname() and not _pid_alive(int(holder["pid"]))
-
-
 def _read_lock(path: pathlib.Path) -> dict | None:
     try:
         return json.loads(path.read_text())
@@ -221,33 +216,54 @@ def _read_lock(path: pathlib.Path) -> dict | None:
         return None
 
 
+def _holder_text(holder: dict | None) -> str:
+    if not holder:
+        return "another process (starting)"
+    return (f"pid {holder.get('pid')} on {holder.get('host')} "
+            f"(since {holder.get('started')})")
+
+
+def _take(path: pathlib.Path, workdir: pathlib.Path) -> int:
+    """An open descriptor of ``path`` holding its exclusive ``flock``; refused when another
+    process holds it. A lock file unlinked by its releasing holder between our open and our
+    flock is not the lock any more: try again on the new file."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise WorkdirLockedError(
+                f"{workdir} is being trained by {_holder_text(_read_lock(path))}; wait for it, "
+                "or use another --workdir") from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def training_lock(workdir: pathlib.Path) -> Iterator[None]:
-    """Holds ``WORKDIR/train.lock`` (pid, host, start time) while training; a second run is
-    refused with the holder's name, a lock left by a killed run (pid gone) is taken over."""
+    """Holds an exclusive ``fcntl.flock`` on ``WORKDIR/train.lock`` while training: of runs
+    that start together exactly one wins, and a second run is refused naming the holder
+    (pid, host, start time are written into the file). The kernel releases the lock when its
+    process dies (also on kill -9), so a lock left by a killed run is simply taken."""
     path = workdir / LOCK_FILE
-    mine = {"pid": os.getpid(), "host": socket.gethostname(),
-            "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            holder = _read_lock(path)
-            if not _is_stale(holder):
-                raise WorkdirLockedError(
-                    f"{workdir} is being trained by pid {holder['pid']} on {holder['host']} "
-                    f"(since {holder['started']}); wait for it, use another --workdir, or "
-                    f"delete {path} if that run is gone") from None
-            log.warning("%s: taking over a stale lock %s", workdir, holder)
-            path.unlink(missing_ok=True)
-            continue
-        with os.fdopen(fd, "w") as f:
-            json.dump(mine, f)
-        break
-    else:
-        raise WorkdirLockedError(f"{path}: could not take the lock; delete it and retry")
+    fd = _take(path, workdir)
     try:
+        previous = _read_lock(path)
+        if previous:
+            log.info("%s: taking over the lock of a finished or killed run %s", workdir,
+                     _holder_text(previous))
+        mine = {"pid": os.getpid(), "host": socket.gethostname(),
+                "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(mine).encode(), 0)
+        os.fsync(fd)
         yield
     finally:
-        if _read_lock(path) == mine:
-            path.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)  # while still holding it: nobody else owns this file
+        os.close(fd)

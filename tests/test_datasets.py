@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -308,6 +309,15 @@ def test_rebuild_same_folder_reuses_other_folder_is_refused(tmp_path, monkeypatc
     monkeypatch.undo()
     b = B.build_dataset("montgomery", tmp_path / "b", tmp_path / "tfds", 16, overwrite=True)
     assert b.info.metadata["source"] == str(tmp_path / "b")
+
+
+def test_a_copy_of_the_folder_or_added_junk_is_the_same_source(tmp_path, monkeypatch):
+    F.make_montgomery(tmp_path / "a")
+    B.build_dataset("montgomery", tmp_path / "a", tmp_path / "tfds", 16)
+    shutil.copytree(tmp_path / "a", tmp_path / "copy", copy_function=shutil.copy)  # new mtimes
+    F.write_junk(tmp_path / "copy" / ".DS_Store")
+    monkeypatch.setattr(B, "load_records", lambda *a, **k: pytest.fail("rebuilt"))
+    B.build_dataset("montgomery", tmp_path / "copy", tmp_path / "tfds", 16)
 
 
 def test_killed_build_leftovers_removed_and_failures_leave_nothing(tmp_path):

@@ -89,3 +89,24 @@ def test_bad_inputs_are_one_sentence(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(UserError, match="no image files there"):
         predict.collect_inputs([str(tmp_path)])
+
+
+def test_a_second_predict_replaces_the_earlier_outputs(tmp_path, monkeypatch):
+    fake_model.install(monkeypatch, threshold=0.5)
+    write_jpeg(tmp_path / "in" / "a.jpeg", 50)
+    write_jpeg(tmp_path / "in" / "b.jpeg", 60)
+    out = tmp_path / "out"
+    predict.predict_files(tiny_train_config(), tmp_path / "run", [str(tmp_path / "in")], out)
+    (out / "notes.txt").write_text("the user's own file")
+    predict.predict_files(tiny_train_config(), tmp_path / "run", [str(tmp_path / "in" / "b.jpeg")],
+                          out)
+    left = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert left == sorted(["notes.txt", "predictions.csv", "predictions.json"]
+                          + [f"b.jpeg_{kind}.png" for kind in predict.OUTPUT_KINDS])
+    assert "NaN" not in (out / "predictions.json").read_text()
+
+
+def test_an_output_inside_the_inputs_is_skipped_and_said(tmp_path):
+    write_jpeg(tmp_path / "predictions" / "x.jpeg_mask.png", 10)
+    with pytest.raises(UserError, match="outside --output .*predictions, which is inside them"):
+        predict.collect_inputs([str(tmp_path)], exclude=tmp_path / "predictions")

@@ -243,6 +243,35 @@ def test_an_exploding_loss_stops_the_run(tmp_path):
         train.train_and_evaluate(config, tmp_path)
 
 
+@pytest.mark.parametrize("field, value, error", [
+    ("learning_rate", 1e6, errors.DivergenceError),  # diverged between log steps
+    ("b2", 1.0, errors.NonFiniteLossError),  # NaN weights after step 1, loss still finite
+])
+def test_diverged_or_nan_weights_are_never_validated_or_saved(tmp_path, field, value, error):
+    config = tiny_train_config(num_steps=6)
+    config.train.log_every_steps = 50  # logged at steps 1 and 6 only
+    config.optim[field] = value
+    with pytest.raises(error, match="at step 2.*no checkpoint was saved before it"):
+        train.train_and_evaluate(config, tmp_path)
+    assert not [p for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()]
+
+
+class _Kept:
+    def wait(self):
+        pass
+
+    def steps(self):
+        return [2, 4]
+
+    directory = "ckpts"
+
+
+def test_the_last_good_checkpoint_is_none_written_after_the_last_clean_check():
+    assert "(step 2)" in train._last_good(_Kept(), clean_step=3)
+    assert "(step 4)" in train._last_good(_Kept(), clean_step=4)
+    assert "no checkpoint" in train._last_good(_Kept(), clean_step=1)
+
+
 def test_non_finite_loss_before_any_checkpoint_says_there_is_none(tmp_path):
     config = tiny_train_config(num_steps=2)
     config.optim.learning_rate = float("inf")

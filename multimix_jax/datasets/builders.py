@@ -4,14 +4,15 @@
 (``image`` uint8 (S, S, 1), ``key``, and ``label`` int64 or ``mask`` uint8 {0, 1});
 ``open_dataset(NAME, data_dir, S)`` reads it. Each builder's settings (splits, seed, NIH
 subsampling, JSRT's half-size masks) are fixed class constants. The source folder and its
-:func:`fingerprint` are kept in ``info.metadata``: a build from another folder (or changed
-files) into the same place is refused unless ``overwrite``. Builds are written under
+:func:`content_fingerprint` are kept in ``info.metadata``: a build from another folder (or
+changed files) into the same place is refused unless ``overwrite``. Builds are written under
 ``data_dir/.incomplete-*`` and moved into place when complete; the next build removes what a
 killed one left.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -23,11 +24,29 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from multimix_jax.datasets import layouts
-from multimix_jax.datasets.folders import fingerprint, load_records
+from multimix_jax.datasets.folders import load_records
+from multimix_jax.datasets.image_io import is_ignorable
 from multimix_jax.errors import DataError
 from multimix_jax.splitting import split_groups
 
 log = logging.getLogger("multimix_jax")
+
+
+def content_fingerprint(root: os.PathLike | str) -> str:
+    """sha256 of what a build reads under ``root``: each file's path relative to ``root``, size
+    and content hash. Junk (hidden files such as .DS_Store, Thumbs.db, __MACOSX) and mtimes do
+    not count, so a ``cp -r`` copy of the same download is the same source."""
+    root = Path(root)
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if not path.is_file() or any(is_ignorable(part) for part in rel.parts):
+            continue
+        with open(path, "rb") as f:
+            content = hashlib.file_digest(f, "sha256").hexdigest()
+        digest.update(f"{rel.as_posix()}\0{path.stat().st_size}\0{content}\n".encode(
+            "utf-8", "surrogateescape"))
+    return digest.hexdigest()
 
 
 def seeded_split(keys: Sequence[str], val_fraction: float, test_fraction: float,
@@ -179,7 +198,7 @@ def build_dataset(name: str, manual_dir: os.PathLike | str, data_dir: os.PathLik
     if not manual_dir.is_dir() or not any(manual_dir.iterdir()):
         raise DataError(manual_dir, "manual_dir is missing, not a folder or empty")
     builder = _make_builder(name, data_dir, size)
-    source = {"source": str(manual_dir), "fingerprint": fingerprint(manual_dir)}
+    source = {"source": str(manual_dir), "fingerprint": content_fingerprint(manual_dir)}
     if builder.is_prepared() and not overwrite:
         md = builder.info.metadata
         if md.get("fingerprint") == source["fingerprint"]:
