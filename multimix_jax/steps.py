@@ -6,7 +6,7 @@ A batch is a dict of streams, each a dict of NHWC float arrays in [-1, 1] (and i
   seg_unlabeled {'image'}           unlabelled segmentation (x_u), for the seg KL
   cls_labeled   {'image', 'label'}  labelled classification (x_c, c)
   cls_unlabeled {'weak', 'strong'}  one unlabelled batch, weakly and strongly augmented
-Which streams a config needs is given by ``required_streams``.
+Which streams a config needs, and which loss terms, is decided by ``plan.Plan``.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from multimix_jax import losses
 from multimix_jax.names import CLS_LABELED, CLS_UNLABELED, SEG_LABELED, SEG_UNLABELED
 from multimix_jax.models import MultiMix, build_model, init_params
+from multimix_jax.plan import STREAM_IMAGES, Plan
 from multimix_jax.saliency import saliency_map
 
 DATA_AXIS = "data"
@@ -41,36 +42,7 @@ class TrainState:
     rng: jnp.ndarray  # raw uint32 key; per-step keys are fold_in(rng, step)
 
 
-# --------------------------------------------------------------------------- config
-def required_streams(config) -> tuple[str, ...]:
-    """The batch streams the configured tasks and losses consume."""
-    streams = []
-    if config.tasks.segmentation:
-        streams.append(SEG_LABELED)
-        if config.loss.kl != "none":
-            streams.append(SEG_UNLABELED)
-    if config.tasks.classification:
-        streams.append(CLS_LABELED)
-        if config.loss.fixmatch:
-            streams.append(CLS_UNLABELED)
-    if not streams:
-        raise ValueError("config.tasks enables neither classification nor segmentation")
-    return tuple(streams)
-
-
-def metric_names(config) -> tuple[str, ...]:
-    names = ["loss"]
-    if config.tasks.classification:
-        names += ["cls_loss", "accuracy"]
-        if config.loss.fixmatch:
-            names += ["fixmatch_loss", "mask_rate"]
-    if config.tasks.segmentation:
-        names += ["dice_loss", "train_dice"]
-        if config.loss.kl != "none":
-            names += ["kl_loss"]
-    return tuple(names)
-
-
+# --------------------------------------------------------------------------- metrics
 @functools.lru_cache(maxsize=None)
 def _collection_for(names: tuple[str, ...]) -> type:
     return clu_metrics.Collection.create(
@@ -79,7 +51,7 @@ def _collection_for(names: tuple[str, ...]) -> type:
 
 def train_metrics_collection(config) -> type:
     """clu ``metrics.Collection`` class of the step's scalars (each an Average)."""
-    return _collection_for(metric_names(config))
+    return _collection_for(Plan.from_config(config).metric_names)
 
 
 def inference_params(state: "TrainState", config):
@@ -145,57 +117,49 @@ def compute_losses(params, batch: dict, dropout_rng: jax.Array, *, model: MultiM
     of all images (``segment_all_images=True``, kept for tests and benchmarks) at ~40%
     fewer FLOPs. Returns (total_loss, scalars dict).
     """
-    loss_cfg = config.loss
+    loss_cfg, plan = config.loss, Plan.from_config(config)
     batch = normalize_batch(batch)
     encoder_rng, decoder_rng = jax.random.split(dropout_rng)
-    seg_images, cls_images = [], []
-    if config.tasks.segmentation:
-        seg_images.append(batch[SEG_LABELED]["image"])
-        if loss_cfg.kl != "none":
-            seg_images.append(batch[SEG_UNLABELED]["image"])
-    if config.tasks.classification:
-        cls_images.append(batch[CLS_LABELED]["image"])
-        if loss_cfg.fixmatch:
-            cls_images += [batch[CLS_UNLABELED]["weak"], batch[CLS_UNLABELED]["strong"]]
-    images = jnp.concatenate(seg_images + cls_images, axis=0)
-    sizes = np.cumsum([0] + [x.shape[0] for x in seg_images + cls_images])
-    chunk = lambda a, i: a[sizes[i]:sizes[i + 1]]
+    parts = [(stream, key) for stream in plan.streams for key in STREAM_IMAGES[stream]]
+    images = jnp.concatenate([batch[stream][key] for stream, key in parts], axis=0)
+    sizes = np.cumsum([0] + [batch[stream][key].shape[0] for stream, key in parts])
+    rows = {part: slice(sizes[i], sizes[i + 1]) for i, part in enumerate(parts)}
     skips, logits = model.apply({"params": params}, images, train=True,
                                 rngs={"dropout": encoder_rng}, method=MultiMix.encode)
 
     terms, scalars = {}, {}
-    if config.tasks.segmentation:
-        n_seg = int(sizes[len(seg_images)])
+    if plan.segmentation:
+        n_seg = int(sum(batch[stream]["image"].shape[0] for stream in plan.seg_streams))
         decode_n = images.shape[0] if segment_all_images else n_seg
         decode_images = images[:decode_n]
         saliency = saliency_map(model, params, decode_images) if model.use_bridge else None
         seg_logits = model.apply({"params": params}, decode_images, saliency,
                                  [s[:decode_n] for s in skips], train=True,
                                  rngs={"dropout": decoder_rng}, method=MultiMix.decode)
-        labeled_seg = chunk(seg_logits, 0)
+        labeled_seg = seg_logits[rows[SEG_LABELED, "image"]]
         masks = batch[SEG_LABELED]["mask"]
         terms["dice"] = losses.dice_loss(labeled_seg, masks, loss_cfg.dice_smooth)
         scalars["dice_loss"] = terms["dice"]
         hard = (labeled_seg > 0).astype(masks.dtype)
         inter, total = (hard * masks).sum((1, 2, 3)), hard.sum((1, 2, 3)) + masks.sum((1, 2, 3))
         scalars["train_dice"] = jnp.where(total > 0, 2 * inter / jnp.maximum(total, 1), 1.0).mean()
-        if loss_cfg.kl != "none":
-            terms["kl"] = losses.segmentation_kl(labeled_seg, chunk(seg_logits, 1), loss_cfg.kl)
+        if plan.seg_kl:
+            unlabeled_seg = seg_logits[rows[SEG_UNLABELED, "image"]]
+            terms["kl"] = losses.segmentation_kl(labeled_seg, unlabeled_seg, loss_cfg.kl)
             scalars["kl_loss"] = terms["kl"]
-    if config.tasks.classification:
-        first = len(seg_images)
-        labeled_logits, labels = chunk(logits, first), batch[CLS_LABELED]["label"]
+    if plan.classification:
+        labeled_logits, labels = logits[rows[CLS_LABELED, "image"]], batch[CLS_LABELED]["label"]
         terms["cls"] = losses.classification_loss(labeled_logits, labels)
         scalars["cls_loss"] = terms["cls"]
         scalars["accuracy"] = (labeled_logits.argmax(-1) == labels).mean()
-        if loss_cfg.fixmatch:
+        if plan.fixmatch:
             terms["fixmatch"], mask = losses.fixmatch_loss(
-                chunk(logits, first + 1), chunk(logits, first + 2), loss_cfg.threshold)
+                logits[rows[CLS_UNLABELED, "weak"]], logits[rows[CLS_UNLABELED, "strong"]],
+                loss_cfg.threshold)
             scalars["fixmatch_loss"] = terms["fixmatch"]
             scalars["mask_rate"] = mask.mean()
-    weights = {"cls": loss_cfg.cls_weight, "fixmatch": loss_cfg.fixmatch_weight,
-               "dice": loss_cfg.dice_weight, "kl": loss_cfg.kl_weight}
-    total = losses.total_loss(terms, weights)
+    total = losses.total_loss({name: terms[name] for name, _ in plan.loss_weights},
+                              dict(plan.loss_weights))
     scalars["loss"] = total
     return total, scalars
 

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from multimix_jax import evaluation, input_pipeline, steps
+from multimix_jax.plan import Plan
 from tests.conftest import REPO, tiny_train_config
 
 NUM_STEPS = 3
@@ -29,7 +30,7 @@ def _config():
 
 def _batches(config, count, process_index=None, process_count=None):
     splits = input_pipeline.make_splits(config)
-    ds = input_pipeline.train_dataset(config, splits, steps.required_streams(config),
+    ds = input_pipeline.train_dataset(config, splits, Plan.from_config(config).streams,
                                       process_index, process_count)
     iterator = iter(ds)
     return [next(iterator) for _ in range(count)]
@@ -88,7 +89,7 @@ def run_steps(devices=None) -> dict:
     mesh = steps.make_mesh(devices)
     splits = input_pipeline.make_splits(config)
     model, tx, state = steps.setup(config, mesh, steps_per_epoch=100)
-    iterator = iter(input_pipeline.train_dataset(config, splits, steps.required_streams(config)))
+    iterator = iter(input_pipeline.train_dataset(config, splits, Plan.from_config(config).streams))
     train_step = steps.jit_train_step(model, tx, config, mesh)
     losses = []
     for _ in range(NUM_STEPS):

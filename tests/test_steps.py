@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from multimix_jax import steps
+from multimix_jax.plan import Plan
 from tests.conftest import REPO, random_batch, tiny_config
 
 
@@ -16,16 +17,6 @@ def _setup(config, steps_per_epoch=100):
     mesh = steps.make_mesh(jax.devices()[:1])
     model, tx, state = steps.setup(config, mesh, steps_per_epoch)
     return mesh, model, tx, state
-
-
-def test_required_streams_follow_the_config():
-    config = tiny_config()
-    assert steps.required_streams(config) == ("seg_labeled", "seg_unlabeled", "cls_labeled",
-                                              "cls_unlabeled")
-    config.loss.kl, config.loss.fixmatch = "none", False
-    assert steps.required_streams(config) == ("seg_labeled", "cls_labeled")
-    config.tasks.segmentation = False
-    assert steps.required_streams(config) == ("cls_labeled",)
 
 
 def test_step_decay_schedule_in_steps():
@@ -76,7 +67,7 @@ def test_thirty_steps_on_a_fixed_batch_drive_the_loss_down():
         state, collection = step(state, batch)
         values = collection.compute()
         history.append(float(values["loss"]))
-        assert set(values) == set(steps.metric_names(config))
+        assert set(values) == set(Plan.from_config(config).metric_names)
     assert int(state.step) == 30
     assert np.isfinite(history).all()
     assert history[-1] < 0.6 * history[0], history
@@ -105,7 +96,7 @@ def test_original_kl_gives_zero_kl_metric_and_baseline_configs_run():
     enc = tiny_config()
     enc.tasks.segmentation, enc.loss.fixmatch = False, False
     mesh, model, tx, state = _setup(enc)
-    batch = {k: v for k, v in random_batch(enc).items() if k in steps.required_streams(enc)}
+    batch = {k: v for k, v in random_batch(enc).items() if k in Plan.from_config(enc).streams}
     _, collection = steps.jit_train_step(model, tx, enc, mesh)(state, steps.shard_batch(batch, mesh))
     assert set(collection.compute()) == {"loss", "cls_loss", "accuracy"}
 
@@ -141,6 +132,7 @@ def test_predict_outputs():
 EIGHT_DEVICE_SCRIPT = textwrap.dedent("""
     import jax, numpy as np
     from multimix_jax import steps
+from multimix_jax.plan import Plan
     from tests.conftest import random_batch, tiny_config
     assert jax.device_count() == 8, jax.devices()
     config = tiny_config(per_stream=8)
