@@ -22,7 +22,7 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as ocm
 
 from multimix_jax.errors import CheckpointNotFoundError, UserError
-from multimix_jax.names import DEFAULT_THRESHOLD
+from multimix_jax.names import DEFAULT_THRESHOLD, VAL_CLS
 
 log = logging.getLogger("multimix_jax")
 
@@ -53,7 +53,7 @@ def checkpoint_info(val_score: float, val_results: dict) -> dict | None:
     classification results) when there is one, else 0.5."""
     if not math.isfinite(val_score):
         return None  # nothing to rank by (no validation set)
-    threshold = val_results.get("val_cls", {}).get("fitted_threshold", DEFAULT_THRESHOLD)
+    threshold = val_results.get(VAL_CLS, {}).get("fitted_threshold", DEFAULT_THRESHOLD)
     return _jsonable({"val_score": val_score, "cls_threshold": threshold, "val": val_results})
 
 
@@ -120,9 +120,6 @@ class Checkpointer:
         restored = self.manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract_state)))
         return restored.state
-
-    def wait(self) -> None:
-        self.manager.wait_until_finished()
 
     def close(self) -> None:
         self.manager.wait_until_finished()

@@ -92,15 +92,9 @@ def set_metrics(task: str, predictions: Mapping[str, np.ndarray], threshold: flo
                                         predictions["mask"] > 0)
 
 
-def evaluate_set(predict_fn: Callable, params, source, task: str, batch_size: int,
-                 image_size: int, mesh, threshold: float = 0.5, fit_threshold: bool = False) -> dict:
-    """Metrics of one evaluation set (see :func:`set_metrics`)."""
-    predictions = run_predictions(predict_fn, params, source, batch_size, image_size, mesh)
-    return set_metrics(task, predictions, threshold, fit_threshold)
-
-
-SHIFTED_SCORE_PARTS = (("val_cls", "balanced_accuracy"), ("val_cls_shifted", "balanced_accuracy"),
-                       ("val_seg", "dice"), ("val_seg_shifted", "dice"), ("val_seg_disease", "dice"))
+SHIFTED_SCORE_PARTS = ((names.VAL_CLS, "balanced_accuracy"),
+                       (names.VAL_CLS_SHIFTED, "balanced_accuracy"), (names.VAL_SEG, "dice"),
+                       (names.VAL_SEG_SHIFTED, "dice"), (names.VAL_SEG_DISEASE, "dice"))
 
 
 def validation_score(results: Mapping[str, dict], criterion: str) -> float:
@@ -110,7 +104,7 @@ def validation_score(results: Mapping[str, dict], criterion: str) -> float:
     Shifted validation); or 'SET/METRIC' such as 'val_cls/accuracy'."""
     if criterion in ("val_score", "shifted_score"):
         parts = SHIFTED_SCORE_PARTS if criterion == "shifted_score" else (
-            ("val_cls", "accuracy"), ("val_seg", "dice"))
+            (names.VAL_CLS, "accuracy"), (names.VAL_SEG, "dice"))
         return float(np.mean([results[name][key] for name, key in parts if name in results]))
     name, key = criterion.split("/")
     return float(results[name][key])
@@ -122,9 +116,9 @@ def validation_sources(splits: input_pipeline.DataSplits, shifted: bool = False)
     their shifted copies when ``shifted`` (docs/multimix.md, Shifted validation)."""
     sets = {}
     if splits.cls_val is not None:
-        sets["val_cls"] = (names.CLASSIFICATION, splits.cls_val)
+        sets[names.VAL_CLS] = (names.CLASSIFICATION, splits.cls_val)
     if splits.seg_val is not None:
-        sets["val_seg"] = (names.SEGMENTATION, splits.seg_val)
+        sets[names.VAL_SEG] = (names.SEGMENTATION, splits.seg_val)
     if shifted:
         sets.update(shifts.shifted_sources(sets))
     return sets
