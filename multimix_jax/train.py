@@ -18,7 +18,7 @@ import logging
 import math
 import pathlib
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -187,9 +187,9 @@ def validate(config, predict_fn, params, val_sets: dict, mesh) -> dict:
 
 
 def _image_summaries(config, predict_fn, params, val_sets: dict, mesh) -> dict:
-    if "val_seg" not in val_sets or config.train.num_image_summaries <= 0:
+    if names.VAL_SEG not in val_sets or config.train.num_image_summaries <= 0:
         return {}
-    source = val_sets["val_seg"][1]
+    source = val_sets[names.VAL_SEG][1]
     count = min(config.train.num_image_summaries, len(source))
     subset = input_pipeline.SubsetSource(source, range(count))
     out = evaluation.run_predictions(predict_fn, params, subset, config.data.eval_batch_size,
@@ -249,11 +249,13 @@ def _best_so_far(checkpointer, criterion: str) -> dict | None:
 
 
 def train_and_evaluate(config, workdir: str | pathlib.Path, *, stop_at_step: int | None = None,
-                       allow_config_change: Sequence[str] = ()) -> dict:
+                       allow_config_change: Sequence[str] = (),
+                       wrap_step: Callable[[Callable], Callable] | None = None) -> dict:
     """Train (resuming from ``workdir`` if it holds a checkpoint); returns the state, the last
     validation results and the best checkpoint's record. ``stop_at_step`` ends the run early
     after that step's checkpoint (a preemption in tests); the next call resumes exactly.
-    ``allow_config_change``: recorded config fields a resume may change (or 'all')."""
+    ``allow_config_change``: recorded config fields a resume may change (or 'all').
+    ``wrap_step``: applied to the jitted step before the loop (a benchmark times it)."""
     if config.distributed:
         jax.distributed.initialize()
     _check_batch_divisible(config)
@@ -265,21 +267,21 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, *, stop_at_step: int
         checkpointer = checkpointing.Checkpointer(workdir, config.train.keep_checkpoints)
         try:
             accepted = _start_or_resume(config, checkpointer, workdir, allow_config_change)
-            return _train(config, workdir, checkpointer, accepted, stop_at_step, is_chief)
+            return _train(config, workdir, checkpointer, accepted, stop_at_step, is_chief,
+                          wrap_step)
         finally:
             checkpointer.close()
 
 
 def _train(config, workdir: pathlib.Path, checkpointer, accepted: list, stop_at_step,
-           is_chief: bool) -> dict:
+           is_chief: bool, wrap_step: Callable[[Callable], Callable] | None = None) -> dict:
     mesh = steps.make_mesh()
     splits = input_pipeline.make_splits(config)
     epoch_steps = input_pipeline.steps_per_epoch(config, splits)
     num_steps = total_steps(config, epoch_steps)
     model, tx, state = steps.setup(config, mesh, epoch_steps)
     schedule = steps.learning_rate_schedule(config.optim, epoch_steps)
-    data_iterator = iter(input_pipeline.train_dataset(config, splits,
-                                                      steps.required_streams(config)))
+    data_iterator = iter(input_pipeline.train_dataset(config, splits))
     start = 0
     if checkpointer.latest_step() is not None:
         state, start = checkpointer.restore(checkpointing.abstract_like(state), data_iterator)
@@ -287,6 +289,8 @@ def _train(config, workdir: pathlib.Path, checkpointer, accepted: list, stop_at_
     if is_chief:
         workdir_lib.record_config(config, workdir, accepted, start)
     train_step = steps.jit_train_step(model, tx, config, mesh)
+    if wrap_step is not None:
+        train_step = wrap_step(train_step)
     predict_fn = steps.jit_predict(model, mesh, config.eval.flip_tta)
     val_sets = evaluation.validation_sources(splits, config.eval.shifted_validation)
     best = _best_so_far(checkpointer, config.train.best_metric)

@@ -29,13 +29,9 @@ import time
 
 import numpy as np
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from multimix_jax import evaluation  # noqa: E402
-from multimix_jax.files import write_atomically  # noqa: E402
-from multimix_jax.variants import DISPLAY_NAMES, VARIANTS, apply_variant  # noqa: E402
+from multimix_jax import evaluation
+from multimix_jax.files import write_atomically
+from multimix_jax.variants import DISPLAY_NAMES, VARIANTS, apply_variant
 
 NO_TASK = "-"
 CELL_FILE = "cell.json"

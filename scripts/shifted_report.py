@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import json
 import pathlib
-import sys
 
 from absl import app, flags
 from ml_collections import config_flags
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from multimix_jax import evaluation, input_pipeline, metrics, names, steps  # noqa: E402
+from multimix_jax import evaluation, input_pipeline, metrics, names, steps
 
 config_flags.DEFINE_config_file("config", None, "configs/*.py[:VARIANT] the workdirs used.")
 flags.DEFINE_list("workdirs", None, "Trained workdirs (comma-separated).")
