@@ -1,8 +1,8 @@
 """The training loop: one flat loop over steps, one "is it time" predicate, and small helpers
 that log, validate and checkpoint.
 
-A step takes a batch that is already on the devices (``Prefetcher`` shards the next ones while
-the current step runs) and dispatches the jitted train step; the host waits for the devices
+A step takes a batch that is already on the devices (``device_batches`` shards the next ones
+while the current step runs) and dispatches the jitted train step; the host waits for the devices
 only at log steps (metrics: finite? diverging?), validations and checkpoints. Checkpoints hold
 the state and the data position and are written asynchronously; a resumed run continues
 exactly (bit for bit) where the last checkpoint left off.
@@ -10,9 +10,9 @@ exactly (bit for bit) where the last checkpoint left off.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -20,6 +20,7 @@ import pathlib
 import time
 from typing import Callable, Sequence
 
+import grain
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -63,28 +64,13 @@ def _check_batch_divisible(config) -> None:
                 f"--config.{name}={size}: must be a multiple of the {n} devices")
 
 
-class Prefetcher:
-    """The next ``depth`` batches, already sharded onto the devices, so a step never waits for
-    the host. Remembers the iterator position before each batch: ``get_state`` (what Grain's
-    checkpoint handler saves) is the position of the next batch a step has not consumed."""
-
-    def __init__(self, iterator, mesh, count: int, depth: int = 2):
-        self._iterator, self._mesh, self._left, self._depth = iterator, mesh, count, depth
-        self._queue: collections.deque = collections.deque()
-        self.refill()
-
-    def refill(self) -> None:
-        while len(self._queue) < self._depth and self._left > 0:
-            position = json.dumps(self._iterator.get_state())
-            self._queue.append((position, steps.shard_batch(next(self._iterator), self._mesh)))
-            self._left -= 1
-
-    def pop(self):
-        return self._queue.popleft()[1]
-
-    def get_state(self) -> bytes:
-        position = self._queue[0][0] if self._queue else json.dumps(self._iterator.get_state())
-        return position.encode()
+def device_batches(config, splits, mesh) -> grain.DatasetIterator:
+    """The training batches, sharded onto the devices ahead of the step that takes them:
+    Grain's thread prefetch keeps each batch with the iterator state after it, so the state a
+    checkpoint saves is the position of the next batch no step has taken."""
+    data = input_pipeline.train_dataset(config, splits)
+    placed = data.map(functools.partial(steps.shard_batch, mesh=mesh))
+    return iter(grain.experimental.ThreadPrefetchIterDataset(placed, prefetch_buffer_size=2))
 
 
 @dataclasses.dataclass
@@ -218,7 +204,7 @@ def validate_and_log(config, predict_fn, state, val_sets: dict, mesh, step: int,
     return results, score
 
 
-def checkpoint(config, checkpointer, state, batches: Prefetcher, step: int, unlogged,
+def checkpoint(config, checkpointer, state, batches: grain.DatasetIterator, step: int, unlogged,
                info: dict | None) -> None:
     """Starts an asynchronous save of a state known to be finite (the metrics since the last
     log and the parameters are checked first: nothing non-finite is ever saved)."""
@@ -281,10 +267,10 @@ def _train(config, workdir: pathlib.Path, checkpointer, accepted: list, stop_at_
     num_steps = total_steps(config, epoch_steps)
     model, tx, state = steps.setup(config, mesh, epoch_steps)
     schedule = steps.learning_rate_schedule(config.optim, epoch_steps)
-    data_iterator = iter(input_pipeline.train_dataset(config, splits))
+    batches = device_batches(config, splits, mesh)
     start = 0
     if checkpointer.latest_step() is not None:
-        state, start = checkpointer.restore(checkpointing.abstract_like(state), data_iterator)
+        state, start = checkpointer.restore(checkpointing.abstract_like(state), batches)
         log.info("resumed from %s at step %d", checkpointer.directory, start)
     if is_chief:
         workdir_lib.record_config(config, workdir, accepted, start)
@@ -296,15 +282,13 @@ def _train(config, workdir: pathlib.Path, checkpointer, accepted: list, stop_at_
     best = _best_so_far(checkpointer, config.train.best_metric)
     log.info("data %s | %d steps/epoch | %d steps | %d device(s) | workdir %s",
              splits.summary(), epoch_steps, num_steps, jax.device_count(), workdir)
-    batches = Prefetcher(data_iterator, mesh, num_steps - start)
     clock, watch = _Clock(start), _LossWatch(config.train.divergence_factor)
     every = config.train
     writer = summaries.MetricWriter(workdir, start) if is_chief else None
     accumulated, results = None, {}
     try:
         for step in range(start + 1, num_steps + 1):
-            state, step_metrics = train_step(state, batches.pop())
-            batches.refill()
+            state, step_metrics = train_step(state, next(batches))
             accumulated = step_metrics if accumulated is None else accumulated.merge(step_metrics)
             if itstime(step, every.log_every_steps, num_steps, first=start + 1):
                 log_train_metrics(config, accumulated, step, num_steps, schedule, clock, watch,
@@ -328,6 +312,7 @@ def _train(config, workdir: pathlib.Path, checkpointer, accepted: list, stop_at_
                 log.info("stopping at step %d as asked (resume by rerunning)", step)
                 break
     finally:
+        batches.close()
         if writer:
             writer.close()
     return {"state": state, "results": results, "best": best, "num_steps": num_steps}
