@@ -11,7 +11,8 @@ from typing import Any, Callable, Mapping, NamedTuple
 
 import numpy as np
 
-from multimix_jax import checkpointing, input_pipeline, metrics, names, shifts, steps
+from multimix_jax import checkpointing, input_pipeline, metrics, names, sharding, shifts
+from multimix_jax import state as train_state
 from multimix_jax.files import write_atomically
 
 log = logging.getLogger("multimix_jax")
@@ -42,11 +43,11 @@ def stored_threshold(info: Mapping | None) -> float:
 
 def load_for_inference(config, workdir: str | pathlib.Path, which: str = "best") -> Loaded:
     """The ``which`` checkpoint of ``workdir`` ('best', 'latest' or a step number)."""
-    mesh = steps.make_mesh()
-    model, _, state = steps.setup(config, mesh, steps_per_epoch=1)
+    mesh = sharding.make_mesh()
+    model, _, state = train_state.setup(config, mesh, steps_per_epoch=1)
     state, step, info = checkpointing.restore_for_inference(
         workdir, checkpointing.abstract_like(state), which)
-    return Loaded(model, steps.inference_params(state, config), mesh, int(step),
+    return Loaded(model, train_state.inference_params(state, config), mesh, int(step),
                   stored_threshold(info))
 
 
@@ -61,7 +62,7 @@ def run_predictions(predict_fn: Callable, params, source, batch_size: int, image
     for batch in input_pipeline.eval_batches(source, batch_size, image_size):
         valid = batch.pop("valid")
         # every process holds the whole batch; each places its devices' rows (multi-host)
-        pred = predict_fn(params, steps.shard_global_batch(batch["image"], mesh))
+        pred = predict_fn(params, sharding.shard_global_batch(batch["image"], mesh))
         row = {"prob_pneumonia": np.asarray(pred["class_probs"])[:, 1],
                "mask_prob": np.asarray(pred["mask_probs"])}
         for key in ("label", "mask"):

@@ -317,7 +317,7 @@ def train_dataset(config, splits: DataSplits, streams: Sequence[str] | None = No
     default: the config's ``plan.Plan`` streams).
 
     With several processes (multi-host), process p of P yields rows [p*b/P, (p+1)*b/P) of
-    every global batch of b = ``per_stream_batch`` (``steps.shard_batch`` puts them there):
+    every global batch of b = ``per_stream_batch`` (``sharding.shard_batch`` puts them there):
     each stream is batched by b/P and process p takes local batches p, p+P, p+2P, ... The
     shuffle, the augmentation (keyed by position) and hence the union over the processes are
     exactly the one-process batches. Defaults: ``jax.process_index()``/``process_count()``.

@@ -1,5 +1,6 @@
-"""Train state, optimizer, the jitted data-parallel training step and the prediction step
-(docs/multimix.md, Losses; Training; Training loop and input pipeline).
+"""The jitted data-parallel training step and the prediction step (docs/multimix.md, Losses;
+Training loop and input pipeline); the train state and optimizer are in ``state``, the mesh
+and batch placement in ``sharding``.
 
 A batch is a dict of streams, each a dict of NHWC float arrays in [-1, 1] (and int labels):
   seg_labeled   {'image', 'mask'}   labelled segmentation (x_s, y_s)
@@ -12,34 +13,22 @@ Which streams a config needs, and which loss terms, is decided by ``plan.Plan``.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from typing import Callable
 
-import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 from clu import metrics as clu_metrics
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
 
 from multimix_jax import losses
 from multimix_jax.names import CLS_LABELED, CLS_UNLABELED, SEG_LABELED, SEG_UNLABELED
-from multimix_jax.models import MultiMix, build_model, init_params
+from multimix_jax.models import MultiMix
 from multimix_jax.plan import STREAM_IMAGES, Plan
 from multimix_jax.saliency import saliency_map
-
-DATA_AXIS = "data"
-
-
-@flax.struct.dataclass
-class TrainState:
-    """Everything a resumed run needs besides the data iterator."""
-
-    step: jnp.ndarray
-    params: Any
-    opt_state: Any
-    ema_params: Any  # equals params when optim.ema_decay == 0
-    rng: jnp.ndarray  # raw uint32 key; per-step keys are fold_in(rng, step)
+from multimix_jax.sharding import data_sharding, replicated
+from multimix_jax.state import TrainState
 
 
 # --------------------------------------------------------------------------- metrics
@@ -52,38 +41,6 @@ def _collection_for(names: tuple[str, ...]) -> type:
 def train_metrics_collection(config) -> type:
     """clu ``metrics.Collection`` class of the step's scalars (each an Average)."""
     return _collection_for(Plan.from_config(config).metric_names)
-
-
-def inference_params(state: "TrainState", config):
-    """The parameters evaluation and prediction use: the EMA average when the run keeps one."""
-    return state.ema_params if config.optim.ema_decay > 0 else state.params
-
-
-# --------------------------------------------------------------------------- optimizer
-def learning_rate_schedule(optim_config, steps_per_epoch: int) -> optax.Schedule:
-    """StepLR: lr x decay_factor every ``lr_decay_epochs`` epochs, expressed in steps
-    (``lr_decay_epochs <= 0``: constant)."""
-    if optim_config.lr_decay_epochs <= 0:
-        return optax.constant_schedule(optim_config.learning_rate)
-    return optax.exponential_decay(
-        init_value=optim_config.learning_rate,
-        transition_steps=max(1, int(round(optim_config.lr_decay_epochs * steps_per_epoch))),
-        decay_rate=optim_config.lr_decay_factor, staircase=True)
-
-
-def make_optimizer(optim_config, steps_per_epoch: int) -> optax.GradientTransformation:
-    """Adam (default betas, no weight decay) on the combined loss."""
-    return optax.adam(learning_rate_schedule(optim_config, steps_per_epoch),
-                      b1=optim_config.b1, b2=optim_config.b2)
-
-
-def create_train_state(model: MultiMix, tx: optax.GradientTransformation, rng: jax.Array,
-                       image_size: int) -> TrainState:
-    init_rng, train_rng = jax.random.split(rng)
-    params = init_params(model, init_rng, image_size)
-    ema_params = jax.tree_util.tree_map(jnp.copy, params)  # own buffers: the state is donated
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                      ema_params=ema_params, rng=train_rng)
 
 
 # --------------------------------------------------------------------------- inputs
@@ -207,41 +164,6 @@ def predict(params, images: jnp.ndarray, *, model: MultiMix, flip_tta: bool = Fa
     return out
 
 
-# --------------------------------------------------------------------------- sharding
-def make_mesh(devices=None) -> Mesh:
-    """1-D data-parallel mesh over all (or the given) devices."""
-    devices = jax.devices() if devices is None else devices
-    return Mesh(np.asarray(devices), (DATA_AXIS,))
-
-
-def data_sharding(mesh: Mesh) -> NamedSharding:
-    return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
-
-
-def replicated(mesh: Mesh) -> NamedSharding:
-    return NamedSharding(mesh, PartitionSpec())
-
-
-def shard_batch(batch, mesh: Mesh):
-    """This process's rows of a batch -> global jax Arrays split along the batch axis (the
-    processes' rows in process order, as ``input_pipeline.train_dataset`` deals them)."""
-    sharding = data_sharding(mesh)
-    return jax.tree_util.tree_map(
-        lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch)
-
-
-def shard_global_batch(batch, mesh: Mesh):
-    """A batch every process holds in full (evaluation) -> global jax Arrays split along the
-    batch axis; each process places only the rows of its own devices."""
-    sharding = data_sharding(mesh)
-
-    def place(x):
-        x = np.asarray(x)
-        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
-
-    return jax.tree_util.tree_map(place, batch)
-
-
 def jit_train_step(model: MultiMix, tx: optax.GradientTransformation, config, mesh: Mesh,
                    segment_all_images: bool = False) -> Callable:
     """``train_step`` jitted over ``mesh``: state replicated and donated, batch sharded."""
@@ -257,11 +179,3 @@ def jit_predict(model: MultiMix, mesh: Mesh, flip_tta: bool = False) -> Callable
     return jax.jit(functools.partial(predict, model=model, flip_tta=flip_tta),
                    in_shardings=(replicated(mesh), data_sharding(mesh)),
                    out_shardings=replicated(mesh))
-
-
-def setup(config, mesh: Mesh, steps_per_epoch: int):
-    """(model, optimizer, initial state placed on the mesh) for a config."""
-    model = build_model(config.model)
-    tx = make_optimizer(config.optim, steps_per_epoch)
-    state = create_train_state(model, tx, jax.random.PRNGKey(config.seed), config.data.image_size)
-    return model, tx, jax.device_put(state, replicated(mesh))

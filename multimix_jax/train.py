@@ -25,7 +25,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from multimix_jax import checkpointing, evaluation, input_pipeline, metrics, names, steps, summaries
+from multimix_jax import checkpointing, evaluation, input_pipeline, metrics, names, sharding, steps
+from multimix_jax import state as train_state
+from multimix_jax import summaries
 from multimix_jax import workdir as workdir_lib
 from multimix_jax.errors import DivergenceError, NonFiniteLossError, UserError
 
@@ -69,7 +71,7 @@ def device_batches(config, splits, mesh) -> grain.DatasetIterator:
     Grain's thread prefetch keeps each batch with the iterator state after it, so the state a
     checkpoint saves is the position of the next batch no step has taken."""
     data = input_pipeline.train_dataset(config, splits)
-    placed = data.map(functools.partial(steps.shard_batch, mesh=mesh))
+    placed = data.map(functools.partial(sharding.shard_batch, mesh=mesh))
     return iter(grain.experimental.ThreadPrefetchIterDataset(placed, prefetch_buffer_size=2))
 
 
@@ -189,7 +191,7 @@ def _image_summaries(config, predict_fn, params, val_sets: dict, mesh) -> dict:
 def validate_and_log(config, predict_fn, state, val_sets: dict, mesh, step: int,
                      writer) -> tuple[dict, float]:
     """(validation results, score), written to TensorBoard / metrics.jsonl and the log."""
-    params = steps.inference_params(state, config)
+    params = train_state.inference_params(state, config)
     results = validate(config, predict_fn, params, val_sets, mesh)
     score = evaluation.validation_score(results, config.train.best_metric) if results else math.nan
     if writer:
@@ -261,12 +263,12 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, *, stop_at_step: int
 
 def _train(config, workdir: pathlib.Path, checkpointer, accepted: list, stop_at_step,
            is_chief: bool, wrap_step: Callable[[Callable], Callable] | None = None) -> dict:
-    mesh = steps.make_mesh()
+    mesh = sharding.make_mesh()
     splits = input_pipeline.make_splits(config)
     epoch_steps = input_pipeline.steps_per_epoch(config, splits)
     num_steps = total_steps(config, epoch_steps)
-    model, tx, state = steps.setup(config, mesh, epoch_steps)
-    schedule = steps.learning_rate_schedule(config.optim, epoch_steps)
+    model, tx, state = train_state.setup(config, mesh, epoch_steps)
+    schedule = train_state.learning_rate_schedule(config.optim, epoch_steps)
     batches = device_batches(config, splits, mesh)
     start = 0
     if checkpointer.latest_step() is not None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from multimix_jax import evaluation, steps
+from multimix_jax import evaluation, sharding, steps
 
 
 class FakeModel:
@@ -24,7 +24,7 @@ class FakeModel:
 def install(monkeypatch, threshold: float = 0.5, step: int = 7) -> FakeModel:
     """Make evaluation.load_for_inference and steps.jit_predict return the fake model."""
     fake = FakeModel()
-    loaded = evaluation.Loaded(model=None, params=None, mesh=steps.make_mesh(), step=step,
+    loaded = evaluation.Loaded(model=None, params=None, mesh=sharding.make_mesh(), step=step,
                                threshold=threshold)
     monkeypatch.setattr(evaluation, "load_for_inference", lambda config, workdir, which: loaded)
     monkeypatch.setattr(steps, "jit_predict", lambda model, mesh, flip_tta=False: fake.predict_fn)

@@ -13,7 +13,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 import grain
-from multimix_jax import augment, input_pipeline, steps
+from multimix_jax import augment, input_pipeline, sharding
 from multimix_jax.plan import Plan
 from tests.conftest import tiny_config
 
@@ -425,16 +425,16 @@ def test_wrong_mask_size_is_a_clear_error(config):
 
 # --------------------------------------------------------------------------- device
 def test_shard_batch_places_streams_on_the_mesh(config, splits):
-    mesh = steps.make_mesh()
+    mesh = sharding.make_mesh()
     batch = next(iterator(config, splits))
-    placed = steps.shard_batch(batch, mesh)
-    sharding = steps.data_sharding(mesh)
+    placed = sharding.shard_batch(batch, mesh)
+    expected = sharding.data_sharding(mesh)
     assert set(placed) == set(batch)
     for key, host in flat(batch).items():
         stream, field = key
         array = placed[stream][field]
         assert isinstance(array, jax.Array)
-        assert array.sharding.is_equivalent_to(sharding, array.ndim)
+        assert array.sharding.is_equivalent_to(expected, array.ndim)
         assert array.shape == host.shape and array.dtype == host.dtype
         np.testing.assert_array_equal(np.asarray(array), host)
 
