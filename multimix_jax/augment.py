@@ -29,14 +29,6 @@ import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 from scipy import ndimage
 
-__all__ = [
-    "RAND_AUGMENT_OPS",
-    "joint_geometric_augment",
-    "rand_augment",
-    "strong_augment",
-    "weak_augment",
-]
-
 # Strength scale of the FixMatch RandAugment pool: v in 1..PARAMETER_MAX-1 maps to
 # v / PARAMETER_MAX of each op's maximum.
 PARAMETER_MAX = 10
@@ -140,7 +132,8 @@ def _contrast(img: Image.Image, v: int, rng: np.random.Generator) -> Image.Image
     return ImageEnhance.Contrast(img).enhance(_float_parameter(v, 0.9) + 0.05)
 
 
-def _equalize(img: Image.Image, v: int, rng: np.random.Generator) -> Image.Image:
+def _equalize_histogram(img: Image.Image, v: int, rng: np.random.Generator) -> Image.Image:
+    """Global histogram equalisation (RandAugment's Equalize)."""
     return ImageOps.equalize(img)
 
 
@@ -203,7 +196,7 @@ RAND_AUGMENT_OPS: dict[str, Op] = {
     "AutoContrast": _auto_contrast,
     "Brightness": _brightness,
     "Contrast": _contrast,
-    "Equalize": _equalize,
+    "Equalize": _equalize_histogram,
     "Identity": _identity,
     "Posterize": _posterize,
     "Rotate": _rotate,

@@ -223,6 +223,7 @@ class Checkpointer:
         return self._restore(step, abstract_state, partial=True)
 
     def wait(self) -> None:
+        """Until every started save is written (the kept steps are then final)."""
         self.manager.wait_until_finished()
 
     def close(self) -> None:

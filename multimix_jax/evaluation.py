@@ -12,7 +12,7 @@ import jax
 import numpy as np
 
 from multimix_jax import (calibration, checkpointing, input_pipeline, metrics, models, names,
-                          prior, steps)
+                          prior, sharding)
 from multimix_jax import workdir as workdir_lib
 from multimix_jax.errors import ConfigMismatchError
 from multimix_jax.files import write_atomically, write_json_atomically
@@ -64,9 +64,9 @@ def abstract_params(config, mesh):
     model = models.build_model(config.model)
     shapes = jax.eval_shape(lambda: models.init_params(model, jax.random.PRNGKey(0),
                                                        config.data.image_size))
-    sharding = steps.replicated(mesh)
+    replicated = sharding.replicated(mesh)
     return model, jax.tree_util.tree_map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), shapes)
 
 
 def load_for_inference(config, workdir: str | pathlib.Path, which: str = "best",
@@ -76,7 +76,7 @@ def load_for_inference(config, workdir: str | pathlib.Path, which: str = "best",
     differ): its inference parameters (``state.ema_params`` with EMA, else ``state.params``)
     restored alone, and its decision."""
     workdir_lib.check_config(config, workdir, inference=True, allow=allow)
-    mesh = steps.make_mesh()
+    mesh = sharding.make_mesh()
     model, shapes = abstract_params(config, mesh)
     key = "ema_params" if config.optim.ema_decay > 0 else "params"
     restored, step, info = checkpointing.restore_for_inference(workdir, {key: shapes}, which)
@@ -98,7 +98,7 @@ def run_predictions(predict_fn: Callable, params, source, batch_size: int, image
     for batch in input_pipeline.eval_batches(source, batch_size, image_size):
         valid = batch.pop("valid")
         # every process holds the whole batch; each places its devices' rows (multi-host)
-        pred = predict_fn(params, steps.shard_global_batch(batch["image"], mesh))
+        pred = predict_fn(params, sharding.shard_global_batch(batch["image"], mesh))
         row = {"prob_pneumonia": np.asarray(pred["class_probs"])[:, 1],
                "mask_prob": np.asarray(pred["mask_probs"])}
         for key in ("label", "mask"):

@@ -17,7 +17,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from multimix_jax import evaluation, models, steps
+from multimix_jax import evaluation, models, sharding
+from multimix_jax import state as train_state
 from multimix_jax import workdir as workdir_lib
 from multimix_jax.errors import CheckpointNotFoundError, UserError
 
@@ -82,10 +83,10 @@ def initial_params(config, fresh: bool):
     return loaded.params
 
 
-def start_from(state: steps.TrainState, params, tx, mesh) -> steps.TrainState:
+def start_from(state: train_state.TrainState, params, tx, mesh) -> train_state.TrainState:
     """``state`` (fresh: step 0, this config's rng) with ``params`` as its parameters and EMA
     average (own buffers: the state is donated) and an optimizer state initialised on them."""
     params = jax.tree_util.tree_map(lambda x: jnp.array(x, copy=True), params)
     ema_params = jax.tree_util.tree_map(jnp.copy, params)
     return jax.device_put(state.replace(params=params, ema_params=ema_params,
-                                        opt_state=tx.init(params)), steps.replicated(mesh))
+                                        opt_state=tx.init(params)), sharding.replicated(mesh))

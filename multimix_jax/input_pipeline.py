@@ -27,6 +27,7 @@ from multimix_jax.datasets import layouts
 from multimix_jax.names import (CLASSIFICATION, CLS_LABELED, CLS_UNLABELED, SEG_LABELED,
                                 SEG_UNLABELED, SEGMENTATION, STREAMS)
 from multimix_jax.errors import UserError
+from multimix_jax.plan import Plan
 from multimix_jax.synthetic import SyntheticCXR
 
 log = logging.getLogger("multimix_jax")
@@ -155,13 +156,6 @@ def load_source(spec, task: str, image_size: int, *, split: str | None = None,
                              f"{sorted(builder.info.splits)}")
         return KeyedSource(builder.as_data_source(split=split))
     raise ValueError(f"unknown data kind {kind!r} in {dict(spec)}; use synthetic, folder or tfds")
-
-
-def drop_duplicate_images(arrays: dict, where: str = "") -> dict:
-    """One copy of each image, the earliest split's; conflicting labels drop every copy
-    (see ``multimix_jax.datasets.folders.drop_duplicate_images``)."""
-    from multimix_jax.datasets.folders import drop_duplicate_images as drop
-    return drop(arrays, where)
 
 
 def materialize(source, keys: Sequence[str] | None = None) -> ArraySource:
@@ -427,13 +421,14 @@ def process_batch_size(global_batch: int, process_count: int, what: str) -> int:
     return global_batch // process_count
 
 
-def train_dataset(config, splits: DataSplits, streams: Sequence[str],
+def train_dataset(config, splits: DataSplits, streams: Sequence[str] | None = None,
                   process_index: int | None = None,
                   process_count: int | None = None) -> grain.IterDataset:
-    """Infinite, per-epoch reshuffled batches of all ``streams`` (a dict of stream dicts).
+    """Infinite, per-epoch reshuffled batches of all ``streams`` (a dict of stream dicts;
+    default: the config's ``plan.Plan`` streams).
 
     With several processes (multi-host), process p of P yields rows [p*b/P, (p+1)*b/P) of
-    every global batch of b = ``per_stream_batch`` (``steps.shard_batch`` puts them there):
+    every global batch of b = ``per_stream_batch`` (``sharding.shard_batch`` puts them there):
     each stream is batched by b/P and process p takes local batches p, p+P, p+2P, ... The
     shuffle, the augmentation (keyed by position) and hence the union over the processes are
     exactly the one-process batches. Defaults: ``jax.process_index()``/``process_count()``.
@@ -441,6 +436,8 @@ def train_dataset(config, splits: DataSplits, streams: Sequence[str],
     if process_index is None or process_count is None:
         import jax
         process_index, process_count = jax.process_index(), jax.process_count()
+    if streams is None:
+        streams = Plan.from_config(config).streams
     local_batch = process_batch_size(config.data.per_stream_batch, process_count,
                                      "config.data.per_stream_batch")
     per_stream = []

@@ -29,7 +29,8 @@ from scipy import ndimage
 from skimage import exposure
 
 from multimix_jax.augment import paint_opacity, rotate_zoom_shift, to_uint8
-from multimix_jax.names import CLASSIFICATION, SEGMENTATION, SHIFTED_SETS  # noqa: F401
+from multimix_jax.names import (CLASSIFICATION, SEGMENTATION, VAL_CLS, VAL_CLS_SHIFTED, VAL_SEG,
+                                VAL_SEG_DISEASE, VAL_SEG_SHIFTED)
 
 
 # --------------------------------------------------------------------------- photometric
@@ -60,7 +61,7 @@ def _scanner_curve(image, rng):
     return _lut(image, lambda x: (s(x) - s(0)) / (s(1) - s(0)))
 
 
-def _equalize(image, rng):
+def _adaptive_equalize(image, rng):
     """Adaptive histogram equalisation, as some vendors' post-processing does."""
     out = exposure.equalize_adapthist(image, clip_limit=rng.uniform(0.01, 0.03))
     return to_uint8(out * 255)
@@ -83,7 +84,7 @@ def _low_resolution(image, rng):
 
 
 PHOTOMETRIC = {"gamma": _gamma, "window": _window, "scanner_curve": _scanner_curve,
-               "equalize": _equalize, "blur": _blur, "noise": _noise,
+               "equalize": _adaptive_equalize, "blur": _blur, "noise": _noise,
                "low_resolution": _low_resolution}
 
 
@@ -221,16 +222,16 @@ def balanced_indices(labels: np.ndarray, seed: int) -> np.ndarray:
 
 
 def shifted_sources(val_sets: Mapping[str, tuple], seed: int = 0) -> dict:
-    """name -> (task, source) of the shifted copies of ``val_sets`` ('val_cls', 'val_seg')."""
+    """name -> (task, source) of the shifted copies of ``val_sets`` (VAL_CLS, VAL_SEG)."""
     sets = {}
-    if "val_cls" in val_sets:
-        source = val_sets["val_cls"][1]
+    if VAL_CLS in val_sets:
+        source = val_sets[VAL_CLS][1]
         labels = np.asarray([source[i]["label"] for i in range(len(source))])
         if labels.min() != labels.max():
-            sets["val_cls_shifted"] = (CLASSIFICATION, ShiftedSource(
+            sets[VAL_CLS_SHIFTED] = (CLASSIFICATION, ShiftedSource(
                 source, "acquisition", seed, balanced_indices(labels, seed)))
-    if "val_seg" in val_sets:
-        source = val_sets["val_seg"][1]
-        sets["val_seg_shifted"] = (SEGMENTATION, ShiftedSource(source, "acquisition", seed + 1))
-        sets["val_seg_disease"] = (SEGMENTATION, ShiftedSource(source, "disease", seed + 2))
+    if VAL_SEG in val_sets:
+        source = val_sets[VAL_SEG][1]
+        sets[VAL_SEG_SHIFTED] = (SEGMENTATION, ShiftedSource(source, "acquisition", seed + 1))
+        sets[VAL_SEG_DISEASE] = (SEGMENTATION, ShiftedSource(source, "disease", seed + 2))
     return sets

@@ -1,76 +1,37 @@
-"""Train state, optimizer, the jitted data-parallel training step and the prediction step
-(docs/multimix.md, Losses; Training; Training loop and input pipeline).
+"""The jitted data-parallel training step and the prediction step (docs/multimix.md, Losses;
+Training loop and input pipeline); the train state and optimizer are in ``state``, the mesh
+and batch placement in ``sharding``.
 
 A batch is a dict of streams, each a dict of NHWC float arrays in [-1, 1] (and int labels):
   seg_labeled   {'image', 'mask'}   labelled segmentation (x_s, y_s)
   seg_unlabeled {'image'}           unlabelled segmentation (x_u), for the seg KL
   cls_labeled   {'image', 'label'}  labelled classification (x_c, c)
   cls_unlabeled {'weak', 'strong'}  one unlabelled batch, weakly and strongly augmented
-Which streams a config needs is given by ``required_streams``.
+Which streams a config needs, and which loss terms, is decided by ``plan.Plan``.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from typing import Callable
 
-import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 from clu import metrics as clu_metrics
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
 
 from multimix_jax import losses
 from multimix_jax.names import CLS_LABELED, CLS_UNLABELED, SEG_LABELED, SEG_UNLABELED
-from multimix_jax.models import MultiMix, build_model, init_params
+from multimix_jax.models import MultiMix
+from multimix_jax.plan import STREAM_IMAGES, Plan
 from multimix_jax.saliency import saliency_map
-
-DATA_AXIS = "data"
-
-
-@flax.struct.dataclass
-class TrainState:
-    """Everything a resumed run needs besides the data iterator."""
-
-    step: jnp.ndarray
-    params: Any
-    opt_state: Any
-    ema_params: Any  # equals params when optim.ema_decay == 0
-    rng: jnp.ndarray  # raw uint32 key; per-step keys are fold_in(rng, step)
+from multimix_jax.sharding import data_sharding, replicated
+from multimix_jax.state import TrainState
 
 
-# --------------------------------------------------------------------------- config
-def required_streams(config) -> tuple[str, ...]:
-    """The batch streams the configured tasks and losses consume."""
-    streams = []
-    if config.tasks.segmentation:
-        streams.append(SEG_LABELED)
-        if config.loss.kl != "none":
-            streams.append(SEG_UNLABELED)
-    if config.tasks.classification:
-        streams.append(CLS_LABELED)
-        if config.loss.fixmatch:
-            streams.append(CLS_UNLABELED)
-    if not streams:
-        raise ValueError("config.tasks enables neither classification nor segmentation")
-    return tuple(streams)
-
-
-def metric_names(config) -> tuple[str, ...]:
-    names = ["loss"]
-    if config.tasks.classification:
-        names += ["cls_loss", "accuracy"]
-        if config.loss.fixmatch:
-            names += ["fixmatch_loss", "mask_rate"]
-    if config.tasks.segmentation:
-        names += ["dice_loss", "train_dice"]
-        if config.loss.kl != "none":
-            names += ["kl_loss"]
-    return tuple(names)
-
-
+# --------------------------------------------------------------------------- metrics
 @functools.lru_cache(maxsize=None)
 def _collection_for(names: tuple[str, ...]) -> type:
     return clu_metrics.Collection.create(
@@ -79,39 +40,7 @@ def _collection_for(names: tuple[str, ...]) -> type:
 
 def train_metrics_collection(config) -> type:
     """clu ``metrics.Collection`` class of the step's scalars (each an Average)."""
-    return _collection_for(metric_names(config))
-
-
-def inference_params(state: "TrainState", config):
-    """The parameters evaluation and prediction use: the EMA average when the run keeps one."""
-    return state.ema_params if config.optim.ema_decay > 0 else state.params
-
-
-# --------------------------------------------------------------------------- optimizer
-def learning_rate_schedule(optim_config, steps_per_epoch: int) -> optax.Schedule:
-    """StepLR: lr x decay_factor every ``lr_decay_epochs`` epochs, expressed in steps
-    (``lr_decay_epochs <= 0``: constant)."""
-    if optim_config.lr_decay_epochs <= 0:
-        return optax.constant_schedule(optim_config.learning_rate)
-    return optax.exponential_decay(
-        init_value=optim_config.learning_rate,
-        transition_steps=max(1, int(round(optim_config.lr_decay_epochs * steps_per_epoch))),
-        decay_rate=optim_config.lr_decay_factor, staircase=True)
-
-
-def make_optimizer(optim_config, steps_per_epoch: int) -> optax.GradientTransformation:
-    """Adam (default betas, no weight decay) on the combined loss."""
-    return optax.adam(learning_rate_schedule(optim_config, steps_per_epoch),
-                      b1=optim_config.b1, b2=optim_config.b2)
-
-
-def create_train_state(model: MultiMix, tx: optax.GradientTransformation, rng: jax.Array,
-                       image_size: int) -> TrainState:
-    init_rng, train_rng = jax.random.split(rng)
-    params = init_params(model, init_rng, image_size)
-    ema_params = jax.tree_util.tree_map(jnp.copy, params)  # own buffers: the state is donated
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                      ema_params=ema_params, rng=train_rng)
+    return _collection_for(Plan.from_config(config).metric_names)
 
 
 # --------------------------------------------------------------------------- inputs
@@ -145,57 +74,49 @@ def compute_losses(params, batch: dict, dropout_rng: jax.Array, *, model: MultiM
     of all images (``segment_all_images=True``, kept for tests and benchmarks) at ~40%
     fewer FLOPs. Returns (total_loss, scalars dict).
     """
-    loss_cfg = config.loss
+    loss_cfg, plan = config.loss, Plan.from_config(config)
     batch = normalize_batch(batch)
     encoder_rng, decoder_rng = jax.random.split(dropout_rng)
-    seg_images, cls_images = [], []
-    if config.tasks.segmentation:
-        seg_images.append(batch[SEG_LABELED]["image"])
-        if loss_cfg.kl != "none":
-            seg_images.append(batch[SEG_UNLABELED]["image"])
-    if config.tasks.classification:
-        cls_images.append(batch[CLS_LABELED]["image"])
-        if loss_cfg.fixmatch:
-            cls_images += [batch[CLS_UNLABELED]["weak"], batch[CLS_UNLABELED]["strong"]]
-    images = jnp.concatenate(seg_images + cls_images, axis=0)
-    sizes = np.cumsum([0] + [x.shape[0] for x in seg_images + cls_images])
-    chunk = lambda a, i: a[sizes[i]:sizes[i + 1]]
+    parts = [(stream, key) for stream in plan.streams for key in STREAM_IMAGES[stream]]
+    images = jnp.concatenate([batch[stream][key] for stream, key in parts], axis=0)
+    sizes = np.cumsum([0] + [batch[stream][key].shape[0] for stream, key in parts])
+    rows = {part: slice(sizes[i], sizes[i + 1]) for i, part in enumerate(parts)}
     skips, logits = model.apply({"params": params}, images, train=True,
                                 rngs={"dropout": encoder_rng}, method=MultiMix.encode)
 
     terms, scalars = {}, {}
-    if config.tasks.segmentation:
-        n_seg = int(sizes[len(seg_images)])
+    if plan.segmentation:
+        n_seg = int(sum(batch[stream]["image"].shape[0] for stream in plan.seg_streams))
         decode_n = images.shape[0] if segment_all_images else n_seg
         decode_images = images[:decode_n]
         saliency = saliency_map(model, params, decode_images) if model.use_bridge else None
         seg_logits = model.apply({"params": params}, decode_images, saliency,
                                  [s[:decode_n] for s in skips], train=True,
                                  rngs={"dropout": decoder_rng}, method=MultiMix.decode)
-        labeled_seg = chunk(seg_logits, 0)
+        labeled_seg = seg_logits[rows[SEG_LABELED, "image"]]
         masks = batch[SEG_LABELED]["mask"]
         terms["dice"] = losses.dice_loss(labeled_seg, masks, loss_cfg.dice_smooth)
         scalars["dice_loss"] = terms["dice"]
         hard = (labeled_seg > 0).astype(masks.dtype)
         inter, total = (hard * masks).sum((1, 2, 3)), hard.sum((1, 2, 3)) + masks.sum((1, 2, 3))
         scalars["train_dice"] = jnp.where(total > 0, 2 * inter / jnp.maximum(total, 1), 1.0).mean()
-        if loss_cfg.kl != "none":
-            terms["kl"] = losses.segmentation_kl(labeled_seg, chunk(seg_logits, 1), loss_cfg.kl)
+        if plan.seg_kl:
+            unlabeled_seg = seg_logits[rows[SEG_UNLABELED, "image"]]
+            terms["kl"] = losses.segmentation_kl(labeled_seg, unlabeled_seg, loss_cfg.kl)
             scalars["kl_loss"] = terms["kl"]
-    if config.tasks.classification:
-        first = len(seg_images)
-        labeled_logits, labels = chunk(logits, first), batch[CLS_LABELED]["label"]
+    if plan.classification:
+        labeled_logits, labels = logits[rows[CLS_LABELED, "image"]], batch[CLS_LABELED]["label"]
         terms["cls"] = losses.classification_loss(labeled_logits, labels)
         scalars["cls_loss"] = terms["cls"]
         scalars["accuracy"] = (labeled_logits.argmax(-1) == labels).mean()
-        if loss_cfg.fixmatch:
+        if plan.fixmatch:
             terms["fixmatch"], mask = losses.fixmatch_loss(
-                chunk(logits, first + 1), chunk(logits, first + 2), loss_cfg.threshold)
+                logits[rows[CLS_UNLABELED, "weak"]], logits[rows[CLS_UNLABELED, "strong"]],
+                loss_cfg.threshold)
             scalars["fixmatch_loss"] = terms["fixmatch"]
             scalars["mask_rate"] = mask.mean()
-    weights = {"cls": loss_cfg.cls_weight, "fixmatch": loss_cfg.fixmatch_weight,
-               "dice": loss_cfg.dice_weight, "kl": loss_cfg.kl_weight}
-    total = losses.total_loss(terms, weights)
+    total = losses.total_loss({name: terms[name] for name, _ in plan.loss_weights},
+                              dict(plan.loss_weights))
     scalars["loss"] = total
     return total, scalars
 
@@ -243,41 +164,6 @@ def predict(params, images: jnp.ndarray, *, model: MultiMix, flip_tta: bool = Fa
     return out
 
 
-# --------------------------------------------------------------------------- sharding
-def make_mesh(devices=None) -> Mesh:
-    """1-D data-parallel mesh over all (or the given) devices."""
-    devices = jax.devices() if devices is None else devices
-    return Mesh(np.asarray(devices), (DATA_AXIS,))
-
-
-def data_sharding(mesh: Mesh) -> NamedSharding:
-    return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
-
-
-def replicated(mesh: Mesh) -> NamedSharding:
-    return NamedSharding(mesh, PartitionSpec())
-
-
-def shard_batch(batch, mesh: Mesh):
-    """This process's rows of a batch -> global jax Arrays split along the batch axis (the
-    processes' rows in process order, as ``input_pipeline.train_dataset`` deals them)."""
-    sharding = data_sharding(mesh)
-    return jax.tree_util.tree_map(
-        lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch)
-
-
-def shard_global_batch(batch, mesh: Mesh):
-    """A batch every process holds in full (evaluation) -> global jax Arrays split along the
-    batch axis; each process places only the rows of its own devices."""
-    sharding = data_sharding(mesh)
-
-    def place(x):
-        x = np.asarray(x)
-        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
-
-    return jax.tree_util.tree_map(place, batch)
-
-
 def jit_train_step(model: MultiMix, tx: optax.GradientTransformation, config, mesh: Mesh,
                    segment_all_images: bool = False) -> Callable:
     """``train_step`` jitted over ``mesh``: state replicated and donated, batch sharded."""
@@ -293,11 +179,3 @@ def jit_predict(model: MultiMix, mesh: Mesh, flip_tta: bool = False) -> Callable
     return jax.jit(functools.partial(predict, model=model, flip_tta=flip_tta),
                    in_shardings=(replicated(mesh), data_sharding(mesh)),
                    out_shardings=replicated(mesh))
-
-
-def setup(config, mesh: Mesh, steps_per_epoch: int):
-    """(model, optimizer, initial state placed on the mesh) for a config."""
-    model = build_model(config.model)
-    tx = make_optimizer(config.optim, steps_per_epoch)
-    state = create_train_state(model, tx, jax.random.PRNGKey(config.seed), config.data.image_size)
-    return model, tx, jax.device_put(state, replicated(mesh))

@@ -1,8 +1,8 @@
 """The training loop: one flat loop over steps, one "is it time" predicate, and small helpers
 that log, validate and checkpoint.
 
-A step takes a batch that is already on the devices (``Prefetcher`` shards the next ones while
-the current step runs) and dispatches the jitted train step; the host waits for the devices
+A step takes a batch that is already on the devices (``device_batches`` shards the next ones
+while the current step runs) and dispatches the jitted train step; the host waits for the devices
 only at log steps (metrics: finite? diverging?), validations and checkpoints. Checkpoints hold
 the state and the data position and are written asynchronously; a resumed run continues
 exactly (bit for bit) where the last checkpoint left off.
@@ -10,22 +10,24 @@ exactly (bit for bit) where the last checkpoint left off.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import math
 import pathlib
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
+import grain
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from multimix_jax import (checkpointing, config_check, evaluation, finetune, input_pipeline,
-                          names, steps, summaries, validation)
+                          names, sharding, steps, summaries, validation)
+from multimix_jax import state as train_state
 from multimix_jax import workdir as workdir_lib
 from multimix_jax.errors import DivergenceError, NonFiniteLossError, UserError
 
@@ -64,28 +66,13 @@ def _check_batch_divisible(config) -> None:
                 f"--config.{name}={size}: must be a multiple of the {n} devices")
 
 
-class Prefetcher:
-    """The next ``depth`` batches, already sharded onto the devices, so a step never waits for
-    the host. Remembers the iterator position before each batch: ``get_state`` (what Grain's
-    checkpoint handler saves) is the position of the next batch a step has not consumed."""
-
-    def __init__(self, iterator, mesh, count: int, depth: int = 2):
-        self._iterator, self._mesh, self._left, self._depth = iterator, mesh, count, depth
-        self._queue: collections.deque = collections.deque()
-        self.refill()
-
-    def refill(self) -> None:
-        while len(self._queue) < self._depth and self._left > 0:
-            position = json.dumps(self._iterator.get_state())
-            self._queue.append((position, steps.shard_batch(next(self._iterator), self._mesh)))
-            self._left -= 1
-
-    def pop(self):
-        return self._queue.popleft()[1]
-
-    def get_state(self) -> bytes:
-        position = self._queue[0][0] if self._queue else json.dumps(self._iterator.get_state())
-        return position.encode()
+def device_batches(config, splits, mesh) -> grain.DatasetIterator:
+    """The training batches, sharded onto the devices ahead of the step that takes them:
+    Grain's thread prefetch keeps each batch with the iterator state after it, so the state a
+    checkpoint saves is the position of the next batch no step has taken."""
+    data = input_pipeline.train_dataset(config, splits)
+    placed = data.map(functools.partial(sharding.shard_batch, mesh=mesh))
+    return iter(grain.experimental.ThreadPrefetchIterDataset(placed, prefetch_buffer_size=2))
 
 
 @dataclasses.dataclass
@@ -194,7 +181,7 @@ def validate_and_log(config, predict_fn, state, val_sets: dict, mesh, step: int,
                      writer) -> tuple[dict, float, validation.Decision]:
     """(validation results, score, decision), written to TensorBoard / metrics.jsonl and the
     log. Every process runs the same predictions (multi-host); the chief alone writes."""
-    params = steps.inference_params(state, config)
+    params = train_state.inference_params(state, config)
     results, decision = validation.validate(config, predict_fn, params, val_sets, mesh)
     score = validation.selection_score(results, config.train.best_metric) if results else math.nan
     images = _image_summaries(config, predict_fn, params, val_sets, mesh)
@@ -232,7 +219,7 @@ def check_healthy(config, state, unlogged, watch: _LossWatch, step: int, checkpo
     watch.clean_step = step
 
 
-def checkpoint(config, checkpointer, state, batches: Prefetcher, step: int, unlogged,
+def checkpoint(config, checkpointer, state, batches: grain.DatasetIterator, step: int, unlogged,
                info: dict | None, watch: _LossWatch) -> None:
     """Starts an asynchronous save of a state that passed :func:`check_healthy`."""
     check_healthy(config, state, unlogged, watch, step, checkpointer)
@@ -257,11 +244,13 @@ def _best_so_far(checkpointer, criterion: str) -> dict | None:
 
 
 def train_and_evaluate(config, workdir: str | pathlib.Path, *, stop_at_step: int | None = None,
-                       allow_config_change: Sequence[str] = ()) -> dict:
+                       allow_config_change: Sequence[str] = (),
+                       wrap_step: Callable[[Callable], Callable] | None = None) -> dict:
     """Train (resuming from ``workdir`` if it holds a checkpoint); returns the state, the last
     validation results and the best checkpoint's record. ``stop_at_step`` ends the run early
     after that step's checkpoint (a preemption in tests); the next call resumes exactly.
-    ``allow_config_change``: recorded config fields a resume may change (or 'all')."""
+    ``allow_config_change``: recorded config fields a resume may change (or 'all').
+    ``wrap_step``: applied to the jitted step before the loop (a benchmark times it)."""
     config_check.check_config_values(config)
     if config.distributed:
         jax.distributed.initialize()
@@ -276,47 +265,47 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, *, stop_at_step: int
         try:
             accepted = _start_or_resume(config, checkpointer, workdir, allow_config_change)
             return _train(config, workdir, checkpointer, accepted, stop_at_step, is_chief,
-                          allow_config_change)
+                          allow_config_change, wrap_step)
         finally:
             checkpointer.close()
 
 
 def _train(config, workdir: pathlib.Path, checkpointer, accepted: list, stop_at_step,
-           is_chief: bool, allow: Sequence[str] = ()) -> dict:
-    mesh = steps.make_mesh()
+           is_chief: bool, allow: Sequence[str] = (),
+           wrap_step: Callable[[Callable], Callable] | None = None) -> dict:
+    mesh = sharding.make_mesh()
     initial = finetune.initial_params(config, fresh=checkpointer.latest_step() is None)
     splits = input_pipeline.make_splits(config)
     workdir_lib.check_splits(workdir, splits.fingerprints(), allow=allow, write=is_chief,
                              compare=checkpointer.latest_step() is not None)
     epoch_steps = input_pipeline.steps_per_epoch(config, splits)
     num_steps = total_steps(config, epoch_steps)
-    model, tx, state = steps.setup(config, mesh, epoch_steps)
+    model, tx, state = train_state.setup(config, mesh, epoch_steps)
     if initial is not None:  # config.init_from, on a fresh run only
         state = finetune.start_from(state, initial, tx, mesh)
-    schedule = steps.learning_rate_schedule(config.optim, epoch_steps)
-    data_iterator = iter(input_pipeline.train_dataset(config, splits,
-                                                      steps.required_streams(config)))
+    schedule = train_state.learning_rate_schedule(config.optim, epoch_steps)
+    batches = device_batches(config, splits, mesh)
     start = 0
     if checkpointer.latest_step() is not None:
-        state, start = checkpointer.restore(checkpointing.abstract_like(state), data_iterator)
+        state, start = checkpointer.restore(checkpointing.abstract_like(state), batches)
         log.info("resumed from %s at step %d", checkpointer.directory, start)
     if is_chief:
         workdir_lib.record_config(config, workdir, accepted, start)
     train_step = steps.jit_train_step(model, tx, config, mesh)
+    if wrap_step is not None:
+        train_step = wrap_step(train_step)
     predict_fn = steps.jit_predict(model, mesh, config.eval.flip_tta)
     val_sets = validation.validation_sets(splits, config.eval.shifted_validation)
     best = _best_so_far(checkpointer, config.train.best_metric)
     log.info("data %s | %d steps/epoch | %d steps | %d device(s) | workdir %s",
              splits.summary(), epoch_steps, num_steps, jax.device_count(), workdir)
-    batches = Prefetcher(data_iterator, mesh, num_steps - start)
     clock, watch = _Clock(start), _LossWatch(config.train.divergence_factor, clean_step=start)
     every = config.train
     writer = summaries.MetricWriter(workdir, start) if is_chief else None
     accumulated, results = None, {}
     try:
         for step in range(start + 1, num_steps + 1):
-            state, step_metrics = train_step(state, batches.pop())
-            batches.refill()
+            state, step_metrics = train_step(state, next(batches))
             accumulated = step_metrics if accumulated is None else accumulated.merge(step_metrics)
             if itstime(step, every.log_every_steps, num_steps, first=start + 1):
                 log_train_metrics(config, accumulated, step, num_steps, schedule, clock, watch,
@@ -342,6 +331,7 @@ def _train(config, workdir: pathlib.Path, checkpointer, accepted: list, stop_at_
                 log.info("stopping at step %d as asked (resume by rerunning)", step)
                 break
     finally:
+        batches.close()
         if writer:
             writer.close()
     return {"state": state, "results": results, "best": best, "num_steps": num_steps}

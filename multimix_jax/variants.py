@@ -6,6 +6,8 @@ same flags: tasks.{classification,segmentation}, loss.fixmatch, model.use_bridge
 
 from __future__ import annotations
 
+from multimix_jax.names import VAL_CLS, VAL_SEG
+
 VARIANTS: dict[str, dict] = {
     # name: (classification, segmentation, fixmatch, bridge, kl)
     "unet": dict(cls=False, seg=True, fixmatch=False, bridge=False, kl="none"),
@@ -33,5 +35,5 @@ def apply_variant(config, name: str):
     config.loss.fixmatch, config.model.use_bridge, config.loss.kl = v["fixmatch"], v["bridge"], v["kl"]
     config.eval.model_name = DISPLAY_NAMES[key]
     if config.train.best_metric == "val_score" and not (v["cls"] and v["seg"]):
-        config.train.best_metric = "val_cls/accuracy" if v["cls"] else "val_seg/dice"
+        config.train.best_metric = f"{VAL_CLS}/accuracy" if v["cls"] else f"{VAL_SEG}/dice"
     return config

@@ -32,11 +32,9 @@ import importlib.util
 import json
 import os
 import pathlib
-import sys
 import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 
 def make_config(args):
@@ -134,13 +132,14 @@ def main() -> None:
     parser.add_argument("--out", default="", help="also write the JSON line to this file")
     args = parser.parse_args()
 
-    from multimix_jax import input_pipeline, steps
+    from multimix_jax import input_pipeline
+    from multimix_jax.plan import Plan
 
     config = make_config(args)
     t0 = time.perf_counter()
     splits = input_pipeline.make_splits(config)
     prepare_s = time.perf_counter() - t0
-    streams = steps.required_streams(config)
+    streams = Plan.from_config(config).streams
     result = {
         "bench": "input_pipeline", "size": args.size, "per_stream": args.per_stream,
         "streams": list(streams), "images_per_batch": images_per_batch(streams, args.per_stream),

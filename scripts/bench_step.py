@@ -18,13 +18,13 @@ import argparse
 import json
 import os
 import pathlib
+import runpy
 import statistics
 import subprocess
 import sys
 import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 
 def spread(values: list[float]) -> dict:
@@ -55,15 +55,15 @@ def time_jax_step(size: int, per_stream: int, num_steps: int, warmup: int,
     same program as the training loop's, so a compilation cache serves both)."""
     import jax
 
-    from configs import default
-    from multimix_jax import steps
+    from multimix_jax import sharding, steps
+    from multimix_jax import state as train_state
 
-    config = default.get_config()
+    config = runpy.run_path(str(REPO / "configs" / "default.py"))["get_config"]()
     config.data.image_size, config.data.per_stream_batch = size, per_stream
     config.model.dtype = dtype
-    mesh = steps.make_mesh()
-    model, tx, state = steps.setup(config, mesh, steps_per_epoch=1000)
-    batch = steps.shard_batch(random_batch(size, per_stream), mesh)
+    mesh = sharding.make_mesh()
+    model, tx, state = train_state.setup(config, mesh, steps_per_epoch=1000)
+    batch = sharding.shard_batch(random_batch(size, per_stream), mesh)
     step = steps.jit_train_step(model, tx, config, mesh, segment_all_images=segment_all_images)
     t0 = time.perf_counter()
     state, metrics = step(state, batch)

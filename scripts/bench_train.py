@@ -25,12 +25,12 @@ import json
 import logging
 import os
 import pathlib
+import runpy
 import sys
 import tempfile
 import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 
 def _bench_step():
@@ -41,38 +41,32 @@ def _bench_step():
 
 
 class StepClock:
-    """Wraps ``steps.jit_train_step`` so that the loop's steps are timed where they run:
-    the device is synchronised after step ``warmup`` and after the last step."""
+    """Wraps the loop's jitted step (``train_and_evaluate(wrap_step=...)``) so that the steps
+    are timed where they run: the device is synchronised after step ``warmup`` and after the
+    last step."""
 
     def __init__(self, warmup: int, last: int):
         self.warmup, self.last, self.calls, self.marks = warmup, last, 0, {}
 
-    def wrap(self, make_step):
+    def wrap(self, step):
         import jax
 
-        def make(*args, **kwargs):
-            step = make_step(*args, **kwargs)
+        def timed(state, batch):
+            out = step(state, batch)
+            self.calls += 1
+            if self.calls in (self.warmup, self.last):
+                jax.block_until_ready(out)
+                self.marks[self.calls] = time.perf_counter()
+            return out
 
-            def timed(state, batch):
-                out = step(state, batch)
-                self.calls += 1
-                if self.calls in (self.warmup, self.last):
-                    jax.block_until_ready(out)
-                    self.marks[self.calls] = time.perf_counter()
-                return out
-
-            return timed
-
-        return make
+        return timed
 
     def seconds(self) -> float:
         return self.marks[self.last] - self.marks[self.warmup]
 
 
 def loop_config(args, dtype: str):
-    from configs import default
-
-    config = default.get_config()
+    config = runpy.run_path(str(REPO / "configs" / "default.py"))["get_config"]()
     config.data.image_size, config.model.dtype = args.size, dtype
     config.data.per_stream_batch = args.per_stream
     config.data.worker_count = args.workers
@@ -86,21 +80,16 @@ def loop_config(args, dtype: str):
 
 def time_training_loop(args, dtype: str) -> dict:
     """The default config's real training loop for ``args.loop_steps`` steps in ``dtype``."""
-    from multimix_jax import steps, train
+    from multimix_jax import train
 
     if args.loop_steps <= args.loop_warmup:
         raise SystemExit(f"--loop-steps {args.loop_steps} must exceed --loop-warmup "
                          f"{args.loop_warmup} (the steps before the clock starts)")
     config = loop_config(args, dtype)
     clock = StepClock(args.loop_warmup, args.loop_steps)
-    original = steps.jit_train_step
-    steps.jit_train_step = clock.wrap(original)
     t0 = time.perf_counter()
-    try:
-        with tempfile.TemporaryDirectory(prefix="bench_train_") as workdir:
-            train.train_and_evaluate(config, workdir)
-    finally:
-        steps.jit_train_step = original
+    with tempfile.TemporaryDirectory(prefix="bench_train_") as workdir:
+        train.train_and_evaluate(config, workdir, wrap_step=clock.wrap)
     wall = time.perf_counter() - t0
     timed_steps = args.loop_steps - args.loop_warmup
     seconds = clock.seconds()

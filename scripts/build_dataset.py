@@ -15,15 +15,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 
-try:
-    import multimix_jax  # noqa: F401
-except ImportError:  # running from a checkout without installing
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from multimix_jax.datasets import builders  # noqa: E402
-from multimix_jax.errors import DataError  # noqa: E402
+from multimix_jax.datasets import builders
+from multimix_jax.errors import DataError
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -13,17 +13,18 @@ import json
 import pathlib
 
 from multimix_jax.evaluation import format_interval, format_value
+from multimix_jax.names import VAL_CLS, VAL_CLS_SHIFTED, VAL_SEG, VAL_SEG_DISEASE, VAL_SEG_SHIFTED
 
 # (column title, set, metric): the sets a shifted-validation run writes.
-COLUMNS = (("val Acc", "val_cls", "accuracy"), ("val bal. acc", "val_cls", "balanced_accuracy"),
-           ("val F1-N", "val_cls", "f1_normal"), ("val AUC", "val_cls", "roc_auc"),
-           ("val ECE", "val_cls", "ece"),
-           ("shifted bal. acc", "val_cls_shifted", "balanced_accuracy"),
-           ("shifted F1-N", "val_cls_shifted", "f1_normal"),
-           ("shifted AUC", "val_cls_shifted", "roc_auc"),
-           ("shifted ECE", "val_cls_shifted", "ece"),
-           ("val Dice", "val_seg", "dice"), ("shifted Dice", "val_seg_shifted", "dice"),
-           ("disease Dice", "val_seg_disease", "dice"))
+COLUMNS = (("val Acc", VAL_CLS, "accuracy"), ("val bal. acc", VAL_CLS, "balanced_accuracy"),
+           ("val F1-N", VAL_CLS, "f1_normal"), ("val AUC", VAL_CLS, "roc_auc"),
+           ("val ECE", VAL_CLS, "ece"),
+           ("shifted bal. acc", VAL_CLS_SHIFTED, "balanced_accuracy"),
+           ("shifted F1-N", VAL_CLS_SHIFTED, "f1_normal"),
+           ("shifted AUC", VAL_CLS_SHIFTED, "roc_auc"),
+           ("shifted ECE", VAL_CLS_SHIFTED, "ece"),
+           ("val Dice", VAL_SEG, "dice"), ("shifted Dice", VAL_SEG_SHIFTED, "dice"),
+           ("disease Dice", VAL_SEG_DISEASE, "dice"))
 
 
 def cell(values: dict, key: str) -> str:
@@ -43,7 +44,7 @@ def table(workdirs: list[str]) -> str:
         results = json.loads(path.read_text())
         sets = results["sets"]
         cells = [cell(sets.get(name, {}), key) for _, name, key in COLUMNS]
-        has_cls = "val_cls" in sets
+        has_cls = VAL_CLS in sets
         threshold = format_value(results.get("threshold")) if has_cls else "-"
         lines.append(f"| {results['model']} | {results['budgets']} | {threshold} | "
                      + " | ".join(cells) + " |")

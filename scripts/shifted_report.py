@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import json
 import pathlib
-import sys
 
 from absl import app, flags
 from ml_collections import config_flags
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from multimix_jax import evaluation, input_pipeline, names, steps, validation  # noqa: E402
+from multimix_jax import evaluation, input_pipeline, names, steps, validation
 
 FLAGS = flags.FLAGS
 

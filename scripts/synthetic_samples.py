@@ -6,7 +6,6 @@
 import argparse
 import io
 import os
-import sys
 
 import matplotlib
 
@@ -14,7 +13,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from PIL import Image  # noqa: E402
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from multimix_jax.names import CLASS_NAMES  # noqa: E402
 from multimix_jax.synthetic import make_example  # noqa: E402
 

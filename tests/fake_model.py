@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from multimix_jax import evaluation, steps
+from multimix_jax import evaluation, sharding, steps
 
 
 class FakeModel:
@@ -25,7 +25,7 @@ def install(monkeypatch, threshold: float = 0.5, step: int = 7,
             temperature: float | None = None) -> FakeModel:
     """Make evaluation.load_for_inference and steps.jit_predict return the fake model."""
     fake = FakeModel()
-    loaded = evaluation.Loaded(model=None, params=None, mesh=steps.make_mesh(), step=step,
+    loaded = evaluation.Loaded(model=None, params=None, mesh=sharding.make_mesh(), step=step,
                                threshold=threshold, temperature=temperature)
     monkeypatch.setattr(evaluation, "load_for_inference",
                         lambda config, workdir, which, allow=(): loaded)

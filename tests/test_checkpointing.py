@@ -7,7 +7,8 @@ import shutil
 import grain
 import pytest
 
-from multimix_jax import checkpointing, errors, steps
+from multimix_jax import checkpointing, errors, sharding
+from multimix_jax import state as train_state
 from tests.conftest import tiny_train_config
 
 
@@ -19,7 +20,7 @@ def _position():
 def saved(tmp_path_factory):
     """A workdir with checkpoints 1 and 2 of a tiny state, and that state's abstract."""
     workdir = tmp_path_factory.mktemp("ckpt") / "run"
-    _, _, state = steps.setup(tiny_train_config(), steps.make_mesh(), steps_per_epoch=1)
+    _, _, state = train_state.setup(tiny_train_config(), sharding.make_mesh(), steps_per_epoch=1)
     checkpointer = checkpointing.Checkpointer(workdir, keep=3)
     for step in (1, 2):
         checkpointer.save(step, state, _position())
@@ -75,6 +76,6 @@ def test_resume_sets_a_damaged_checkpoint_aside_and_uses_the_one_before(saved, t
 def test_only_a_real_shape_mismatch_is_called_a_misfit(saved):
     config = tiny_train_config()
     config.model.widths = (4, 8, 8, 16, 32)
-    _, _, other = steps.setup(config, steps.make_mesh(), steps_per_epoch=1)
+    _, _, other = train_state.setup(config, sharding.make_mesh(), steps_per_epoch=1)
     with pytest.raises(errors.UserError, match="does not fit the model of this config"):
         checkpointing.restore_for_inference(saved[0], checkpointing.abstract_like(other), 2)

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from multimix_jax import errors, evaluate, evaluation, input_pipeline, metrics, names, steps
+from multimix_jax import errors, evaluate, evaluation, input_pipeline, metrics, names, sharding, steps
 from tests import fake_model
 from tests.conftest import tiny_train_config
 
@@ -63,7 +63,7 @@ def test_evaluate_predicts_each_set_once_at_the_stored_threshold(tmp_path, monke
 def test_run_predictions_keeps_the_first_saliency_maps_only(monkeypatch):
     images = np.arange(10, dtype=np.uint8)[:, None, None] * np.ones((1, 8, 8), np.uint8) * 20
     source = input_pipeline.ArraySource({"image": images})
-    fake, mesh = fake_model.FakeModel(), steps.make_mesh()
+    fake, mesh = fake_model.FakeModel(), sharding.make_mesh()
     out = evaluation.run_predictions(fake.predict_fn, None, source, 4, 8, mesh, saliency_count=5)
     assert out["mask_prob"].shape == (10, 8, 8) and out["saliency"].shape == (5, 8, 8)
     np.testing.assert_allclose(out["saliency"], images[:5] / 255.0)

@@ -8,7 +8,8 @@ import jax
 import numpy as np
 import pytest
 
-from multimix_jax import checkpointing, input_pipeline, steps, train
+from multimix_jax import checkpointing, input_pipeline, sharding, steps, train
+from multimix_jax import state as train_state
 from multimix_jax.errors import UserError
 from tests.conftest import tiny_train_config
 
@@ -38,7 +39,7 @@ def _record_first_states(monkeypatch) -> list:
 
 
 def _best_state(config, workdir):
-    _, _, state = steps.setup(config, steps.make_mesh(), 1)
+    _, _, state = train_state.setup(config, sharding.make_mesh(), 1)
     restored, step, _ = checkpointing.restore_for_inference(
         workdir, checkpointing.abstract_like(state), "best")
     return restored, step
@@ -75,7 +76,7 @@ def test_fine_tune_starts_from_the_best_ema_params_and_resumes_its_own(source, t
     assert seen[0]["step"] == 0  # a new step counter
     _assert_trees_equal(seen[0]["params"], _numpy(best.ema_params))
     _assert_trees_equal(seen[0]["ema_params"], _numpy(best.ema_params))
-    fresh = steps.setup(config, steps.make_mesh(), 1)[2]
+    fresh = train_state.setup(config, sharding.make_mesh(), 1)[2]
     _assert_trees_equal(seen[0]["opt_state"], _numpy(fresh.opt_state))  # a new optimizer
     assert json.loads((tmp_path / "tuned" / "config.json").read_text())["init_from"] == str(
         source_dir)

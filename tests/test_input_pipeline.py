@@ -15,8 +15,9 @@ import orbax.checkpoint as ocp
 import pytest
 
 import grain
-from multimix_jax import augment, input_pipeline, splitting, steps
+from multimix_jax import augment, input_pipeline, sharding, splitting
 from multimix_jax.errors import UserError
+from multimix_jax.plan import Plan
 from tests.conftest import tiny_config
 
 S = 32
@@ -44,7 +45,7 @@ def splits(config):
 
 
 def iterator(config, splits, streams=None):
-    streams = steps.required_streams(config) if streams is None else streams
+    """The pipeline's batches of ``streams`` (default: the config's plan's, as training does)."""
     return iter(input_pipeline.train_dataset(config, splits, streams))
 
 
@@ -91,7 +92,7 @@ def labelled_source(n: int, seed: int = 0, size: int = S) -> input_pipeline.Arra
 
 # --------------------------------------------------------------------------- structure
 def test_batch_structure_all_streams(config, splits):
-    streams = steps.required_streams(config)
+    streams = Plan.from_config(config).streams
     assert set(streams) == set(ALL_STREAMS)
     batch = next(iterator(config, splits))
     assert tuple(batch) == streams
@@ -119,7 +120,7 @@ def test_batch_structure_all_streams(config, splits):
 ])
 def test_baseline_configs_give_only_their_streams(overrides, expected):
     config = pipeline_config(**overrides)
-    assert steps.required_streams(config) == expected
+    assert Plan.from_config(config).streams == expected
     splits = input_pipeline.make_splits(config)
     off = "cls" if not config.tasks.classification else "seg"
     assert getattr(splits, f"{off}_labeled") is None and getattr(splits, f"{off}_val") is None
@@ -291,7 +292,7 @@ def test_streams_carry_their_source_examples_and_weak_strong_share_one(monkeypat
     the source's mirror image, so each entry can be traced back (labels and masks too)."""
     monkeypatch.setattr(augment, "RAND_AUGMENT_OPS", {"Identity": augment.RAND_AUGMENT_OPS["Identity"]})
     config = pipeline_config(per_stream=4, **{"augment.pad_fraction": 0.0})
-    streams = steps.required_streams(config)
+    streams = Plan.from_config(config).streams
     find = {s: index_of(getattr(splits, s)) for s in streams}
 
     def trace(stream, image):
@@ -389,7 +390,7 @@ def test_worker_config_does_not_need_parsed_absl_flags(config, splits):
     flags.FLAGS.unparse_flags()
     try:
         input_pipeline.train_dataset(pipeline_config(**{"data.worker_count": 1}), splits,
-                                     steps.required_streams(config))
+                                     Plan.from_config(config).streams)
         assert flags.FLAGS.is_parsed()
     finally:
         if was_parsed:
@@ -474,16 +475,16 @@ def test_wrong_mask_size_is_a_clear_error(config):
 
 # --------------------------------------------------------------------------- device
 def test_shard_batch_places_streams_on_the_mesh(config, splits):
-    mesh = steps.make_mesh()
+    mesh = sharding.make_mesh()
     batch = next(iterator(config, splits))
-    placed = steps.shard_batch(batch, mesh)
-    sharding = steps.data_sharding(mesh)
+    placed = sharding.shard_batch(batch, mesh)
+    expected = sharding.data_sharding(mesh)
     assert set(placed) == set(batch)
     for key, host in flat(batch).items():
         stream, field = key
         array = placed[stream][field]
         assert isinstance(array, jax.Array)
-        assert array.sharding.is_equivalent_to(sharding, array.ndim)
+        assert array.sharding.is_equivalent_to(expected, array.ndim)
         assert array.shape == host.shape and array.dtype == host.dtype
         np.testing.assert_array_equal(np.asarray(array), host)
 

@@ -12,7 +12,8 @@ import sys
 import numpy as np
 import pytest
 
-from multimix_jax import checkpointing, errors, steps, summaries, train
+from multimix_jax import checkpointing, errors, sharding, summaries, train
+from multimix_jax import state as train_state
 from multimix_jax import workdir as workdir_lib
 from tests.conftest import REPO, tiny_train_config
 
@@ -31,7 +32,7 @@ def pathlib_copy(src, dst):
 
 
 def _abstract_state(config):
-    _, _, state = steps.setup(config, steps.make_mesh(), steps_per_epoch=1)
+    _, _, state = train_state.setup(config, sharding.make_mesh(), steps_per_epoch=1)
     return checkpointing.abstract_like(state)
 
 

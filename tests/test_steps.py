@@ -8,29 +8,21 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from multimix_jax import steps
+from multimix_jax import sharding, steps
+from multimix_jax import state as train_state
+from multimix_jax.plan import Plan
 from tests.conftest import REPO, random_batch, tiny_config
 
 
 def _setup(config, steps_per_epoch=100):
-    mesh = steps.make_mesh(jax.devices()[:1])
-    model, tx, state = steps.setup(config, mesh, steps_per_epoch)
+    mesh = sharding.make_mesh(jax.devices()[:1])
+    model, tx, state = train_state.setup(config, mesh, steps_per_epoch)
     return mesh, model, tx, state
-
-
-def test_required_streams_follow_the_config():
-    config = tiny_config()
-    assert steps.required_streams(config) == ("seg_labeled", "seg_unlabeled", "cls_labeled",
-                                              "cls_unlabeled")
-    config.loss.kl, config.loss.fixmatch = "none", False
-    assert steps.required_streams(config) == ("seg_labeled", "cls_labeled")
-    config.tasks.segmentation = False
-    assert steps.required_streams(config) == ("cls_labeled",)
 
 
 def test_step_decay_schedule_in_steps():
     config = tiny_config()
-    schedule = steps.learning_rate_schedule(config.optim, steps_per_epoch=10)
+    schedule = train_state.learning_rate_schedule(config.optim, steps_per_epoch=10)
     assert schedule(0) == pytest.approx(1e-4)
     assert schedule(79) == pytest.approx(1e-4)
     assert schedule(80) == pytest.approx(1e-5)
@@ -70,13 +62,13 @@ def test_thirty_steps_on_a_fixed_batch_drive_the_loss_down():
     config.model.dropout_rate = 0.0
     mesh, model, tx, state = _setup(config)
     step = steps.jit_train_step(model, tx, config, mesh)
-    batch = steps.shard_batch(random_batch(config), mesh)
+    batch = sharding.shard_batch(random_batch(config), mesh)
     history = []
     for _ in range(30):
         state, collection = step(state, batch)
         values = collection.compute()
         history.append(float(values["loss"]))
-        assert set(values) == set(steps.metric_names(config))
+        assert set(values) == set(Plan.from_config(config).metric_names)
     assert int(state.step) == 30
     assert np.isfinite(history).all()
     assert history[-1] < 0.6 * history[0], history
@@ -88,7 +80,7 @@ def test_ema_params_track_params():
     config.optim.ema_decay = 0.5
     mesh, model, tx, state = _setup(config)
     before = jax.tree_util.tree_map(np.asarray, state.params)
-    state, _ = steps.jit_train_step(model, tx, config, mesh)(state, steps.shard_batch(random_batch(config), mesh))
+    state, _ = steps.jit_train_step(model, tx, config, mesh)(state, sharding.shard_batch(random_batch(config), mesh))
     leaf = lambda tree: np.asarray(tree["classifier"]["Dense_0"]["kernel"])
     np.testing.assert_allclose(leaf(state.ema_params), 0.5 * leaf(state.params) + 0.5 * leaf(before),
                                rtol=1e-5, atol=1e-7)
@@ -99,14 +91,14 @@ def test_original_kl_gives_zero_kl_metric_and_baseline_configs_run():
     config.loss.kl = "original"
     mesh, model, tx, state = _setup(config)
     _, collection = steps.jit_train_step(model, tx, config, mesh)(
-        state, steps.shard_batch(random_batch(config), mesh))
+        state, sharding.shard_batch(random_batch(config), mesh))
     assert float(collection.compute()["kl_loss"]) == 0.0
     # classification only (Enc): no decoder, no seg streams in the batch
     enc = tiny_config()
     enc.tasks.segmentation, enc.loss.fixmatch = False, False
     mesh, model, tx, state = _setup(enc)
-    batch = {k: v for k, v in random_batch(enc).items() if k in steps.required_streams(enc)}
-    _, collection = steps.jit_train_step(model, tx, enc, mesh)(state, steps.shard_batch(batch, mesh))
+    batch = {k: v for k, v in random_batch(enc).items() if k in Plan.from_config(enc).streams}
+    _, collection = steps.jit_train_step(model, tx, enc, mesh)(state, sharding.shard_batch(batch, mesh))
     assert set(collection.compute()) == {"loss", "cls_loss", "accuracy"}
 
 
@@ -117,7 +109,7 @@ def test_bfloat16_step_keeps_float32_state_and_a_finite_loss_close_to_float32():
         config.model.dtype = dtype
         mesh, model, tx, state = _setup(config)
         step = steps.jit_train_step(model, tx, config, mesh)
-        batch = steps.shard_batch(random_batch(config), mesh)
+        batch = sharding.shard_batch(random_batch(config), mesh)
         for _ in range(2):
             state, collection = step(state, batch)
         losses[dtype] = float(collection.compute()["loss"])
@@ -131,7 +123,7 @@ def test_bfloat16_step_keeps_float32_state_and_a_finite_loss_close_to_float32():
 def test_predict_outputs():
     config = tiny_config()
     mesh, model, _, state = _setup(config)
-    images = steps.shard_batch(random_batch(config)["cls_labeled"]["image"], mesh)
+    images = sharding.shard_batch(random_batch(config)["cls_labeled"]["image"], mesh)
     out = steps.jit_predict(model, mesh)(state.params, images)
     assert out["class_probs"].shape == (2, 2)
     np.testing.assert_allclose(out["class_probs"].sum(-1), 1.0, rtol=1e-6)
@@ -140,15 +132,16 @@ def test_predict_outputs():
 
 EIGHT_DEVICE_SCRIPT = textwrap.dedent("""
     import jax, numpy as np
-    from multimix_jax import steps
+    from multimix_jax import sharding, steps
+    from multimix_jax import state as train_state
     from tests.conftest import random_batch, tiny_config
     assert jax.device_count() == 8, jax.devices()
     config = tiny_config(per_stream=8)
     results = []
     for devices in (jax.devices()[:1], jax.devices()):
-        mesh = steps.make_mesh(devices)
-        model, tx, state = steps.setup(config, mesh, 100)
-        batch = steps.shard_batch(random_batch(config), mesh)
+        mesh = sharding.make_mesh(devices)
+        model, tx, state = train_state.setup(config, mesh, 100)
+        batch = sharding.shard_batch(random_batch(config), mesh)
         grad_fn = jax.jit(jax.grad(lambda p, b: steps.compute_losses(
             p, b, jax.random.PRNGKey(3), model=model, config=config)[0]))
         grads = grad_fn(state.params, batch)

@@ -82,3 +82,17 @@ def test_evaluate_and_predict_write_their_files(tmp_path):
             png = Image.open(tmp_path / "pred" / f"{row['outputs']}_{kind}.png")
             assert png.size == (32, 32)
     assert (tmp_path / "pred" / "predictions.csv").read_text().count("\n") == 4
+
+
+def test_wrap_step_wraps_the_step_the_loop_runs(tmp_path):
+    """``wrap_step`` (how scripts/bench_train.py times the loop) sees every training step."""
+    calls = []
+
+    def wrap(step):
+        def counted(state, batch):
+            calls.append(int(state.step))
+            return step(state, batch)
+        return counted
+
+    out = train.train_and_evaluate(tiny_train_config(num_steps=2), tmp_path, wrap_step=wrap)
+    assert calls == [0, 1] and int(out["state"].step) == 2

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from multimix_jax import (calibration, checkpointing, evaluate, evaluation, input_pipeline,
-                          metrics, names, shifts, steps, train, validation)
+                          metrics, names, sharding, shifts, steps, train, validation)
 from multimix_jax.config_base import base_config
 from multimix_jax.errors import ConfigMismatchError, UserError
 from tests import fake_model
@@ -148,7 +148,7 @@ def test_shifted_report_reports_each_rule_with_the_validation_rules(monkeypatch)
     out = report.report(config, "run", "best")
     sets = validation.validation_sets(input_pipeline.make_splits(config), shifted=True)
     preds = validation.predict_sets(config, fake_model.FakeModel().predict_fn, None, sets,
-                                    steps.make_mesh())
+                                    sharding.make_mesh())
     pooled = [names.VAL_CLS, names.VAL_CLS_SHIFTED]
     take = lambda key: np.concatenate([preds[n][key] for n in pooled])
     res = out["plain"]

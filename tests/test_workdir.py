@@ -106,12 +106,11 @@ def test_grain_workers_do_not_outlive_a_kill_9_of_the_training_process(tmp_path)
     script = tmp_path / "workers.py"
     script.write_text(
         "import time\nfrom tests.conftest import tiny_train_config\n"
-        "from multimix_jax import input_pipeline, steps\n"
+        "from multimix_jax import input_pipeline\n"
         "if __name__ == '__main__':\n"
         "    config = tiny_train_config()\n    config.data.worker_count = 1\n"
         "    splits = input_pipeline.make_splits(config)\n"
-        "    it = iter(input_pipeline.train_dataset(config, splits,\n"
-        "                                           steps.required_streams(config)))\n"
+        "    it = iter(input_pipeline.train_dataset(config, splits))\n"
         "    next(it)\n    print('ready', flush=True)\n    time.sleep(300)\n")
     main = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
                             env=dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu"))

@@ -1,6 +1,6 @@
 """Multi-process data parallelism: each process feeds only its rows of every global batch
-(``input_pipeline.train_dataset``), and two CPU processes joined by ``jax.distributed``
-train exactly like one process on the same global batches."""
+(``input_pipeline.train_dataset``, placed by ``sharding.shard_batch``), and two CPU processes
+joined by ``jax.distributed`` train exactly like one process on the same global batches."""
 
 import json
 import os
@@ -14,7 +14,9 @@ import jax
 import numpy as np
 import pytest
 
-from multimix_jax import evaluation, input_pipeline, steps
+from multimix_jax import evaluation, input_pipeline, sharding, steps
+from multimix_jax import state as train_state
+from multimix_jax.plan import Plan
 from tests.conftest import REPO, tiny_train_config
 
 NUM_STEPS = 3
@@ -29,7 +31,7 @@ def _config():
 
 def _batches(config, count, process_index=None, process_count=None):
     splits = input_pipeline.make_splits(config)
-    ds = input_pipeline.train_dataset(config, splits, steps.required_streams(config),
+    ds = input_pipeline.train_dataset(config, splits, Plan.from_config(config).streams,
                                       process_index, process_count)
     iterator = iter(ds)
     return [next(iterator) for _ in range(count)]
@@ -75,7 +77,7 @@ WORKER = textwrap.dedent("""
     port, process_id = sys.argv[1], int(sys.argv[2])
     jax.distributed.initialize(coordinator_address=f"localhost:{port}", num_processes=2,
                                process_id=process_id)
-    from tests.test_distributed import run_steps
+    from tests.test_sharding import run_steps
     print("RESULT", json.dumps(run_steps()), flush=True)
     jax.distributed.shutdown()  # a barrier: neither process exits while the other still runs
 """)
@@ -85,14 +87,14 @@ def run_steps(devices=None) -> dict:
     """Train NUM_STEPS steps over all processes' devices; the losses and the gathered
     predictions of the first validation images (every process must see all of them)."""
     config = _config()
-    mesh = steps.make_mesh(devices)
+    mesh = sharding.make_mesh(devices)
     splits = input_pipeline.make_splits(config)
-    model, tx, state = steps.setup(config, mesh, steps_per_epoch=100)
-    iterator = iter(input_pipeline.train_dataset(config, splits, steps.required_streams(config)))
+    model, tx, state = train_state.setup(config, mesh, steps_per_epoch=100)
+    iterator = iter(input_pipeline.train_dataset(config, splits, Plan.from_config(config).streams))
     train_step = steps.jit_train_step(model, tx, config, mesh)
     losses = []
     for _ in range(NUM_STEPS):
-        state, metrics = train_step(state, steps.shard_batch(next(iterator), mesh))
+        state, metrics = train_step(state, sharding.shard_batch(next(iterator), mesh))
         losses.append(float(metrics.compute()["loss"]))
     first = input_pipeline.SubsetSource(splits.seg_val, range(3))  # 3: the last batch is padded
     out = evaluation.run_predictions(steps.jit_predict(model, mesh), state.params, first,

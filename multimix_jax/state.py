@@ -1,0 +1,66 @@
+"""The train state and its optimizer: Adam with the StepLR schedule, the EMA copy of the
+parameters, and the initial state of a config placed on the mesh (docs/multimix.md, Training).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import Mesh
+
+from multimix_jax.models import MultiMix, build_model, init_params
+from multimix_jax.sharding import replicated
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything a resumed run needs besides the data iterator."""
+
+    step: jnp.ndarray
+    params: Any
+    opt_state: Any
+    ema_params: Any  # equals params when optim.ema_decay == 0
+    rng: jnp.ndarray  # raw uint32 key; per-step keys are fold_in(rng, step)
+
+
+def inference_params(state: "TrainState", config):
+    """The parameters evaluation and prediction use: the EMA average when the run keeps one."""
+    return state.ema_params if config.optim.ema_decay > 0 else state.params
+
+
+def learning_rate_schedule(optim_config, steps_per_epoch: int) -> optax.Schedule:
+    """StepLR: lr x decay_factor every ``lr_decay_epochs`` epochs, expressed in steps
+    (``lr_decay_epochs <= 0``: constant)."""
+    if optim_config.lr_decay_epochs <= 0:
+        return optax.constant_schedule(optim_config.learning_rate)
+    return optax.exponential_decay(
+        init_value=optim_config.learning_rate,
+        transition_steps=max(1, int(round(optim_config.lr_decay_epochs * steps_per_epoch))),
+        decay_rate=optim_config.lr_decay_factor, staircase=True)
+
+
+def make_optimizer(optim_config, steps_per_epoch: int) -> optax.GradientTransformation:
+    """Adam (default betas, no weight decay) on the combined loss."""
+    return optax.adam(learning_rate_schedule(optim_config, steps_per_epoch),
+                      b1=optim_config.b1, b2=optim_config.b2)
+
+
+def create_train_state(model: MultiMix, tx: optax.GradientTransformation, rng: jax.Array,
+                       image_size: int) -> TrainState:
+    init_rng, train_rng = jax.random.split(rng)
+    params = init_params(model, init_rng, image_size)
+    ema_params = jax.tree_util.tree_map(jnp.copy, params)  # own buffers: the state is donated
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                      ema_params=ema_params, rng=train_rng)
+
+
+def setup(config, mesh: Mesh, steps_per_epoch: int):
+    """(model, optimizer, initial state placed on the mesh) for a config."""
+    model = build_model(config.model)
+    tx = make_optimizer(config.optim, steps_per_epoch)
+    state = create_train_state(model, tx, jax.random.PRNGKey(config.seed), config.data.image_size)
+    return model, tx, jax.device_put(state, replicated(mesh))
