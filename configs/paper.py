@@ -1,6 +1,6 @@
 """The paper's protocol at 256x256 (docs/multimix.md, Data): train on Kermany (CheX) + JSRT, report
 in-domain on their test splits and cross-domain on Montgomery (MCU) and NIH pneumonia (NIHX).
-For a GPU/TPU; on 2 CPU cores one step takes ~15 s.
+For a GPU/TPU (at 256 px a CPU step takes many seconds).
 
 Build the datasets once from your manual downloads (no TensorFlow needed; the builders fix
 the splits: Kermany's folders, JSRT 111/13/123 and Montgomery 93/10/35 seeded by 0, NIH test
@@ -16,7 +16,7 @@ Budgets: labels.cls in {100, 1000, all}, labels.seg in {10, 50, all}. Validation
 datasets' own validation splits (Kermany 16, JSRT 13 images), as the paper; classification is
 at P(pneumonia) >= 0.5 in validation and evaluation alike, the paper's argmax
 (eval.threshold='fixed', the base default).
-Expected figures: the paper's Table 2 (README); not yet run here (no GPU in this session).
+Expected figures: the paper's Table 2 (docs/multimix.md); not run with this code yet.
 """
 
 import os

@@ -14,7 +14,7 @@ class-balanced labelled stream, and model selection plus the decision on the shi
 validation: a temperature and a balanced-accuracy threshold fitted on val_cls and
 val_cls_shifted pooled, the loop's figures cross-fitted (docs/multimix.md, Decision threshold
 and calibration). The README's real-data section has the 64 px evidence for each. It is
-sized to train in under 2 h on 2 CPU cores. ``scripts/train_real.sh`` runs it (and, with BASELINES=1, the single-task baselines).
+sized for a 2-core CPU (its time: docs/results/real_data.md). ``scripts/train_real.sh`` runs it (and, with BASELINES=1, the single-task baselines).
 """
 
 import os

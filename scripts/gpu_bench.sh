@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one accelerator benchmark: step alone (float32, bfloat16), the PyTorch reference on the
 # same device, the whole training loop of configs/default.py (float32, bfloat16) and the Grain
-# input pipeline with 0/8/14 worker processes, at 256 px, in one run (< 8 min on one H200).
+# input pipeline with 0/8/14 worker processes, at 256 px, in one run.
 #
 # Before the device call, in the checkout (once):
 #   bash scripts/gpu_bench.sh --prepare PATH/torch_reference.py
