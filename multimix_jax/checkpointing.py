@@ -132,7 +132,8 @@ class Checkpointer:
             data=grain.checkpoint.CheckpointSave(data_position),
             **{CHECKSUM: ocp.args.JsonSave({
                 "sha256": state_digest(state),
-                "parts": {part: state_digest(getattr(state, part)) for part in CHECKED_PARTS}})}))
+                "parts": {part: state_digest(getattr(state, part)) for part in CHECKED_PARTS
+                          if hasattr(state, part)}})}))
 
     def _fits(self, step: int, abstract_state, partial: bool = False) -> None:
         """A real shape/structure mismatch with the model of this config (of the parts
@@ -220,7 +221,7 @@ class Checkpointer:
         """The parts of the train state that ``abstract_state`` names (a dict such as
         ``{"params": ...}``: evaluation and prediction restore the parameters alone), verified
         as by :meth:`restore` (structure, the parts' checksums, finite values)."""
-        return self._restore(step, abstract_state, partial=True)
+        return self._restore(step, abstract_state, partial=isinstance(abstract_state, dict))
 
     def wait(self) -> None:
         """Until every started save is written (the kept steps are then final)."""

@@ -115,7 +115,7 @@ def write_predictions(path: pathlib.Path, films: Mapping[str, dict]) -> pathlib.
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **{f"{name}/{key}": value for name, arrays in films.items()
                                    for key, value in arrays.items()})
-    return write_atomically(path, buffer.getvalue())
+    return files.write_atomically(path, buffer.getvalue())
 
 
 def evaluate(config, workdir: str | pathlib.Path, *, which: str = "best",

@@ -137,6 +137,6 @@ def test_collect_results_shows_the_intervals(tmp_path):
     from scripts import collect_results
     val = {"accuracy": 0.8, "threshold": 0.4, "ci": {"accuracy": [0.7, 0.9]}, "ece": 0.05}
     (tmp_path / "results.json").write_text(json.dumps(
-        {"model": "MultiMix", "budgets": "10/5", "sets": {"val_cls": val}}))
+        {"model": "MultiMix", "budgets": "10/5", "threshold": 0.4, "sets": {"val_cls": val}}))
     row = collect_results.table([str(tmp_path)]).splitlines()[2]
     assert row.startswith("| MultiMix | 10/5 | 0.400 | 0.800 [0.700, 0.900] | - | - | - | 0.050 |")

@@ -648,8 +648,8 @@ def test_the_extra_pool_fills_its_share_of_each_unlabelled_batch(tmp_path, share
 
 
 def evaluation_names(splits):
-    from multimix_jax import evaluation
-    return set(evaluation.validation_sources(splits))
+    from multimix_jax import validation
+    return set(validation.validation_sets(splits))
 
 
 def test_without_an_extra_pool_the_batches_are_unchanged(tmp_path, config, splits):

@@ -4,7 +4,7 @@
 import numpy as np
 import pytest
 
-from multimix_jax import prior
+from multimix_jax import input_pipeline, prior, validation
 from multimix_jax.errors import UserError
 
 TRAINING_PRIOR = 0.4  # the prior the simulated probabilities are calibrated under
@@ -65,7 +65,7 @@ def _install_with_prior(monkeypatch, val_prior: float | None, threshold: float =
     from tests import fake_model
     fake = fake_model.install(monkeypatch, threshold=threshold)
     loaded = evaluation.load_for_inference(None, None, None)._replace(val_prior=val_prior)
-    monkeypatch.setattr(evaluation, "load_for_inference", lambda config, workdir, which: loaded)
+    monkeypatch.setattr(evaluation, "load_for_inference", lambda config, workdir, which, allow=(): loaded)
     return fake
 
 
@@ -82,8 +82,8 @@ def test_evaluate_adapt_prior_reports_each_sets_estimated_prior(tmp_path, monkey
     assert saved["adapt_prior"] == {"training_prior": 0.8}
     for name in ("val_cls", "test_cls"):
         estimated = saved["sets"][name]["estimated_prior"]
-        source = evaluation.eval_sources(config, __import__(
-            "multimix_jax.input_pipeline", fromlist=["x"]).make_splits(config))[name][1]
+        val_sets = validation.validation_sets(input_pipeline.make_splits(config))
+        source = evaluation.eval_sources(config, val_sets)[name][1]
         probs = np.array([np.asarray(source[i]["image"]).mean() / 255 for i in range(len(source))])
         expected = prior.estimate(probs, 0.8)
         assert estimated == pytest.approx(expected.prior, abs=1e-6)

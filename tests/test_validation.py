@@ -118,7 +118,8 @@ def test_calibrated_decision_refers_to_calibrated_probabilities():
     assert results["val_cls"]["threshold"] == decision.threshold
     assert decision.info(flip_tta=False) == {"threshold": decision.threshold,
                                              "temperature": decision.temperature,
-                                             "flip_tta": False}
+                                             "flip_tta": False,
+                                             "val_prior": float(np.mean(labels))}
 
 
 def test_a_set_outside_the_pool_is_scored_at_the_deployed_decision():
