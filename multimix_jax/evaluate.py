@@ -34,10 +34,8 @@ def labeled_prior(splits: input_pipeline.DataSplits) -> dict | None:
     labeled = splits.cls_labeled
     if labeled is None or len(labeled) == 0:
         return None
-    rows = getattr(labeled, "_indices", None)  # SubsetSource: de-duplicate repeated films
-    films = np.unique(rows) if rows is not None else np.arange(len(labeled))
-    parent = labeled._source if rows is not None else labeled
-    labels = np.array([parent[int(i)]["label"] for i in films])
+    _, first = np.unique(input_pipeline.source_keys(labeled), return_index=True)  # each film once
+    labels = np.array([labeled[int(i)]["label"] for i in first])
     return {"pneumonia_fraction": float(np.mean(labels == names.PNEUMONIA)),
             "n": int(labels.size)}
 
