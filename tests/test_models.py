@@ -58,6 +58,21 @@ def _align_corners_reference(in_size: int, out_size: int) -> np.ndarray:
     return weights
 
 
+@pytest.mark.parametrize("rate", [0.25, 0.1])
+def test_dropout_keeps_one_minus_rate_and_rescales(rate):
+    """The 8-bit draw (rate 0.25) and nn.Dropout's draw (0.1) alike: a fraction 1 - rate of
+    the entries kept, each scaled by 1 / (1 - rate), the rest zero; a new key, a new mask."""
+    x = jnp.ones((4, 64, 64, 8), jnp.float32)
+    drop = lambda seed: models.Dropout(rate).apply(
+        {}, x, deterministic=False, rngs={"dropout": jax.random.PRNGKey(seed)})
+    y = np.asarray(drop(0))
+    np.testing.assert_allclose(np.unique(y), [0.0, 1 / (1 - rate)], rtol=1e-6)
+    assert abs((y > 0).mean() - (1 - rate)) < 0.01
+    assert not np.array_equal(y, np.asarray(drop(1)))
+    same = models.Dropout(rate).apply({}, x, deterministic=True)
+    assert np.array_equal(np.asarray(same), np.asarray(x))
+
+
 def test_align_corners_resize_matches_the_definition():
     # upsampling 4 -> 7: src = i * 3 / 6, so values are 0, .5, 1, ..., 3
     x = jnp.arange(4.0).reshape(1, 4, 1, 1) * jnp.ones((1, 1, 4, 1))
