@@ -7,24 +7,40 @@ Each of --repeats rounds runs --warmup untimed then --steps timed steps; a round
 its median step; the result is the median over rounds with their min and max (the spread),
 so a busy machine shows up as a wide spread.
 
+--torch-variants also times the reference's step under PyTorch settings a user could turn on
+(scripts/torch_variants.py: channels_last, bf16 autocast, torch.compile), one process per
+round, like the reference. The step's FLOPs come from XLA's cost analysis of the compiled
+program; on a CPU they are set against a nominal peak (``cpu_peak_gflops``).
+
   python scripts/bench_step.py --size 128 --per-stream 10 --steps 5 --repeats 3 \
       --dtype float32 bfloat16 --torch-python /path/to/torch-venv/bin/python \
-      --torch-reference /path/to/torch_reference.py
+      --torch-reference /path/to/torch_reference.py --torch-variants channels_last,compile
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import pathlib
+import re
 import runpy
+import shutil
 import statistics
 import subprocess
 import sys
 import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+TORCH_VARIANTS = REPO / "scripts" / "torch_variants.py"
+FP32_FLOP_PER_CYCLE = {"avx512f": 64, "avx2+fma": 32}  # per core: 2 FMA units x lanes x 2
+AMX_BF16_FLOP_PER_CYCLE = 1024  # per core: the AMX-BF16 TMUL's nominal figure
+PEAK_ASSUMPTION = ("nominal peak = cores x GHz x FLOP/cycle/core, assuming two FMA units per "
+                   "core: float32 64 FLOP/cycle with avx512f (2 x 16 lanes x 2), 32 with "
+                   "avx2+fma; bfloat16 1024 FLOP/cycle with amx_bf16 (AMX-BF16 TMUL, "
+                   "nominal); GHz as cpu_peak.ghz_source names it (the model name's base clock, "
+                   "lscpu's CPU max MHz, or cpuinfo's cpu MHz)")
 
 
 def spread(values: list[float]) -> dict:
@@ -49,6 +65,90 @@ def random_batch(size: int, per_stream: int, seed: int = 0) -> dict:
     }
 
 
+def _cpuinfo_field(cpuinfo: str, name: str) -> str | None:
+    """The first ``name : value`` of /proc/cpuinfo's text (the first processor's)."""
+    match = re.search(rf"^{re.escape(name)}\s*:\s*(.*)$", cpuinfo, re.MULTILINE)
+    return match.group(1).strip() if match else None
+
+
+def _read_lscpu() -> str:
+    if not shutil.which("lscpu"):
+        return ""
+    out = subprocess.run(["lscpu"], capture_output=True, text=True)
+    return out.stdout if out.returncode == 0 else ""
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def cpu_peak_gflops(cpuinfo: str | None = None, lscpu: str | None = None,
+                    logical_cpus: int | None = None) -> dict:
+    """Nominal peak GFLOP/s of the CPU cores this process may use, from /proc/cpuinfo's flags
+    and clock (``cpuinfo``, ``lscpu`` and ``logical_cpus`` stand in for the machine's own).
+
+    Assumes two FMA units per core (64 float32 FLOP/cycle with avx512f, 32 with avx2+fma) and
+    AMX-BF16's nominal 1024 bfloat16 FLOP/cycle; cores = usable logical CPUs / threads per
+    core; GHz from the model name's "@ x.xxGHz", else lscpu's "CPU max MHz", else "cpu MHz".
+    A figure that cannot be derived is None."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = pathlib.Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    lscpu = _read_lscpu() if lscpu is None else lscpu
+    logical = logical_cpus or _usable_cpus()
+    siblings = _cpuinfo_field(cpuinfo, "siblings")  # logical CPUs per socket
+    per_socket = _cpuinfo_field(cpuinfo, "cpu cores")  # cores per socket
+    threads_per_core = (max(1, int(siblings) // int(per_socket))
+                        if siblings and per_socket and int(per_socket) > 0 else 1)
+    cores = max(1, logical // threads_per_core)
+    model = _cpuinfo_field(cpuinfo, "model name") or ""
+    ghz, source = None, None
+    if match := re.search(r"@\s*([\d.]+)\s*GHz", model):
+        ghz, source = float(match.group(1)), "model name"
+    elif match := re.search(r"^CPU max MHz:\s*([\d.]+)", lscpu, re.MULTILINE):
+        ghz, source = float(match.group(1)) / 1000, "lscpu CPU max MHz"
+    elif mhz := _cpuinfo_field(cpuinfo, "cpu MHz"):
+        ghz, source = float(mhz) / 1000, "cpuinfo cpu MHz"
+    flags = set((_cpuinfo_field(cpuinfo, "flags") or "").split())
+    isa = ("avx512f" if "avx512f" in flags else
+           "avx2+fma" if {"avx2", "fma"} <= flags else None)
+    fp32 = cores * ghz * FP32_FLOP_PER_CYCLE[isa] if isa and ghz else None
+    amx = cores * ghz * AMX_BF16_FLOP_PER_CYCLE if "amx_bf16" in flags and ghz else None
+    return {"float32_gflops": fp32, "bfloat16_amx_nominal_gflops": amx, "cores": cores,
+            "threads_per_core": threads_per_core, "ghz": ghz, "ghz_source": source,
+            "fp32_isa": isa, "model_name": model or None}
+
+
+def compiled_flops(jitted, *args) -> float | None:
+    """FLOPs of one call of ``jitted`` on ``args`` by XLA's cost analysis of the compiled
+    program (a dict; older JAX gave a list of one dict per program); None if not reported."""
+    analysis = jitted.lower(*args).compile().cost_analysis()
+    parts = analysis if isinstance(analysis, (list, tuple)) else [analysis]
+    flops = sum(float((part or {}).get("flops", 0.0)) for part in parts)
+    return flops if flops > 0 else None
+
+
+def achieved(flops: float | None, step_s: float, dtype: str, platform: str) -> dict:
+    """GFLOP/s of a step and its fraction of the CPU's nominal peak for ``dtype`` (bfloat16:
+    the AMX peak where the CPU has AMX, else the float32 FMA peak); peaks are None off CPU."""
+    gflops = flops / step_s / 1e9 if flops else None
+    if platform != "cpu":
+        return {"flops_per_step": flops, "gflops_per_s": gflops, "peak_gflops": None,
+                "peak_fraction": None, "peak_assumption": None, "cpu_peak": None}
+    peak = cpu_peak_gflops()
+    use = peak["float32_gflops"]
+    if dtype == "bfloat16" and peak["bfloat16_amx_nominal_gflops"]:
+        use = peak["bfloat16_amx_nominal_gflops"]
+    return {"flops_per_step": flops, "gflops_per_s": gflops, "peak_gflops": use,
+            "peak_fraction": gflops / use if gflops and use else None,
+            "peak_assumption": PEAK_ASSUMPTION, "cpu_peak": peak}
+
+
 def time_jax_step(size: int, per_stream: int, num_steps: int, warmup: int,
                   segment_all_images: bool, dtype: str = "float32", repeats: int = 1) -> dict:
     """The jitted training step of ``configs/default.py`` at ``size`` px in ``dtype`` (the
@@ -66,6 +166,7 @@ def time_jax_step(size: int, per_stream: int, num_steps: int, warmup: int,
     batch = sharding.shard_batch(random_batch(size, per_stream), mesh)
     step = steps.jit_train_step(model, tx, config, mesh, segment_all_images=segment_all_images)
     t0 = time.perf_counter()
+    flops = compiled_flops(step, state, batch)  # the call below reuses this compilation
     state, metrics = step(state, batch)
     jax.block_until_ready(metrics)
     compile_s = time.perf_counter() - t0
@@ -88,33 +189,89 @@ def time_jax_step(size: int, per_stream: int, num_steps: int, warmup: int,
             "images_per_step": images, "compile_s": compile_s, "median_step_s": median,
             "step_s": spread(round_medians),
             "images_per_s": images / median,
-            "images_per_s_spread": spread([images / t for t in round_medians])}
+            "images_per_s_spread": spread([images / t for t in round_medians]),
+            **achieved(flops, median, dtype, jax.devices()[0].platform)}
 
 
-def run_torch_reference(python: str, reference: str, size: int, per_stream: int,
-                        num_steps: int, warmup: int, threads: int = 0, device: str = "cpu",
-                        repeats: int = 1) -> dict:
-    """The PyTorch reference, once per round (its own process); median and spread."""
-    if not pathlib.Path(reference).is_file():
-        raise SystemExit(f"--torch-reference {reference}: no such file; give the path of "
-                         "torch_reference.py")
-    cmd = [python, reference, "--size", str(size), "--per-stream", str(per_stream),
-           "--steps", str(num_steps), "--warmup", str(warmup), "--device", device]
-    if threads:
-        cmd += ["--threads", str(threads)]
-    rounds = []
-    for _ in range(repeats):
-        out = subprocess.run(cmd, capture_output=True, text=True)
-        if out.returncode != 0:
-            raise SystemExit(f"the torch reference failed ({' '.join(cmd)}): "
-                             f"{out.stderr.strip().splitlines()[-1:]}")
-        rounds.append(json.loads(out.stdout.strip().splitlines()[-1]))
+def _torch_variants_module():
+    spec = importlib.util.spec_from_file_location("torch_variants", TORCH_VARIANTS)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # imports torch only when it times something
+    return module
+
+
+def parse_torch_variants(text: str) -> list[str]:
+    """--torch-variants' comma-separated names, checked against scripts/torch_variants.py."""
+    known = _torch_variants_module().VARIANTS
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = [v for v in names if v not in known]
+    if unknown:
+        raise SystemExit(f"--torch-variants {text}: unknown {', '.join(unknown)}; expected a "
+                         f"comma-separated list of {', '.join(known)}")
+    return names
+
+
+def over_rounds(rounds: list[dict]) -> dict:
+    """The first round's fields with the median step over rounds and the spread."""
     medians = [r["median_step_s"] for r in rounds]
     median = statistics.median(medians)
     images = rounds[0]["images_per_step"]
     return {**rounds[0], "median_step_s": median, "step_s": spread(medians),
             "images_per_s": images / median,
             "images_per_s_spread": spread([images / t for t in medians])}
+
+
+def run_torch(python: str, reference: str, size: int, per_stream: int, num_steps: int,
+              warmup: int, threads: int = 0, device: str = "cpu", repeats: int = 1,
+              variants: list[str] = ()) -> tuple[dict, dict]:
+    """The PyTorch reference and each of ``variants`` (scripts/torch_variants.py), one
+    process per round, the reference first in every round: (reference, {variant: result}).
+    A variant that fails or reports an error is {"error": ...} and is not run again."""
+    if not pathlib.Path(reference).is_file():
+        raise SystemExit(f"--torch-reference {reference}: no such file; give the path of "
+                         "torch_reference.py")
+    shape = ["--size", str(size), "--per-stream", str(per_stream), "--steps", str(num_steps),
+             "--warmup", str(warmup), "--device", device]
+    shape += ["--threads", str(threads)] if threads else []
+    commands = {None: [python, reference, *shape]}
+    commands.update({v: [python, str(TORCH_VARIANTS), reference, "--variants", v, *shape]
+                     for v in variants})
+    rounds = {name: [] for name in commands}
+    failed = {}
+    for _ in range(repeats):
+        for name, cmd in commands.items():
+            if name in failed:
+                continue
+            out = subprocess.run(cmd, capture_output=True, text=True)
+            if out.returncode != 0:
+                why = (out.stderr.strip().splitlines() or ["no message"])[-1]
+                if name is None:
+                    raise SystemExit(f"the torch reference failed ({' '.join(cmd)}): {why}")
+                failed[name] = {"error": f"the {name} variant failed: {why[:300]}"}
+                continue
+            result = json.loads(out.stdout.strip().splitlines()[-1])
+            result = result if name is None else result[name]
+            if "error" in result:
+                failed[name] = result
+            else:
+                rounds[name].append(result)
+    ref = over_rounds(rounds[None])
+    return ref, {v: failed.get(v) or over_rounds(rounds[v]) for v in variants}
+
+
+def run_torch_reference(python: str, reference: str, size: int, per_stream: int,
+                        num_steps: int, warmup: int, threads: int = 0, device: str = "cpu",
+                        repeats: int = 1) -> dict:
+    """The PyTorch reference, once per round (its own process); median and spread."""
+    return run_torch(python, reference, size, per_stream, num_steps, warmup, threads, device,
+                     repeats)[0]
+
+
+def fastest_torch(ref: dict, variants: dict) -> tuple[str, dict]:
+    """(name, result) of the fastest working PyTorch run, the original ("reference") included."""
+    runs = {"reference": ref, **{k: v for k, v in variants.items() if "error" not in v}}
+    name = max(runs, key=lambda k: runs[k]["images_per_s"])
+    return name, runs[name]
 
 
 def torch_device() -> str:
@@ -134,10 +291,20 @@ def add_torch_arguments(parser: argparse.ArgumentParser) -> None:
                         help="torch.set_num_threads (0 = torch's default, all cores)")
 
 
+def add_torch_variants_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--torch-variants", default="",
+                        help="also time the reference under these comma-separated settings of "
+                             "scripts/torch_variants.py (fp32, channels_last, bf16_autocast, "
+                             "bf16_autocast_channels_last, compile); default: none")
+
+
 def check_torch_arguments(args) -> None:
     if bool(args.torch_python) != bool(args.torch_reference):
         raise SystemExit("--torch-python and --torch-reference go together: give both (the "
                          "python with torch and the path of torch_reference.py) or neither")
+    if getattr(args, "torch_variants", "") and not args.torch_python:
+        raise SystemExit("--torch-variants needs --torch-python and --torch-reference (the "
+                         "variants run the reference's step)")
 
 
 def main() -> None:
@@ -152,13 +319,15 @@ def main() -> None:
     parser.add_argument("--all-images", action="store_true",
                         help="also time the original's decode-all-images variant (float32)")
     add_torch_arguments(parser)
+    add_torch_variants_argument(parser)
     args = parser.parse_args()
     check_torch_arguments(args)
+    variants = parse_torch_variants(args.torch_variants)
     ref = None
     if args.torch_python:  # first, in its own processes, before this one computes anything
-        ref = run_torch_reference(args.torch_python, args.torch_reference, args.size,
-                                  args.per_stream, args.steps, args.warmup, args.torch_threads,
-                                  torch_device(), args.repeats)
+        ref, torch_variants = run_torch(
+            args.torch_python, args.torch_reference, args.size, args.per_stream, args.steps,
+            args.warmup, args.torch_threads, torch_device(), args.repeats, variants)
     timing = lambda dtype, all_images=False: time_jax_step(
         args.size, args.per_stream, args.steps, args.warmup, all_images, dtype, args.repeats)
     runs = {dtype: timing(dtype) for dtype in args.dtype}
@@ -173,6 +342,12 @@ def main() -> None:
         result["torch_reference"] = ref
         result["speedup_vs_torch"] = {dtype: r["images_per_s"] / ref["images_per_s"]
                                       for dtype, r in runs.items()}
+        if variants:
+            best_name, best = fastest_torch(ref, torch_variants)
+            result["torch_variants"] = torch_variants
+            result["torch_best"] = best_name
+            result["speedup_vs_torch_best"] = {dtype: r["images_per_s"] / best["images_per_s"]
+                                               for dtype, r in runs.items()}
     result["cpu_count"] = os.cpu_count()
     print(json.dumps(result))
 
