@@ -21,8 +21,8 @@ NORMAL, PNEUMONIA = 0, 1
 
 # Validation sets (held out of training; docs/multimix.md, Shifted validation).
 VAL_CLS, VAL_SEG = "val_cls", "val_seg"
-VAL_CLS_SHIFTED, VAL_SEG_SHIFTED, VAL_SEG_DISEASE = SHIFTED_SETS = (
-    "val_cls_shifted", "val_seg_shifted", "val_seg_disease")
+VAL_CLS_SHIFTED, VAL_SEG_SHIFTED, VAL_SEG_DISEASE, VAL_SEG_DISEASE_HARD = SHIFTED_SETS = (
+    "val_cls_shifted", "val_seg_shifted", "val_seg_disease", "val_seg_disease_hard")
 
 # P(pneumonia) decision threshold when none was fitted (the paper's argmax).
 DEFAULT_THRESHOLD = 0.5

@@ -14,6 +14,11 @@ same held-out films (never trained on), deterministically per (seed, index):
 * ``val_seg_disease``: segmentation films with simulated disease painted inside the lungs -
   a lobar consolidation, a pleural effusion, or bilateral patchy/ground-glass opacities - while
   the true lung mask stays the same (a radiologist's lung mask includes opacified lung).
+* ``val_seg_disease_hard``: the films of severely ill patients: a dense opacity that hides
+  the lung's border (white-out of a lobe, a consolidation on the heart or diaphragm border, a
+  large effusion), often a second one, tubes, lines and ECG leads, burnt-in text, and a
+  shallow-breath (low inspiration) or rotated film; the true mask follows the geometry only.
+  Reported beside the others, not part of the selection score.
 
 The training augmentations (``augment.py``) are drawn independently and with other generators
 (smooth-noise opacities, milder photometric jitter), but the families overlap: a recipe that
@@ -26,11 +31,11 @@ from typing import Callable, Mapping
 
 import numpy as np
 from scipy import ndimage
-from skimage import exposure
+from skimage import draw, exposure
 
 from multimix_jax.augment import paint_opacity, rotate_zoom_shift, to_uint8
 from multimix_jax.names import (CLASSIFICATION, SEGMENTATION, VAL_CLS, VAL_CLS_SHIFTED, VAL_SEG,
-                                VAL_SEG_DISEASE, VAL_SEG_SHIFTED)
+                                VAL_SEG_DISEASE, VAL_SEG_DISEASE_HARD, VAL_SEG_SHIFTED)
 
 
 # --------------------------------------------------------------------------- photometric
@@ -172,6 +177,140 @@ def disease_shift(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator)
     return paint_opacity(image, ndimage.gaussian_filter(alpha, 1.0), tissue), name
 
 
+# --------------------------------------------------------------------------- severe disease
+def _pick_lung(mask, rng):
+    lungs = _lungs(mask)
+    return lungs[rng.integers(len(lungs))]
+
+
+def _spill(region, mask, rng):
+    """``region`` grown 2-5% of the film past its edge, so the lung border under it vanishes."""
+    grow = max(1, int(round(rng.uniform(0.02, 0.05) * mask.shape[0])))
+    return ndimage.binary_dilation(region, iterations=grow)
+
+
+def _white_out(mask, rng):
+    """The upper or lower lobe, or the whole of one lung, at soft-tissue density."""
+    lung = _pick_lung(mask, rng)
+    rows = np.nonzero(lung)[0]
+    cut = rows.min() + rng.uniform(0.4, 0.6) * (rows.max() - rows.min())
+    yy, xx = np.mgrid[:mask.shape[0], :mask.shape[1]]
+    fissure = cut + rng.uniform(-0.4, 0.4) * (xx - mask.shape[1] / 2)  # an oblique fissure
+    part = [yy < fissure, yy >= fissure, np.ones_like(yy, bool)][rng.integers(3)]
+    return _spill(lung & part, mask, rng).astype(np.float32)
+
+
+def _border_consolidation(mask, rng):
+    """A dense consolidation centred on the lung's border (heart or diaphragm side), half of it
+    outside the lung."""
+    lung = _pick_lung(mask, rng)
+    edge = lung & ~ndimage.binary_erosion(lung)
+    rows, cols = np.nonzero(edge)
+    lower = rows >= np.median(rows)  # the diaphragm and heart borders
+    rows, cols = rows[lower], cols[lower]
+    i = rng.integers(len(rows))
+    height = np.ptp(np.nonzero(lung)[0]) + 1
+    blob = _smooth_blob(mask.shape, rng, (rows[i], cols[i]), rng.uniform(0.25, 0.4) * height)
+    return np.clip(blob * 1.5, 0, 1)
+
+
+def _large_effusion(mask, rng):
+    """Fluid up to 40-70% of one lung's height with a meniscus rising to the side wall, dense,
+    hiding the diaphragm and the costophrenic angle."""
+    lung = _pick_lung(mask, rng)
+    rows, cols = np.nonzero(lung)
+    top, bottom = rows.min(), rows.max()
+    level = bottom - rng.uniform(0.4, 0.7) * (bottom - top)
+    xx = np.arange(mask.shape[1])
+    lateral = cols.min() if cols.mean() < mask.shape[1] / 2 else cols.max()
+    rise = 0.2 * (bottom - top) * (1 - np.abs(xx - lateral) / max(np.ptp(cols), 1)).clip(0, 1)
+    yy = np.arange(mask.shape[0])[:, None]
+    fluid = yy >= (level - rise)[None, :]
+    return (_spill(lung, mask, rng) & fluid).astype(np.float32)
+
+
+SEVERE = {"white_out": _white_out, "border_consolidation": _border_consolidation,
+          "large_effusion": _large_effusion}
+
+
+def _tubes_and_leads(image, rng):
+    """Bright overlays of an ICU film: a tube down the midline, a central line from a shoulder,
+    ECG electrodes with their wires."""
+    n, out = image.shape[0], image.copy()
+    value = lambda: int(rng.uniform(215, 255))
+    width = max(1, int(round(0.012 * n)))
+    paint = np.zeros_like(image, bool)
+    x0 = n / 2 + rng.uniform(-0.05, 0.05) * n  # tube: a gentle curve from the top edge
+    end = int(rng.uniform(0.35, 0.7) * n)
+    ys = np.arange(end)
+    xs = np.clip(np.round(x0 + 0.03 * n * np.sin(ys / max(end, 1) * np.pi)), 0, n - 1).astype(int)
+    paint[ys, xs] = True
+    side = rng.choice([0.15, 0.85]) * n  # central line: shoulder to the centre
+    rr, cc = draw.line(int(0.1 * n), int(side), int(rng.uniform(0.35, 0.5) * n), int(n / 2))
+    paint[rr, cc] = True
+    paint = ndimage.binary_dilation(paint, iterations=width)
+    for _ in range(rng.integers(2, 5)):  # electrodes: bright rings, a wire to the film's edge
+        r, c = rng.uniform(0.05, 0.95, 2) * n
+        rr, cc = draw.disk((r, c), max(2, 0.025 * n), shape=image.shape)
+        paint[rr, cc] = True
+        rr, cc = draw.line(int(r), int(c), int(rng.choice([0, n - 1])), int(rng.uniform(0, n - 1)))
+        paint[rr, cc] = True
+    out[paint] = value()
+    return out
+
+
+def _burnt_in_text(image, rng):
+    """A block of burnt-in annotation (rows of glyph-sized bright marks) in a corner."""
+    n, out = image.shape[0], image.copy()
+    glyph = max(2, int(round(0.03 * n)))
+    r0 = int(rng.choice([0.02, 0.85]) * n)
+    c0 = int(rng.choice([0.02, 0.6]) * n)
+    for line in range(rng.integers(1, 4)):
+        for k in range(rng.integers(4, 10)):
+            r, c = r0 + line * 2 * glyph, c0 + k * (glyph + 1)
+            if r + glyph < n and c + glyph < n and rng.random() < 0.85:
+                out[r:r + glyph, c:c + max(1, glyph - 1)] = int(rng.uniform(220, 255))
+    return out
+
+
+def _severe_geometry(image, mask, rng):
+    """A shallow-breath film (lungs 10-22% shorter, seen larger from the front: an AP film) or a
+    rotated one (8-15 degrees), image and mask alike."""
+    if rng.random() < 0.5:
+        return rotate_zoom_shift(image, mask, rng.uniform(-4, 4), rng.uniform(1.0, 1.1),
+                                 rng.uniform(1.25, 1.6), (rng.uniform(0.0, 0.06) * image.shape[0], 0))
+    return rotate_zoom_shift(image, mask, rng.choice([-1, 1]) * rng.uniform(8, 15),
+                             rng.uniform(0.9, 1.05), 1.0)
+
+
+def severe_disease_shift(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator):
+    """The film of a severely ill patient (``val_seg_disease_hard``): a geometry (shallow breath
+    or rotation), one dense opacity hiding the lung border, half the time a second (a severe
+    one or bilateral opacities), ICU overlays (70%) and burnt-in text (50%).
+    Returns (image, mask, names); the mask is the true lung mask, moved by the geometry only."""
+    if not mask.any():
+        return image, mask, ["none"]
+    image, mask = _severe_geometry(image, mask, rng)
+    if not mask.any():
+        return image, mask, ["none"]
+    names = [list(SEVERE)[rng.integers(len(SEVERE))]]
+    alpha = SEVERE[names[0]](mask, rng) * rng.uniform(0.9, 1.0)
+    if rng.random() < 0.5:
+        extra = list(SEVERE) + ["bilateral"]
+        names.append(extra[rng.integers(len(extra))])
+        make = SEVERE.get(names[-1], _bilateral)
+        alpha = np.maximum(alpha, make(mask, rng) * rng.uniform(0.8, 1.0))
+    tissue = np.percentile(image[mask == 0], 90) if (mask == 0).any() else 200.0
+    texture = ndimage.gaussian_filter(rng.normal(size=mask.shape), 0.03 * mask.shape[0])
+    alpha = alpha * (0.9 + 0.1 * texture / (np.abs(texture).max() + 1e-6))
+    image = paint_opacity(image, ndimage.gaussian_filter(alpha, 0.015 * mask.shape[0]), tissue)
+    if rng.random() < 0.7:
+        image, names = _tubes_and_leads(image, rng), names + ["lines"]
+    if rng.random() < 0.5:
+        image, names = _burnt_in_text(image, rng), names + ["text"]
+    return image, mask, names
+
+
 # --------------------------------------------------------------------------- sources
 def _hw(array) -> np.ndarray:
     array = np.asarray(array)
@@ -203,6 +342,8 @@ class ShiftedSource:
             mask = _hw(example["mask"]) if "mask" in example else None
             if self._shift == "acquisition":
                 image, mask, _ = acquisition_shift(image, mask, rng)
+            elif self._shift == "severe":
+                image, mask, _ = severe_disease_shift(image, mask, rng)
             else:
                 image, _ = disease_shift(image, mask, rng)
             example["image"] = image
@@ -234,4 +375,5 @@ def shifted_sources(val_sets: Mapping[str, tuple], seed: int = 0) -> dict:
         source = val_sets[VAL_SEG][1]
         sets[VAL_SEG_SHIFTED] = (SEGMENTATION, ShiftedSource(source, "acquisition", seed + 1))
         sets[VAL_SEG_DISEASE] = (SEGMENTATION, ShiftedSource(source, "disease", seed + 2))
+        sets[VAL_SEG_DISEASE_HARD] = (SEGMENTATION, ShiftedSource(source, "severe", seed + 3))
     return sets

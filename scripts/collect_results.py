@@ -13,7 +13,8 @@ import json
 import pathlib
 
 from multimix_jax.evaluation import format_interval, format_value
-from multimix_jax.names import VAL_CLS, VAL_CLS_SHIFTED, VAL_SEG, VAL_SEG_DISEASE, VAL_SEG_SHIFTED
+from multimix_jax.names import (VAL_CLS, VAL_CLS_SHIFTED, VAL_SEG, VAL_SEG_DISEASE,
+                                VAL_SEG_DISEASE_HARD, VAL_SEG_SHIFTED)
 
 # (column title, set, metric): the sets a shifted-validation run writes.
 COLUMNS = (("val Acc", VAL_CLS, "accuracy"), ("val bal. acc", VAL_CLS, "balanced_accuracy"),
@@ -24,7 +25,8 @@ COLUMNS = (("val Acc", VAL_CLS, "accuracy"), ("val bal. acc", VAL_CLS, "balanced
            ("shifted AUC", VAL_CLS_SHIFTED, "roc_auc"),
            ("shifted ECE", VAL_CLS_SHIFTED, "ece"),
            ("val Dice", VAL_SEG, "dice"), ("shifted Dice", VAL_SEG_SHIFTED, "dice"),
-           ("disease Dice", VAL_SEG_DISEASE, "dice"))
+           ("disease Dice", VAL_SEG_DISEASE, "dice"),
+           ("severe Dice", VAL_SEG_DISEASE_HARD, "dice"))
 
 
 def cell(values: dict, key: str) -> str:

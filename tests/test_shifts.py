@@ -74,6 +74,30 @@ def test_disease_keeps_the_true_mask_and_only_brightens_lung():
         np.testing.assert_array_equal(disease[i]["mask"], _lung_mask())
 
 
+def test_severe_disease_hides_the_lung_border_and_the_mask_follows_the_geometry_only():
+    """val_seg_disease_hard: the true mask moves with the film's geometry and nothing else;
+    the border of the lungs, dark on the clean film, turns as bright as tissue somewhere."""
+    film, mask = _film(0), _lung_mask()
+    border_gain = []
+    for seed in range(12):
+        image, moved, found = shifts.severe_disease_shift(film, mask, np.random.default_rng(seed))
+        _, geometry_only = shifts._severe_geometry(film, mask, np.random.default_rng(seed))
+        np.testing.assert_array_equal(moved, geometry_only)
+        assert found[0] in shifts.SEVERE and image.dtype == np.uint8 and image.shape == film.shape
+        clean, _ = shifts._severe_geometry(film, mask, np.random.default_rng(seed))
+        border = (moved > 0) & ~ndimage_erode(moved > 0)
+        border_gain.append((image[border].astype(int) - clean[border].astype(int)).max())
+    assert min(border_gain) > 60
+    again = shifts.severe_disease_shift(film, mask, np.random.default_rng(5))
+    np.testing.assert_array_equal(again[0], shifts.severe_disease_shift(
+        film, mask, np.random.default_rng(5))[0])
+
+
+def ndimage_erode(mask):
+    from scipy import ndimage
+    return ndimage.binary_erosion(mask)
+
+
 def ndimage_dilate(mask, iterations):
     from scipy import ndimage
     return ndimage.binary_dilation(mask, iterations=iterations)
