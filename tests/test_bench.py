@@ -126,3 +126,19 @@ def test_bench_predict_json_has_a_row_per_size_and_batch():
     for row in out["rows"]:
         assert row["films_per_s"] > 0 and row["compile_s"] > 0
         assert set(row["films_per_s_spread"]) == {"median", "min", "max", "rounds"}
+
+
+def test_profile_step_names_each_thunk_by_what_it_computes():
+    profile = _script("profile_step")
+    hlo = ('  %fusion.3 = f32[2,8,8,16]{3,2,1,0} fusion(%p), kind=kCustom, metadata={op_name='
+           '"jit(train_step)/transpose(jvp(MultiMix.encode))/encoder/ConvBlock_0/Conv_1/'
+           'conv_general_dilated" stack_frame_id=3}\n  ROOT %copy.1 = f32[2] copy(%x)\n')
+    names = profile.op_names(hlo)
+    assert names == {"fusion.3": "jit(train_step)/transpose(jvp(MultiMix.encode))/encoder/"
+                                 "ConvBlock_0/Conv_1/conv_general_dilated", "copy.1": ""}
+    assert profile.classify("fusion.3", names["fusion.3"]) == ("convolution", "backward",
+                                                               "encoder")
+    assert profile.classify("wrapped_iota.2", "") == ("random_bits", "forward",
+                                                      "optimizer_and_losses")
+    saliency = "jit(train_step)/jvp(jvp(MultiMix.classify))/MultiMix.encode/encoder/Dropout_0/x"
+    assert profile.classify("f.1", saliency) == ("dropout", "forward", "saliency")
