@@ -8,10 +8,12 @@ evaluation films resampled to each class prior asked for (docs/multimix.md, A ne
   python scripts/make_site_proxy.py --config configs/shared_real.py --out runs/site_b \
       [--priors 0.25,0.5,0.75] [--per_set 120]
 
-writes OUT/pool/{cls,seg}/*.png, OUT/eval/cls_prior_P/{NORMAL,PNEUMONIA}/*.png and
-OUT/eval/seg/{images,masks}/*.png, ready for ``--eval_cls_folder`` / ``--eval_seg_folder``,
-and OUT/site.json (what was done, the films in each part). The pool and the evaluation half
-share no patient. These films are validation films: a model selected on them is favoured.
+writes OUT/pool/{cls,seg}/*.png (the pool, no labels), OUT/site_films/{NORMAL,PNEUMONIA}/*.png
+(the same pool films under their labels, for ``configs/finetune_site.py``, which labels 20 of
+them), OUT/eval/cls_prior_P/{NORMAL,PNEUMONIA}/*.png and OUT/eval/seg/{images,masks}/*.png,
+ready for ``--eval_cls_folder`` / ``--eval_seg_folder``, and OUT/site.json (what was done, the
+films in each part). The pool and the evaluation half share no patient. These films are
+validation films of the config's split: a model selected on them is favoured.
 """
 
 from __future__ import annotations
@@ -82,8 +84,10 @@ def main(argv) -> None:
         labels = np.asarray([cls[i]["label"] for i in range(len(cls))])
         pool, evaluation = _halves(splits.groups("cls_val"), SEED)
         for i in pool:
-            _save(staging / "pool" / "cls" / f"cls_{i:05d}.png",
-                  site_b(_hw(cls[int(i)]["image"]), None, int(i))[0])
+            image = site_b(_hw(cls[int(i)]["image"]), None, int(i))[0]
+            _save(staging / "pool" / "cls" / f"cls_{i:05d}.png", image)
+            _save(staging / "site_films" / ("PNEUMONIA" if labels[i] else "NORMAL") /
+                  f"cls_{i:05d}.png", image)
         rng = np.random.default_rng(SEED)
         by_class = [evaluation[labels[evaluation] == c] for c in (0, 1)]
         for prior in (float(p) for p in FLAGS.priors):
