@@ -159,6 +159,15 @@ def check_config_values(config) -> None:
     _check_training(config)
 
 
+def check_batch_divisible(config, device_count: int) -> None:
+    """The training and evaluation batches split evenly over the ``device_count`` devices."""
+    for name, size in (("data.per_stream_batch", config.data.per_stream_batch),
+                       ("data.eval_batch_size", config.data.eval_batch_size)):
+        if size % device_count:
+            raise UserError(
+                f"--config.{name}={size}: must be a multiple of the {device_count} devices")
+
+
 def _expanded(value):
     if isinstance(value, str) and value.startswith("~"):
         return os.path.expanduser(value)

@@ -20,13 +20,6 @@ log = logging.getLogger("multimix_jax")
 PREDICTIONS_FILE, REPORT_FILE = "predictions.npz", "report.html"
 
 
-def label_budgets(config) -> str:
-    """'cls/seg' label budgets as in the paper's table; '-' for a task switched off."""
-    return "/".join(str(n) if config.tasks.get(task) else "-"
-                    for n, task in ((config.labels.cls, names.CLASSIFICATION),
-                                    (config.labels.seg, names.SEGMENTATION)))
-
-
 def labeled_prior(splits: input_pipeline.DataSplits) -> dict | None:
     """The labelled training films' pneumonia fraction and count (each film once, also when
     ``data.balance_labeled`` repeats a class in the labelled stream); None without a
@@ -51,59 +44,56 @@ def trivial_rules(labels: np.ndarray, labeled_fraction: float | None) -> dict:
     return rules
 
 
-def worst_section(predict_fn: Callable, loaded: evaluation.Loaded, config, name: str,
-                  task: str, source, result: dict, films: dict) -> report.SetSection:
+def worst_section(predict_set: Callable, threshold: float, name: str, task: str, source,
+                  result: dict, films: dict) -> report.SetSection:
     """The set's report section, with the saliency of its worst films only (one more
     prediction pass over those few films)."""
-    worst = report.worst_films(task, films, loaded.threshold)
+    worst = report.worst_films(task, films, threshold)
     shown = []
     if len(worst):
         subset = input_pipeline.SubsetSource(source, worst)
-        again = evaluation.run_predictions(
-            predict_fn, loaded.params, subset, config.data.eval_batch_size,
-            config.data.image_size, loaded.mesh, saliency_count=len(worst))
+        again = predict_set(subset, saliency_count=len(worst))
         for k, index in enumerate(worst):
             strip = pictures.example_strip(subset[k]["image"], again["saliency"][k],
                                            again["mask_prob"][k], again.get("mask", [None] * len(worst))[k])
             shown.append(report.Film(int(index), report.caption(task, films, int(index)), strip))
-    return report.SetSection(name, task, result, films, loaded.threshold, shown)
+    return report.SetSection(name, task, result, films, threshold, shown)
 
 
-def evaluate_one(config, predict_fn: Callable, loaded: evaluation.Loaded, name: str, task: str,
-                 source, output_dir: pathlib.Path, labeled_fraction: float | None = None,
-                 training_prior: float | None = None, keep: dict | None = None
-                 ) -> tuple[dict, dict, report.SetSection]:
-    """One set, predicted once (its worst films once more, for their saliency): its metrics
-    (classification of the calibrated P(pneumonia) at the checkpoint's threshold, adjusted to
-    the set's estimated prior when ``training_prior`` is given; masks post-processed by
-    ``eval.mask_postprocess``) with 95% bootstrap intervals ("ci") and, for classification,
-    the trivial rules ("trivial_rules", the training prior rule at ``labeled_fraction``); its
-    per-film arrays; its report section; and, for a segmentation set,
-    ``config.eval.num_example_pngs`` example PNGs."""
-    count = config.eval.num_example_pngs if task == names.SEGMENTATION else 0
-    predictions = evaluation.run_predictions(
-        predict_fn, loaded.params, source, config.data.eval_batch_size, config.data.image_size,
-        loaded.mesh, saliency_count=count, temperature=loaded.temperature)
+def evaluate_one(predict_set: Callable, threshold: float, name: str, task: str, source,
+                 output_dir: pathlib.Path, *, num_example_pngs: int = 0, mask_mode: str = "none",
+                 labeled_fraction: float | None = None, training_prior: float | None = None,
+                 keep: dict | None = None) -> tuple[dict, dict, report.SetSection]:
+    """One set, predicted once by ``predict_set`` (``evaluation.run_predictions`` with the
+    checkpoint bound; its worst films once more, for their saliency): its metrics
+    (classification of the calibrated P(pneumonia) at the checkpoint's ``threshold``, adjusted
+    to the set's estimated prior when ``training_prior`` is given; masks post-processed by
+    ``mask_mode``, the checked ``eval.mask_postprocess``) with 95% bootstrap intervals ("ci")
+    and, for classification, the trivial rules ("trivial_rules", the training prior rule at
+    ``labeled_fraction``); its per-film arrays; its report section; and, for a segmentation
+    set, ``num_example_pngs`` example PNGs."""
+    count = num_example_pngs if task == names.SEGMENTATION else 0
+    predictions = predict_set(source, saliency_count=count)
     if keep is not None and task == names.CLASSIFICATION:
         keep[name] = {key: predictions[key] for key in ("label", "prob_pneumonia_uncalibrated")}
     estimated = None
     if task == names.SEGMENTATION:
-        predictions = postprocess.apply_to_predictions(predictions, config.eval.mask_postprocess)
+        predictions = postprocess.apply_to_predictions(predictions, mask_mode)
     elif training_prior is not None:
         predictions, estimated = prior.adapt_predictions(predictions, training_prior)
     films = intervals.per_film(task, predictions)
-    result = evaluation.set_metrics(task, predictions, loaded.threshold,
+    result = evaluation.set_metrics(task, predictions, threshold,
                                     per_image=films if task == names.SEGMENTATION else None)
     if estimated is not None:
         result["estimated_prior"] = estimated
     log.info("%s (%s, n=%d): %s", name, task, len(source),
              {k: round(float(v), 4) for k, v in result.items()})
-    result["ci"] = intervals.set_intervals(task, films, loaded.threshold)
+    result["ci"] = intervals.set_intervals(task, films, threshold)
     if task == names.CLASSIFICATION:
         result["trivial_rules"] = trivial_rules(films["label"], labeled_fraction)
     if count > 0:
         pictures.write_example_pngs(output_dir / "examples", source, predictions, count, name)
-    section = worst_section(predict_fn, loaded, config, name, task, source, result, films)
+    section = worst_section(predict_set, threshold, name, task, source, result, films)
     return result, films, section
 
 
@@ -139,21 +129,26 @@ def evaluate(config, workdir: str | pathlib.Path, *, which: str = "best",
                              allow=allow_config_change)
     labeled = labeled_prior(splits)
     val_sets = validation.validation_sets(splits, config.eval.shifted_validation)
-    sets = evaluation.eval_sources(config, val_sets, extra_sets)
+    sets = input_pipeline.eval_sources(config, val_sets, extra_sets)
+    predict_set = evaluation.predictor(predict_fn, loaded.params, config.data, loaded.mesh,
+                                       loaded.temperature)  # calibrated by its temperature
     staging = files.staging_folder(output_dir, "evaluate")  # moved in once complete
     results, films, sections, kept = {}, {}, [], {}
     for name, (task, source) in sets.items():
         results[name], films[name], section = evaluate_one(
-            config, predict_fn, loaded, name, task, source, staging,
-            labeled and labeled["pneumonia_fraction"], training, kept)
+            predict_set, loaded.threshold, name, task, source, staging,
+            num_example_pngs=config.eval.num_example_pngs, mask_mode=mask_mode,
+            labeled_fraction=labeled and labeled["pneumonia_fraction"], training_prior=training,
+            keep=kept)
         sections.append(section)
     if not adapt_prior:  # a validation set the decision was fitted on: out of sample
         for name, figures in validation.held_out_of_sets(config.eval, val_sets, kept).items():
             results[name].update(figures)
-    run = {"model": config.eval.model_name, "budgets": label_budgets(config),
+    budgets = evaluation.label_budgets(config)
+    run = {"model": config.eval.model_name, "budgets": budgets,
            "checkpoint": str(which), "step": loaded.step, "workdir": str(workdir)}
     evaluation.write_results(
-        staging, results, config.eval.table, config.eval.model_name, label_budgets(config),
+        staging, results, config.eval.table, config.eval.model_name, budgets,
         threshold=loaded.threshold, temperature=loaded.temperature,
         extra={"checkpoint": str(which), "step": loaded.step, "workdir": str(workdir),
                "labeled_prior": labeled, "predictions": PREDICTIONS_FILE,

@@ -3,16 +3,17 @@ and the results tables (docs/multimix.md, Metrics)."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import pathlib
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
-import jax
 import numpy as np
 
-from multimix_jax import (calibration, checkpointing, input_pipeline, metrics, models, names,
-                          prior, sharding)
+from multimix_jax import (calibration, checkpointing, input_pipeline, metrics, names, prior,
+                          sharding)
+from multimix_jax import state as train_state
 from multimix_jax import workdir as workdir_lib
 from multimix_jax.errors import ConfigMismatchError
 from multimix_jax.files import write_atomically, write_json_atomically
@@ -58,17 +59,6 @@ def stored_decision(info: Mapping | None,
     return float(info["threshold"]), None if temperature is None else float(temperature)
 
 
-def abstract_params(config, mesh):
-    """ShapeDtypeStructs (replicated over ``mesh``) of the model's parameters: the tree to
-    restore into, shaped without running the init, an optimizer or an EMA copy."""
-    model = models.build_model(config.model)
-    shapes = jax.eval_shape(lambda: models.init_params(model, jax.random.PRNGKey(0),
-                                                       config.data.image_size))
-    replicated = sharding.replicated(mesh)
-    return model, jax.tree_util.tree_map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), shapes)
-
-
 def load_for_inference(config, workdir: str | pathlib.Path, which: str = "best",
                        allow: Sequence[str] = ()) -> Loaded:
     """The ``which`` checkpoint of ``workdir`` ('best', 'latest' or a step number), after
@@ -77,7 +67,7 @@ def load_for_inference(config, workdir: str | pathlib.Path, which: str = "best",
     restored alone, and its decision."""
     workdir_lib.check_config(config, workdir, inference=True, allow=allow)
     mesh = sharding.make_mesh()
-    model, shapes = abstract_params(config, mesh)
+    model, shapes = train_state.abstract_params(config, mesh)
     key = "ema_params" if config.optim.ema_decay > 0 else "params"
     restored, step, info = checkpointing.restore_for_inference(workdir, {key: shapes}, which)
     threshold, temperature = stored_decision(info, config.eval.flip_tta)
@@ -118,6 +108,17 @@ def run_predictions(predict_fn: Callable, params, source, batch_size: int, image
     return out
 
 
+def predictor(predict_fn: Callable, params, data_config, mesh,
+              temperature: float | None = None) -> Callable:
+    """``source, saliency_count=0 -> run_predictions(...)``: the predictions of a set by this
+    model and these parameters, at the config's ``data.eval_batch_size`` and
+    ``data.image_size``, bound once."""
+    return functools.partial(run_predictions, predict_fn, params,
+                             batch_size=data_config.eval_batch_size,
+                             image_size=data_config.image_size, mesh=mesh,
+                             temperature=temperature)
+
+
 def set_metrics(task: str, predictions: Mapping[str, np.ndarray],
                 threshold: float = names.DEFAULT_THRESHOLD, per_image: Mapping | None = None) -> dict:
     """Classification metrics at ``threshold`` with ECE and Brier score of "prob_pneumonia"
@@ -137,30 +138,14 @@ def set_metrics(task: str, predictions: Mapping[str, np.ndarray],
                                         predictions["mask"] > 0, per_image)
 
 
-# --------------------------------------------------------------------------- sets
-def eval_sources(config, val_sets: Mapping[str, tuple] | None = None,
-                 extra: Mapping[str, tuple[str, str]] | None = None) -> dict:
-    """name -> (task, source): the validation sets ``val_sets`` (``validation.validation_sets``),
-    ``config.data.eval_sets`` and any ``extra`` folders given as name -> (task, path)."""
-    sets = dict(val_sets or {})
-    data = config.data
-    for name, spec in data.eval_sets.items():
-        task = spec["task"]
-        if not config.tasks.get(task):
-            continue  # e.g. no classification sets for the U-Net baseline
-        stream_id = 0 if task == names.CLASSIFICATION else 1
-        sets[name] = (task, input_pipeline.load_source(
-            spec, task, data.image_size, split=spec.get("split", "test"),
-            synthetic_offset=input_pipeline.SYNTHETIC_TEST_OFFSET,
-            synthetic_seed=data.synthetic_seed + stream_id,
-            pneumonia_fraction=data.synthetic_pneumonia_fraction))
-    for name, (task, path) in (extra or {}).items():
-        sets[name] = (task, input_pipeline.load_source({"kind": "folder", "path": path}, task,
-                                                       data.image_size))
-    return sets
-
-
 # --------------------------------------------------------------------------- tables
+def label_budgets(config) -> str:
+    """'cls/seg' label budgets as in the paper's table; '-' for a task switched off."""
+    return "/".join(str(n) if config.tasks.get(task) else "-"
+                    for n, task in ((config.labels.cls, names.CLASSIFICATION),
+                                    (config.labels.seg, names.SEGMENTATION)))
+
+
 def paper_row(results: Mapping[str, dict], layout: Mapping[str, str]) -> dict:
     """Table-2 columns from the sets named in ``config.eval.table`` (in_cls, in_seg, ...)."""
     get = lambda role, key: results.get(layout.get(role, ""), {}).get(key, math.nan)

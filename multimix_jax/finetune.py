@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from multimix_jax import evaluation, models, sharding
+from multimix_jax import evaluation, sharding
 from multimix_jax import state as train_state
 from multimix_jax import workdir as workdir_lib
 from multimix_jax.errors import CheckpointNotFoundError, UserError
@@ -44,8 +44,7 @@ def _shapes(params) -> dict:
 def _check_fits(config, source_config, params) -> None:
     """The loaded parameters have exactly the shapes of this config's model, or one sentence
     naming the first parameter and the model fields that differ."""
-    wanted = _shapes(jax.eval_shape(lambda: models.init_params(
-        models.build_model(config.model), jax.random.PRNGKey(0), config.data.image_size)))
+    wanted = _shapes(train_state.abstract_params(config)[1])
     found = _shapes(params)
     if wanted == found:
         return

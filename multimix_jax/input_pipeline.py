@@ -252,19 +252,20 @@ def make_splits(config) -> DataSplits:
     for task, short, spec, val, budget, stream_id in tasks:
         if not config.tasks.get(task):
             continue
-        load = lambda split: load_source(spec, task, size, split=split,
-                                         synthetic_seed=data.synthetic_seed + stream_id,
-                                         pneumonia_fraction=data.synthetic_pneumonia_fraction)
+        # Every source of the task, its extra unlabelled pool too, loads through this one call.
+        load = lambda source_spec, split: load_source(
+            source_spec, task, size, split=split, synthetic_seed=data.synthetic_seed + stream_id,
+            pneumonia_fraction=data.synthetic_pneumonia_fraction)
         rule = spec.get("group", "auto")
         splits.grouping[short] = rule
         group_of = lambda source: layouts.patient_groups(source_keys(source), rule,
                                                          f"data.{short}.group")
-        source = load(spec.get("split", "train"))
+        source = load(spec, spec.get("split", "train"))
         if isinstance(val, str) and val.startswith("split:"):
             if spec.get("kind", "synthetic") == "synthetic":  # it would repeat the train set
                 raise ValueError(f"data.val_{short}={val!r}: synthetic data have no named "
                                  "splits; hold out a count instead")
-            val_source, train = load(val[len("split:"):]), source
+            val_source, train = load(spec, val[len("split:"):]), source
         else:
             val_idx, train_idx = splitting.split_off(group_of(source), val, seed * 1000 + stream_id,
                                                      f"data.val_{short}", hold_out=True)
@@ -277,11 +278,32 @@ def make_splits(config) -> DataSplits:
         setattr(splits, f"{short}_val", val_source)
         setattr(splits, f"{short}_labeled", SubsetSource(train, labeled))
         setattr(splits, f"{short}_unlabeled", SubsetSource(train, unlabeled))
-        if spec.get("unlabeled_extra"):
-            setattr(splits, f"{short}_unlabeled_extra", load_source(
-                {"kind": "unlabeled_folder", "path": spec["unlabeled_extra"]}, task, size))
+        if spec.get("unlabeled_extra"):  # labels ignored: the split and seeds do not apply
+            setattr(splits, f"{short}_unlabeled_extra", load(
+                {"kind": "unlabeled_folder", "path": spec["unlabeled_extra"]}, None))
     log.info("splits (films / patients): %s", splits.summary())
     return splits
+
+
+def eval_sources(config, val_sets: Mapping[str, tuple] | None = None,
+                 extra: Mapping[str, tuple[str, str]] | None = None) -> dict:
+    """name -> (task, source): the validation sets ``val_sets`` (``validation.validation_sets``),
+    ``config.data.eval_sets`` (their 'test' split unless they name one) and any ``extra``
+    folders given as name -> (task, path) (all of each folder)."""
+    data = config.data
+    specs = {name: spec for name, spec in data.eval_sets.items()
+             if config.tasks.get(spec["task"])}  # e.g. no classification sets for the U-Net
+    specs.update({name: {"task": task, "kind": "folder", "path": path, "split": None}
+                  for name, (task, path) in (extra or {}).items()})
+    sets = dict(val_sets or {})
+    for name, spec in specs.items():
+        task = spec["task"]
+        stream_id = 0 if task == CLASSIFICATION else 1
+        sets[name] = (task, load_source(
+            spec, task, data.image_size, split=spec.get("split", "test"),
+            synthetic_offset=SYNTHETIC_TEST_OFFSET, synthetic_seed=data.synthetic_seed + stream_id,
+            pneumonia_fraction=data.synthetic_pneumonia_fraction))
+    return sets
 
 
 # --------------------------------------------------------------------------- transforms
@@ -492,14 +514,6 @@ def _allow_workers_without_absl_app() -> None:
     from absl import flags
     if not flags.FLAGS.is_parsed():
         flags.FLAGS.mark_as_parsed()
-
-
-def steps_per_epoch(config, splits: DataSplits) -> int:
-    """An epoch is one pass over the unlabelled classification set (docs/multimix.md, Training)."""
-    epoch_source = splits.cls_unlabeled if config.tasks.classification else splits.seg_unlabeled
-    if epoch_source is None:
-        epoch_source = splits.cls_labeled if config.tasks.classification else splits.seg_labeled
-    return max(1, len(epoch_source) // config.data.per_stream_batch)
 
 
 def eval_batches(source, batch_size: int, image_size: int) -> Iterator[dict]:

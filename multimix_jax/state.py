@@ -1,5 +1,6 @@
 """The train state and its optimizer: Adam with the StepLR schedule, the EMA copy of the
-parameters, and the initial state of a config placed on the mesh (docs/multimix.md, Training).
+parameters, the initial state of a config placed on the mesh (docs/multimix.md, Training),
+and the shapes of the parameters an inference restore fills.
 """
 
 from __future__ import annotations
@@ -64,3 +65,17 @@ def setup(config, mesh: Mesh, steps_per_epoch: int):
     tx = make_optimizer(config.optim, steps_per_epoch)
     state = create_train_state(model, tx, jax.random.PRNGKey(config.seed), config.data.image_size)
     return model, tx, jax.device_put(state, replicated(mesh))
+
+
+def abstract_params(config, mesh: Mesh | None = None) -> tuple[MultiMix, Any]:
+    """(model, ShapeDtypeStructs of its parameters, replicated over ``mesh`` when given): the
+    tree an inference restore fills, shaped without running the init, an optimizer or an EMA
+    copy."""
+    model = build_model(config.model)
+    shapes = jax.eval_shape(lambda: init_params(model, jax.random.PRNGKey(0),
+                                                config.data.image_size))
+    if mesh is None:
+        return model, shapes
+    placed = replicated(mesh)
+    return model, jax.tree_util.tree_map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=placed), shapes)

@@ -29,9 +29,17 @@ from multimix_jax import (checkpointing, config_check, evaluation, finetune, inp
                           names, sharding, steps, summaries, validation)
 from multimix_jax import state as train_state
 from multimix_jax import workdir as workdir_lib
-from multimix_jax.errors import DivergenceError, NonFiniteLossError, UserError
+from multimix_jax.errors import DivergenceError, NonFiniteLossError
 
 log = logging.getLogger("multimix_jax")
+
+
+def steps_per_epoch(config, splits: input_pipeline.DataSplits) -> int:
+    """An epoch is one pass over the unlabelled classification set (docs/multimix.md, Training)."""
+    epoch_source = splits.cls_unlabeled if config.tasks.classification else splits.seg_unlabeled
+    if epoch_source is None:
+        epoch_source = splits.cls_labeled if config.tasks.classification else splits.seg_labeled
+    return max(1, len(epoch_source) // config.data.per_stream_batch)
 
 
 def total_steps(config, steps_per_epoch: int) -> int:
@@ -57,20 +65,11 @@ def _format_seconds(seconds: float) -> str:
     return f"{h}h{rest // 60:02d}m" if h else f"{rest // 60}m{rest % 60:02d}s"
 
 
-def _check_batch_divisible(config) -> None:
-    n = jax.device_count()
-    for name, size in (("data.per_stream_batch", config.data.per_stream_batch),
-                       ("data.eval_batch_size", config.data.eval_batch_size)):
-        if size % n:
-            raise UserError(
-                f"--config.{name}={size}: must be a multiple of the {n} devices")
-
-
-def device_batches(config, splits, mesh) -> grain.DatasetIterator:
-    """The training batches, sharded onto the devices ahead of the step that takes them:
-    Grain's thread prefetch keeps each batch with the iterator state after it, so the state a
-    checkpoint saves is the position of the next batch no step has taken."""
-    data = input_pipeline.train_dataset(config, splits)
+def device_batches(data: grain.IterDataset, mesh) -> grain.DatasetIterator:
+    """The training batches of ``data`` (``input_pipeline.train_dataset``), sharded onto the
+    devices ahead of the step that takes them: Grain's thread prefetch keeps each batch with
+    the iterator state after it, so the state a checkpoint saves is the position of the next
+    batch no step has taken."""
     placed = data.map(functools.partial(sharding.shard_batch, mesh=mesh))
     return iter(grain.experimental.ThreadPrefetchIterDataset(placed, prefetch_buffer_size=2))
 
@@ -161,16 +160,16 @@ def log_train_metrics(config, accumulated, step: int, num_steps: int, schedule, 
              per_step, _format_seconds(per_step * (num_steps - step)))
 
 
-def _image_summaries(config, predict_fn, params, val_sets: dict, mesh) -> dict:
-    """Input, saliency, predicted and true mask of the first validation segmentation films.
-    Every process runs the (global, jitted) prediction; only the chief writes the result."""
-    if names.VAL_SEG not in val_sets or config.train.num_image_summaries <= 0:
+def _image_summaries(count: int, predict_set, val_sets: dict) -> dict:
+    """Input, saliency, predicted and true mask of the first ``count`` validation
+    segmentation films (``train.num_image_summaries``). Every process runs the (global,
+    jitted) prediction; only the chief writes the result."""
+    if names.VAL_SEG not in val_sets or count <= 0:
         return {}
     source = val_sets[names.VAL_SEG][1]
-    count = min(config.train.num_image_summaries, len(source))
+    count = min(count, len(source))
     subset = input_pipeline.SubsetSource(source, range(count))
-    out = evaluation.run_predictions(predict_fn, params, subset, config.data.eval_batch_size,
-                                     config.data.image_size, mesh, saliency_count=count)
+    out = predict_set(subset, saliency_count=count)
     images = np.stack([np.asarray(subset[i]["image"]).reshape(out["mask"].shape[1:])
                        for i in range(count)]) / 255.0
     return {"val/input": images, "val/saliency": summaries.normalize_map(out["saliency"]),
@@ -182,9 +181,10 @@ def validate_and_log(config, predict_fn, state, val_sets: dict, mesh, step: int,
     """(validation results, score, decision), written to TensorBoard / metrics.jsonl and the
     log. Every process runs the same predictions (multi-host); the chief alone writes."""
     params = train_state.inference_params(state, config)
-    results, decision = validation.validate(config, predict_fn, params, val_sets, mesh)
+    predict_set = evaluation.predictor(predict_fn, params, config.data, mesh)
+    results, decision = validation.validate(config.eval, predict_set, val_sets)
     score = validation.selection_score(results, config.train.best_metric) if results else math.nan
-    images = _image_summaries(config, predict_fn, params, val_sets, mesh)
+    images = _image_summaries(config.train.num_image_summaries, predict_set, val_sets)
     if writer:
         writer.write_scalars(step, {f"{name}/{k}": v for name, r in results.items()
                                     for k, v in r.items() if np.isfinite(v)})
@@ -226,14 +226,6 @@ def checkpoint(config, checkpointer, state, batches: grain.DatasetIterator, step
     checkpointer.save(step, state, batches, info)
 
 
-def _start_or_resume(config, checkpointer, workdir: pathlib.Path, allow: Sequence[str]):
-    """The accepted config changes of a resume (refused ones stop here, before any data is
-    loaded); nothing to compare for a fresh run."""
-    if checkpointer.latest_step() is None:
-        return []
-    return workdir_lib.check_config(config, workdir, allow=allow)
-
-
 def _best_so_far(checkpointer, criterion: str) -> dict | None:
     step = checkpointer.best_step()
     if step is None:
@@ -254,7 +246,7 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, *, stop_at_step: int
     config_check.check_config_values(config)
     if config.distributed:
         jax.distributed.initialize()
-    _check_batch_divisible(config)
+    config_check.check_batch_divisible(config, jax.device_count())
     validation.check_rule(config.eval)
     workdir = pathlib.Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -263,7 +255,10 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, *, stop_at_step: int
     with lock:
         checkpointer = checkpointing.Checkpointer(workdir, config.train.keep_checkpoints)
         try:
-            accepted = _start_or_resume(config, checkpointer, workdir, allow_config_change)
+            # The accepted config changes of a resume (refused ones stop here, before any data
+            # is loaded); nothing to compare for a fresh run.
+            accepted = [] if checkpointer.latest_step() is None else workdir_lib.check_config(
+                config, workdir, allow=allow_config_change)
             return _train(config, workdir, checkpointer, accepted, stop_at_step, is_chief,
                           allow_config_change, wrap_step)
         finally:
@@ -278,13 +273,13 @@ def _train(config, workdir: pathlib.Path, checkpointer, accepted: list, stop_at_
     splits = input_pipeline.make_splits(config)
     workdir_lib.check_splits(workdir, splits.fingerprints(), allow=allow, write=is_chief,
                              compare=checkpointer.latest_step() is not None)
-    epoch_steps = input_pipeline.steps_per_epoch(config, splits)
+    epoch_steps = steps_per_epoch(config, splits)
     num_steps = total_steps(config, epoch_steps)
+    schedule = train_state.learning_rate_schedule(config.optim, epoch_steps)
     model, tx, state = train_state.setup(config, mesh, epoch_steps)
     if initial is not None:  # config.init_from, on a fresh run only
         state = finetune.start_from(state, initial, tx, mesh)
-    schedule = train_state.learning_rate_schedule(config.optim, epoch_steps)
-    batches = device_batches(config, splits, mesh)
+    batches = device_batches(input_pipeline.train_dataset(config, splits), mesh)
     start = 0
     if checkpointer.latest_step() is not None:
         state, start = checkpointer.restore(checkpointing.abstract_like(state), batches)

@@ -73,13 +73,10 @@ def film_groups(sets: Mapping[str, tuple]) -> dict[str, np.ndarray]:
     return groups
 
 
-def predict_sets(config, predict_fn: Callable, params, sets: Mapping[str, tuple],
-                 mesh) -> dict[str, dict]:
-    """name -> predictions (``evaluation.run_predictions``) of every set, uncalibrated."""
-    return {name: evaluation.run_predictions(predict_fn, params, source,
-                                             config.data.eval_batch_size,
-                                             config.data.image_size, mesh)
-            for name, (_, source) in sets.items()}
+def predict_sets(predict_set: Callable, sets: Mapping[str, tuple]) -> dict[str, dict]:
+    """name -> predictions of every set by ``predict_set`` (an ``evaluation.predictor``
+    without a temperature: uncalibrated)."""
+    return {name: predict_set(source) for name, (_, source) in sets.items()}
 
 
 # --------------------------------------------------------------------------- the decision
@@ -229,10 +226,11 @@ def held_out_of_sets(eval_config, sets: Mapping[str, tuple],
     return held_out_figures(eval_config, predictions, film_groups(sets), cls)
 
 
-def validate(config, predict_fn: Callable, params, sets: Mapping[str, tuple],
-             mesh) -> tuple[dict, Decision]:
-    """Predicts every validation set once; (name -> metrics, deployed decision)."""
-    return score_sets(config.eval, sets, predict_sets(config, predict_fn, params, sets, mesh))
+def validate(eval_config, predict_set: Callable,
+             sets: Mapping[str, tuple]) -> tuple[dict, Decision]:
+    """Predicts every validation set once by ``predict_set`` (:func:`predict_sets`);
+    (name -> metrics, deployed decision of ``config.eval``)."""
+    return score_sets(eval_config, sets, predict_sets(predict_set, sets))
 
 
 # --------------------------------------------------------------------------- selection

@@ -49,7 +49,8 @@ def report(config, workdir: str, which: str) -> dict:
     out = {"workdir": workdir, "step": loaded.step}
     for tta in (False, True):
         predict_fn = steps.jit_predict(loaded.model, loaded.mesh, tta)
-        preds = validation.predict_sets(config, predict_fn, loaded.params, sets, loaded.mesh)
+        preds = validation.predict_sets(
+            evaluation.predictor(predict_fn, loaded.params, config.data, loaded.mesh), sets)
         res = {"thresholds": {}, "temperatures": {}}
         for rule, (threshold_rule, pool) in RULES.items():
             eval_config = config.eval.copy_and_resolve_references()

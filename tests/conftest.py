@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny configs and batches (tests run on 2 CPU cores)."""
+"""Shared fixtures: tiny configs and batches, and a trained tiny run (tests run on 2 CPU
+cores)."""
 
 from __future__ import annotations
 
@@ -61,3 +62,13 @@ def tiny_train_config(num_steps: int = 4):
     config.train.checkpoint_every_steps = 2
     config.train.num_image_summaries = 2
     return config
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """A finished 2-step tiny run (validated and checkpointed at step 2), trained once per
+    session: read it, or ``shutil.copytree`` it to change it."""
+    from multimix_jax import train
+    workdir = tmp_path_factory.mktemp("trained") / "run"
+    train.train_and_evaluate(tiny_train_config(num_steps=2), workdir)
+    return workdir

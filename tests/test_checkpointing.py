@@ -1,10 +1,12 @@
-"""checkpointing: a damaged checkpoint is detected and named (with the one to use instead), a
-resume falls back to the previous one, and only a real shape mismatch is called a misfit."""
+"""checkpointing: one manager keeps the latest and the best, a checkpoint is chosen by name or
+step with its info, a damaged checkpoint is detected and named (with the one to use instead),
+a resume falls back to the previous one, and only a real shape mismatch is called a misfit."""
 
 import logging
 import shutil
 
 import grain
+import numpy as np
 import pytest
 
 from multimix_jax import checkpointing, errors, sharding
@@ -28,6 +30,11 @@ def saved(tmp_path_factory):
     return workdir, checkpointing.abstract_like(state)
 
 
+def _abstract_state(config):
+    _, _, state = train_state.setup(config, sharding.make_mesh(), steps_per_epoch=1)
+    return checkpointing.abstract_like(state)
+
+
 def _flip(path):
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -40,6 +47,51 @@ def _truncate(path):
 
 def _array_file(step_dir):  # the largest file of the merged OCDBT store: array bytes
     return max((p for p in (step_dir / "state" / "d").iterdir()), key=lambda p: p.stat().st_size)
+
+
+def test_one_manager_keeps_the_latest_and_the_best(tmp_path):
+    checkpointer = checkpointing.Checkpointer(tmp_path, keep=2)
+    state = {"w": np.zeros(3, np.float32)}
+    for step, score in ((1, 0.9), (2, 0.1), (3, None), (4, 0.3), (5, 0.2)):
+        info = checkpointing.checkpoint_info(score, {"val_cls": {"accuracy": score}},
+                                             {"threshold": 0.5, "temperature": None}) \
+            if score is not None else None
+        checkpointer.save(step, dict(state, w=state["w"] + step), _position(), info)
+    checkpointer.close()
+    reader = checkpointing.Checkpointer(tmp_path, read_only=True)
+    assert reader.steps() == [1, 4, 5] and reader.best_step() == 1
+    assert reader.info(1) == {"val_score": 0.9, "threshold": 0.5, "temperature": None,
+                              "val": {"val_cls": {"accuracy": 0.9}}}
+    reader.close()
+    restored, step, info = checkpointing.restore_for_inference(tmp_path, state, "best")
+    assert step == 1 and restored["w"][0] == 1 and info["val_score"] == 0.9
+
+
+def test_checkpoint_choice_info_and_errors(trained, tmp_path):
+    config = tiny_train_config(num_steps=2)
+    abstract = _abstract_state(config)
+    for which in ("best", "latest", 2, "2"):
+        _, step, info = checkpointing.restore_for_inference(trained, abstract, which)
+        assert step == 2
+    assert set(info) == {"val_score", "threshold", "temperature", "flip_tta", "val_prior", "val"}
+    assert 0 <= info["val_score"] <= 1 and info["threshold"] == 0.5  # the default rule
+    assert 0 <= info["val_prior"] <= 1  # the validation's pneumonia fraction (prior.py)
+    assert {"val_cls", "val_seg"} <= set(info["val"])
+    with pytest.raises(errors.UserError, match="--checkpoint 'foo': expected 'best'"):
+        checkpointing.restore_for_inference(trained, abstract, "foo")
+    with pytest.raises(errors.CheckpointNotFoundError, match="step 7 is not kept"):
+        checkpointing.restore_for_inference(trained, abstract, 7)
+    missing = tmp_path / "mistyped"
+    with pytest.raises(errors.CheckpointNotFoundError, match="train first"):
+        checkpointing.restore_for_inference(missing, abstract, "best")
+    assert not missing.exists()
+
+
+def test_a_checkpoint_restored_into_another_model_is_one_message(trained):
+    config = tiny_train_config(num_steps=2)
+    config.model.widths = (4, 8, 8, 16, 32)
+    with pytest.raises(errors.UserError, match="does not fit the model of this config"):
+        checkpointing.restore_for_inference(trained, _abstract_state(config), "best")
 
 
 DAMAGE = {

@@ -70,3 +70,12 @@ def test_an_output_that_cannot_be_written_is_named(tmp_path):
             config_check.check_writable(tmp_path / "ro" / "out", "--output")
     config_check.check_writable(tmp_path / "new" / "out", "--output")
     assert (tmp_path / "new" / "out").is_dir()
+
+
+def test_batches_must_split_evenly_over_the_devices():
+    config = tiny_train_config()
+    config.data.per_stream_batch, config.data.eval_batch_size = 4, 6
+    config_check.check_batch_divisible(config, 2)
+    with pytest.raises(UserError, match=r"^--config.data.eval_batch_size=6: must be a multiple "
+                                        r"of the 4 devices$"):
+        config_check.check_batch_divisible(config, 4)

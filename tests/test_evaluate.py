@@ -30,7 +30,7 @@ def test_evaluate_predicts_each_set_once_at_the_stored_threshold(tmp_path, monke
     assert fake.calls == batches + len(sizes)
     assert len(list((tmp_path / "out" / "examples").glob("*.png"))) == 4  # 2 per seg set
 
-    labels = evaluation.eval_sources(config)["test_cls"][1]
+    labels = input_pipeline.eval_sources(config)["test_cls"][1]
     normal = np.mean([labels[i]["label"] == names.NORMAL for i in range(len(labels))])
     assert results["test_cls"]["accuracy"] == pytest.approx(normal)
     assert results["test_cls"]["recall_pneumonia"] == 0.0

@@ -1,6 +1,7 @@
 """main: several values per --inputs, one line for every bad input before the first step
-(typos with a clean 'did you mean', config-file errors, a bad image in an evaluation folder,
-clashing set names, an unwritable output, a missing config.json)."""
+(typos with a clean 'did you mean', config-file errors, a field or file that does not exist,
+a bad image in an evaluation folder, clashing set names, a bad --checkpoint, an unwritable
+output, a missing config.json, evaluate at another image size)."""
 
 import os
 import subprocess
@@ -87,3 +88,30 @@ def test_predict_into_a_file_is_refused_before_predicting(tmp_path):
                         "--mode", "predict", "--inputs", str(tmp_path / "a.jpeg"),
                         str(tmp_path), "--output", str(tmp_path / "taken"))
     _one_line_error(code, stderr, "taken: is a file, not a folder")
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--config", "nope.py"], "--config nope.py: no such config file"),
+    (["--config.train.nope=1"], "--config.train.nope=1: the config has no field 'nope'"),
+    (["--config.labels.cls=abc"], "--config.labels.cls=abc: expected a positive number or 'all'"),
+    (["--eval_cls_folder", "/no/such"], "--eval_cls_folder /no/such: expected NAME=DIR"),
+    (["--mode", "evaluate", "--checkpoint", "foo"], "--checkpoint 'foo': expected 'best'"),
+])
+def test_bad_input_is_one_line_before_anything_runs(tmp_path, args, expected):
+    workdir = tmp_path / "mistyped"
+    if "--config" not in args:
+        args = ["--config", "configs/default.py", *args]
+    code, stderr = _cli(*args, "--workdir", str(workdir))
+    _one_line_error(code, stderr, expected)
+    assert stderr[-1].startswith("error: " + expected), stderr
+    assert not workdir.exists()
+
+
+def test_evaluate_at_another_image_size_is_refused(trained, tmp_path):
+    config_file = tmp_path / "tiny.py"
+    config_file.write_text("from tests.conftest import tiny_train_config\n\n\n"
+                           "def get_config():\n    return tiny_train_config(num_steps=2)\n")
+    code, stderr = _cli("--config", str(config_file), "--workdir", str(trained), "--mode",
+                        "evaluate", "--config.data.image_size=64")
+    assert code != 0 and "data.image_size 32 -> 64" in stderr[-1], stderr
+    assert not (trained / "results.json").exists()

@@ -83,7 +83,7 @@ def test_evaluate_adapt_prior_reports_each_sets_estimated_prior(tmp_path, monkey
     for name in ("val_cls", "test_cls"):
         estimated = saved["sets"][name]["estimated_prior"]
         val_sets = validation.validation_sets(input_pipeline.make_splits(config))
-        source = evaluation.eval_sources(config, val_sets)[name][1]
+        source = input_pipeline.eval_sources(config, val_sets)[name][1]
         probs = np.array([np.asarray(source[i]["image"]).mean() / 255 for i in range(len(source))])
         expected = prior.estimate(probs, 0.8)
         assert estimated == pytest.approx(expected.prior, abs=1e-6)

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from multimix_jax import (calibration, checkpointing, evaluate, evaluation, input_pipeline,
-                          metrics, names, sharding, shifts, steps, train, validation)
+                          metrics, names, prior, sharding, shifts, steps, train, validation)
+from multimix_jax import state as train_state
 from multimix_jax.config_base import base_config
 from multimix_jax.errors import ConfigMismatchError, UserError
 from tests import fake_model
@@ -148,8 +149,8 @@ def test_shifted_report_reports_each_rule_with_the_validation_rules(monkeypatch)
     config.data.cls.num_examples, config.data.val_cls = 60, 20
     out = report.report(config, "run", "best")
     sets = validation.validation_sets(input_pipeline.make_splits(config), shifted=True)
-    preds = validation.predict_sets(config, fake_model.FakeModel().predict_fn, None, sets,
-                                    sharding.make_mesh())
+    preds = validation.predict_sets(evaluation.predictor(
+        fake_model.FakeModel().predict_fn, None, config.data, sharding.make_mesh()), sets)
     pooled = [names.VAL_CLS, names.VAL_CLS_SHIFTED]
     take = lambda key: np.concatenate([preds[n][key] for n in pooled])
     res = out["plain"]
@@ -170,7 +171,7 @@ def _no_optimizer(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("inference built training state")
     for name in ("make_optimizer", "create_train_state", "setup"):
-        monkeypatch.setattr(steps, name, refuse)
+        monkeypatch.setattr(train_state, name, refuse)
 
 
 @pytest.mark.slow  # trains and compiles: a minute on 2 idle cores
@@ -182,7 +183,8 @@ def test_the_fitted_calibrated_decision_travels_from_the_fit_to_evaluate(tmp_pat
     reader = checkpointing.Checkpointer(tmp_path, read_only=True)
     info = reader.info(out["best"]["step"])
     reader.close()
-    assert set(info) == {"val_score", "threshold", "temperature", "flip_tta", "val"}
+    assert set(info) == {"val_score", "threshold", "temperature", "flip_tta", "val",
+                         prior.PRIOR_KEY}
     assert info["flip_tta"] is False and info["temperature"] is not None
 
     _no_optimizer(monkeypatch)  # inference restores the parameters alone
@@ -191,7 +193,8 @@ def test_the_fitted_calibrated_decision_travels_from_the_fit_to_evaluate(tmp_pat
     # the stored decision is the one fitted on every validation film
     sets = validation.validation_sets(input_pipeline.make_splits(config))
     predict_fn = steps.jit_predict(loaded.model, loaded.mesh)
-    preds = validation.predict_sets(config, predict_fn, loaded.params, sets, loaded.mesh)
+    preds = validation.predict_sets(
+        evaluation.predictor(predict_fn, loaded.params, config.data, loaded.mesh), sets)
     refit = validation.fit_decision(config.eval, preds["val_cls"]["label"],
                                     preds["val_cls"]["prob_pneumonia_uncalibrated"])
     assert refit.threshold == pytest.approx(info["threshold"], abs=1e-6)

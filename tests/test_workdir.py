@@ -1,4 +1,6 @@
-"""workdir: the training lock (one winner of any race, also over a stale lock)."""
+"""workdir: the recorded config compared on resume and evaluate (changed fields named with
+both values, what each may change), and the training lock (one winner of any race, also over a
+stale lock; a locked workdir is not trained)."""
 
 import json
 import os
@@ -9,9 +11,9 @@ import time
 
 import pytest
 
-from multimix_jax import errors
+from multimix_jax import errors, train
 from multimix_jax import workdir as workdir_lib
-from tests.conftest import REPO
+from tests.conftest import REPO, tiny_train_config
 
 # One racer: wait for the start time, try the lock, hold it a moment; print what happened.
 RACER = """
@@ -30,6 +32,98 @@ except errors.WorkdirLockedError as e:
 """
 
 
+# --------------------------------------------------------------------------- recorded config
+def test_changed_fields_are_named_with_both_values(tmp_path):
+    config = tiny_train_config()
+    workdir_lib.write_recorded(tmp_path, config)
+    config.data.image_size = 64
+    config.model.widths = (4, 8, 8, 16, 32)
+    config.train.num_steps = 99  # run length: allowed
+    with pytest.raises(errors.ConfigMismatchError) as error:
+        workdir_lib.check_config(config, tmp_path, inference=True)
+    message = str(error.value)
+    assert "data.image_size 32 -> 64" in message and "model.widths" in message
+    assert "16, 16] -> [4, 8, 8, 16, 32]" in message and "train.num_steps" not in message
+    assert "--allow_config_change=data.image_size,model.widths" in message
+    accepted = workdir_lib.check_config(config, tmp_path, allow=["model", "data.image_size"])
+    assert {name for name, _, _ in accepted} == {"model.widths", "data.image_size",
+                                                 "train.num_steps"}
+    assert workdir_lib.check_config(config, tmp_path, allow=["all"])
+
+
+def test_training_only_fields_matter_to_resume_not_to_evaluate(tmp_path):
+    config = tiny_train_config()
+    workdir_lib.write_recorded(tmp_path, config)
+    config.optim.learning_rate = 1e-2
+    assert workdir_lib.check_config(config, tmp_path, inference=True)
+    with pytest.raises(errors.ConfigMismatchError, match="optim.learning_rate"):
+        workdir_lib.check_config(config, tmp_path)
+
+
+def test_a_field_missing_from_an_older_record_is_refused_unless_its_default_is_old(tmp_path):
+    config = tiny_train_config()
+    recorded = workdir_lib.config_dict(config)
+    del recorded["loss"]["dice_smooth"]  # a field added after the run was made
+    del recorded["data"]["cls"]["unlabeled_extra"]  # added with the old behaviour as default
+    (tmp_path / workdir_lib.CONFIG_FILE).write_text(json.dumps(recorded))
+    with pytest.raises(errors.ConfigMismatchError, match=r"loss.dice_smooth \"<not recorded>\" "
+                       r"-> 1.0.*--allow_config_change=loss.dice_smooth") as error:
+        workdir_lib.check_config(config, tmp_path)
+    assert "unlabeled_extra" not in str(error.value)
+    assert workdir_lib.check_config(config, tmp_path, allow=["loss.dice_smooth"])
+
+
+def test_a_moved_data_root_is_the_same_data_and_is_recorded(tmp_path):
+    config = tiny_train_config()
+    config.data_root = "/old/data"
+    config.data.cls.path = "/old/data/kermany/train"
+    workdir_lib.write_recorded(tmp_path, config)
+    config.data_root = "/new/place"
+    config.data.cls.path = "/new/place/kermany/train"
+    accepted = workdir_lib.check_config(config, tmp_path)
+    assert accepted == [("data_root", "/old/data", "/new/place")]
+    workdir_lib.record_config(config, tmp_path, accepted, step=5)
+    change = json.loads((tmp_path / workdir_lib.CHANGES_FILE).read_text())
+    assert change == {"step": 5, "field": "data_root", "old": "/old/data", "new": "/new/place"}
+    config.data.cls.path = "/new/place/other/train"
+    with pytest.raises(errors.ConfigMismatchError, match="data.cls.path"):
+        workdir_lib.check_config(config, tmp_path)
+
+
+@pytest.mark.parametrize("field, value", [("eval.shifted_validation", True),
+                                          ("eval.flip_tta", True)])
+def test_eval_fields_that_change_the_validation_score_are_refused_on_resume(tmp_path, field,
+                                                                              value):
+    config = tiny_train_config()
+    workdir_lib.write_recorded(tmp_path, config)
+    config.update_from_flattened_dict({field: value, "eval.model_name": "other"})
+    with pytest.raises(errors.ConfigMismatchError, match=f"{field} false -> true") as error:
+        workdir_lib.check_config(config, tmp_path)
+    assert "eval.model_name" not in str(error.value)
+
+
+def test_a_resume_with_another_worker_count_is_refused_in_one_sentence(tmp_path):
+    config = tiny_train_config()
+    workdir_lib.write_recorded(tmp_path, config)
+    config.data.worker_count = 1
+    for allow in ((), ("data.worker_count",), ("all",)):
+        with pytest.raises(errors.ConfigMismatchError,
+                           match=r"data.worker_count cannot change on resume \(0 -> 1\).*"
+                                 r"resume with data.worker_count=0"):
+            workdir_lib.check_config(config, tmp_path, allow=allow)
+    assert workdir_lib.check_config(config, tmp_path, inference=True)  # evaluate: no iterator
+
+
+def test_an_unset_data_root_takes_the_recorded_one(tmp_path):
+    config = tiny_train_config()
+    config.data_root = "/recorded/root"
+    workdir_lib.write_recorded(tmp_path, config)
+    config.data_root = ""
+    workdir_lib.adopt_recorded_data_root(config, tmp_path)
+    assert config.data_root == "/recorded/root"
+
+
+# --------------------------------------------------------------------------- lock
 def _dead_pid() -> int:
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
@@ -78,6 +172,13 @@ def test_the_refusal_names_the_holder_and_the_lock_goes_with_its_run(tmp_path):
     assert (tmp_path / workdir_lib.LOCK_FILE).exists()
     with workdir_lib.training_lock(tmp_path):
         assert json.loads((tmp_path / workdir_lib.LOCK_FILE).read_text())["pid"] == os.getpid()
+
+
+def test_a_locked_workdir_is_not_trained(tmp_path):
+    with workdir_lib.training_lock(tmp_path):
+        with pytest.raises(errors.WorkdirLockedError, match="being trained by pid"):
+            train.train_and_evaluate(tiny_train_config(), tmp_path)
+    assert not (tmp_path / workdir_lib.LOCK_FILE).exists()
 
 
 def _children(pid: int) -> list[int]:
