@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""How often ``config`` makes the code bounce between files (issue #19), by static analysis
+"""How often ``config`` makes the code bounce between files, by static analysis
 (the standard library's ``ast`` only; nothing is imported or run):
 
   python scripts/config_flow.py --entry multimix_jax/evaluate.py:evaluate [--tree] [--root DIR]
@@ -29,10 +29,7 @@ The rule, exactly:
     the entry's first. A node re-enters its file F when F occurs earlier in the sequence but
     is not the file of the node just before it.
 
-At 5cb4e77 (the "today" of issue #19) this gives 18 for ``multimix_jax/evaluate.py:evaluate``,
-the issue's total (with another split over the files), and 20 for
-``multimix_jax/train.py:train_and_evaluate`` (the issue: 17); docs/results/structure.md has
-the per-file counts, then and now, with their commands.
+docs/results/structure.md has the counts per file at several commits, with their commands.
 """
 
 from __future__ import annotations
