@@ -59,11 +59,14 @@ def _window(image, rng):
     return _lut(image, lambda x: 0.5 + (x - 0.5) * c + b)
 
 
-def _scanner_curve(image, rng):
+def scanner_curve(image: np.ndarray, steepness: float, midpoint: float) -> np.ndarray:
     """Another scanner's characteristic (sigmoid) curve, normalised to [0, 1]."""
-    k, m = rng.uniform(5, 10), rng.uniform(0.35, 0.65)
-    s = lambda x: 1 / (1 + np.exp(-k * (x - m)))
+    s = lambda x: 1 / (1 + np.exp(-steepness * (x - midpoint)))
     return _lut(image, lambda x: (s(x) - s(0)) / (s(1) - s(0)))
+
+
+def _scanner_curve(image, rng):
+    return scanner_curve(image, rng.uniform(5, 10), rng.uniform(0.35, 0.65))
 
 
 def _adaptive_equalize(image, rng):
@@ -312,7 +315,8 @@ def severe_disease_shift(image: np.ndarray, mask: np.ndarray, rng: np.random.Gen
 
 
 # --------------------------------------------------------------------------- sources
-def _hw(array) -> np.ndarray:
+def as_hw(array) -> np.ndarray:
+    """A (H, W) view of an (H, W) or (H, W, 1) array."""
     array = np.asarray(array)
     return array[..., 0] if array.ndim == 3 else array
 
@@ -338,8 +342,8 @@ class ShiftedSource:
         if i not in self._cache:
             example = dict(self._source[int(self._indices[i])])
             rng = np.random.default_rng([self._seed, int(i)])
-            image = _hw(example["image"])
-            mask = _hw(example["mask"]) if "mask" in example else None
+            image = as_hw(example["image"])
+            mask = as_hw(example["mask"]) if "mask" in example else None
             if self._shift == "acquisition":
                 image, mask, _ = acquisition_shift(image, mask, rng)
             elif self._shift == "severe":

@@ -29,7 +29,7 @@ from PIL import Image
 
 from multimix_jax import files, input_pipeline, splitting
 from multimix_jax.augment import rotate_zoom_shift, to_uint8
-from multimix_jax.shifts import _hw, _lut
+from multimix_jax.shifts import as_hw, scanner_curve
 
 FLAGS = flags.FLAGS
 SEED = 0
@@ -47,8 +47,7 @@ def site_b(image: np.ndarray, mask: np.ndarray | None, index: int):
     """The one acquisition change of site B, the same for every film (the noise seeded by the
     film): a sigmoid scanner curve, half the resolution, Gaussian noise (sd 6 grey levels) and
     a 92% centre crop scaled back up; the mask follows the crop."""
-    curve = lambda x: 1 / (1 + np.exp(-7 * (x - 0.45)))
-    image = _lut(image, lambda x: (curve(x) - curve(0)) / (curve(1) - curve(0)))
+    image = scanner_curve(image, 7.0, 0.45)
     n = image.shape[0]
     small = np.asarray(Image.fromarray(image).resize((n // 2, n // 2), Image.BILINEAR))
     image = np.asarray(Image.fromarray(small).resize((n, n), Image.BILINEAR))
@@ -84,7 +83,7 @@ def main(argv) -> None:
         labels = np.asarray([cls[i]["label"] for i in range(len(cls))])
         pool, evaluation = _halves(splits.groups("cls_val"), SEED)
         for i in pool:
-            image = site_b(_hw(cls[int(i)]["image"]), None, int(i))[0]
+            image = site_b(as_hw(cls[int(i)]["image"]), None, int(i))[0]
             _save(staging / "pool" / "cls" / f"cls_{i:05d}.png", image)
             _save(staging / "site_films" / ("PNEUMONIA" if labels[i] else "NORMAL") /
                   f"cls_{i:05d}.png", image)
@@ -100,7 +99,7 @@ def main(argv) -> None:
                 for i in indices:
                     _save(staging / "eval" / f"cls_prior_{prior:g}" /
                           ("PNEUMONIA" if label else "NORMAL") / f"cls_{i:05d}.png",
-                          site_b(_hw(cls[int(i)]["image"]), None, int(i))[0])
+                          site_b(as_hw(cls[int(i)]["image"]), None, int(i))[0])
             record["priors"][f"{prior:g}"] = {"normal": int(n_neg), "pneumonia": int(n_pos),
                                               "prior": n_pos / max(n_pos + n_neg, 1)}
         record["cls"] = {"pool": len(pool), "evaluation": len(evaluation)}
@@ -108,7 +107,7 @@ def main(argv) -> None:
         pool, evaluation = _halves(splits.groups("seg_val"), SEED + 1)
         for part, indices in (("pool", pool), ("eval", evaluation)):
             for i in indices:
-                image, mask = site_b(_hw(seg[int(i)]["image"]), _hw(seg[int(i)]["mask"]),
+                image, mask = site_b(as_hw(seg[int(i)]["image"]), as_hw(seg[int(i)]["mask"]),
                                      10_000 + int(i))
                 if part == "pool":
                     _save(staging / "pool" / "seg" / f"seg_{i:05d}.png", image)
