@@ -14,7 +14,8 @@ import pathlib
 
 from multimix_jax import losses
 from multimix_jax.errors import UserError
-from multimix_jax.names import DATA_KINDS, SHIFTED_SETS, TASKS, VAL_CLS, VAL_SEG
+from multimix_jax.names import (DATA_KINDS, SHIFTED_SETS, TASKS, THRESHOLD_RULES, VAL_CLS,
+                                VAL_SEG)
 
 # The encoder pools five times; the decoder meets the skips of the first four at 1/16 of the
 # image, and the classifier averages the fifth pool's output: a multiple of 16, at least 32.
@@ -141,6 +142,8 @@ def _check_training(config) -> None:
         raise _bad("train.best_metric", metric, f"one of {', '.join(SCORES)} or SET/METRIC with "
                    f"SET a set this run validates ({', '.join(sorted(sets))}), e.g. "
                    "val_cls/accuracy")
+    if config.eval.threshold not in THRESHOLD_RULES:
+        raise _bad("eval.threshold", config.eval.threshold, f"one of {', '.join(THRESHOLD_RULES)}")
     if config.loss.kl not in losses.KL_MODES:
         raise _bad("loss.kl", config.loss.kl, f"one of {', '.join(losses.KL_MODES)}")
     optim = config.optim

@@ -14,11 +14,9 @@ import logging
 import pathlib
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 
-from multimix_jax import evaluation, sharding
-from multimix_jax import state as train_state
+from multimix_jax import evaluation
 from multimix_jax import workdir as workdir_lib
 from multimix_jax.errors import CheckpointNotFoundError, UserError
 
@@ -41,10 +39,11 @@ def _shapes(params) -> dict:
     return {jax.tree_util.keystr(path): tuple(leaf.shape) for path, leaf in flat}
 
 
-def _check_fits(config, source_config, params) -> None:
-    """The loaded parameters have exactly the shapes of this config's model, or one sentence
-    naming the first parameter and the model fields that differ."""
-    wanted = _shapes(train_state.abstract_params(config)[1])
+def _check_fits(config, source_config, params, fresh_params) -> None:
+    """The loaded parameters have exactly the shapes of this config's model
+    (``fresh_params``), or one sentence naming the first parameter and the model fields that
+    differ."""
+    wanted = _shapes(fresh_params)
     found = _shapes(params)
     if wanted == found:
         return
@@ -58,12 +57,12 @@ def _check_fits(config, source_config, params) -> None:
                     "model fields that run was trained with")
 
 
-def initial_params(config, fresh: bool):
-    """The parameters a fresh run with ``config.init_from`` starts from (None for a resume,
-    ``fresh=False``, or without ``init_from``); a missing workdir or checkpoint, or
-    parameters that do not fit, are one sentence."""
+def initial_params(config, fresh_params, fresh: bool):
+    """The parameters a run starts from: those of ``config.init_from``'s best checkpoint on a
+    fresh run (``fresh``) that names one, else ``fresh_params`` (this config's initial ones);
+    a missing workdir or checkpoint, or parameters that do not fit, are one sentence."""
     if not fresh or not config.init_from:
-        return None
+        return fresh_params
     source = pathlib.Path(config.init_from).expanduser()
     if not source.is_dir():
         raise UserError(f"{_flag(config)}: no such folder; give the workdir of a trained run")
@@ -75,17 +74,8 @@ def initial_params(config, fresh: bool):
                         "the workdir of a trained run") from None
     except UserError as error:
         raise UserError(f"{_flag(config)}: {error}") from None
-    _check_fits(config, source_config, loaded.params)
+    _check_fits(config, source_config, loaded.params, fresh_params)
     which = "EMA" if source_config.optim.ema_decay > 0 else "raw"
     log.info("fine-tuning from %s: its best checkpoint (step %d), %s parameters; new optimizer, "
              "schedule and step counter", source.resolve(), loaded.step, which)
     return loaded.params
-
-
-def start_from(state: train_state.TrainState, params, tx, mesh) -> train_state.TrainState:
-    """``state`` (fresh: step 0, this config's rng) with ``params`` as its parameters and EMA
-    average (own buffers: the state is donated) and an optimizer state initialised on them."""
-    params = jax.tree_util.tree_map(lambda x: jnp.array(x, copy=True), params)
-    ema_params = jax.tree_util.tree_map(jnp.copy, params)
-    return jax.device_put(state.replace(params=params, ema_params=ema_params,
-                                        opt_state=tx.init(params)), sharding.replicated(mesh))

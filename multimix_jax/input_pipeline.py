@@ -27,7 +27,6 @@ from multimix_jax.datasets import layouts
 from multimix_jax.names import (CLASSIFICATION, CLS_LABELED, CLS_UNLABELED, SEG_LABELED,
                                 SEG_UNLABELED, SEGMENTATION, STREAMS)
 from multimix_jax.errors import UserError
-from multimix_jax.plan import Plan
 from multimix_jax.synthetic import SyntheticCXR
 
 log = logging.getLogger("multimix_jax")
@@ -443,11 +442,11 @@ def process_batch_size(global_batch: int, process_count: int, what: str) -> int:
     return global_batch // process_count
 
 
-def train_dataset(config, splits: DataSplits, streams: Sequence[str] | None = None,
+def train_dataset(config, splits: DataSplits, streams: Sequence[str],
                   process_index: int | None = None,
                   process_count: int | None = None) -> grain.IterDataset:
-    """Infinite, per-epoch reshuffled batches of all ``streams`` (a dict of stream dicts;
-    default: the config's ``plan.Plan`` streams).
+    """Infinite, per-epoch reshuffled batches of all ``streams`` (a dict of stream dicts; the
+    config's ``plan.Plan.streams``).
 
     With several processes (multi-host), process p of P yields rows [p*b/P, (p+1)*b/P) of
     every global batch of b = ``per_stream_batch`` (``sharding.shard_batch`` puts them there):
@@ -458,8 +457,6 @@ def train_dataset(config, splits: DataSplits, streams: Sequence[str] | None = No
     if process_index is None or process_count is None:
         import jax
         process_index, process_count = jax.process_index(), jax.process_count()
-    if streams is None:
-        streams = Plan.from_config(config).streams
     local_batch = process_batch_size(config.data.per_stream_batch, process_count,
                                      "config.data.per_stream_batch")
     per_stream = []
@@ -487,6 +484,15 @@ def train_dataset(config, splits: DataSplits, streams: Sequence[str] | None = No
             per_worker_buffer_size=config.data.worker_buffer_size),
             worker_init_fn=_die_with_parent)
     return iter_ds
+
+
+def steps_per_epoch(config, splits: DataSplits) -> int:
+    """An epoch is one pass over the unlabelled classification set (docs/multimix.md,
+    Training): its films over ``data.per_stream_batch``."""
+    epoch_source = splits.cls_unlabeled if config.tasks.classification else splits.seg_unlabeled
+    if epoch_source is None:
+        epoch_source = splits.cls_labeled if config.tasks.classification else splits.seg_labeled
+    return max(1, len(epoch_source) // config.data.per_stream_batch)
 
 
 def _die_with_parent(worker_index: int = 0, worker_count: int = 0) -> None:

@@ -26,3 +26,5 @@ VAL_CLS_SHIFTED, VAL_SEG_SHIFTED, VAL_SEG_DISEASE, VAL_SEG_DISEASE_HARD = SHIFTE
 
 # P(pneumonia) decision threshold when none was fitted (the paper's argmax).
 DEFAULT_THRESHOLD = 0.5
+# How config.eval.threshold decides: that default, or fitted on the pooled validation.
+THRESHOLD_RULES = ("fixed", "fitted")

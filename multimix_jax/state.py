@@ -5,6 +5,7 @@ and the shapes of the parameters an inference restore fills.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import flax
@@ -33,6 +34,13 @@ def inference_params(state: "TrainState", config):
     return state.ema_params if config.optim.ema_decay > 0 else state.params
 
 
+def total_steps(train_config, steps_per_epoch: int) -> int:
+    """``train.num_steps``, or ``train.num_epochs`` epochs of ``steps_per_epoch`` steps."""
+    if train_config.num_steps > 0:
+        return int(train_config.num_steps)
+    return max(1, int(math.ceil(train_config.num_epochs * steps_per_epoch)))
+
+
 def learning_rate_schedule(optim_config, steps_per_epoch: int) -> optax.Schedule:
     """StepLR: lr x decay_factor every ``lr_decay_epochs`` epochs, expressed in steps
     (``lr_decay_epochs <= 0``: constant)."""
@@ -44,27 +52,38 @@ def learning_rate_schedule(optim_config, steps_per_epoch: int) -> optax.Schedule
         decay_rate=optim_config.lr_decay_factor, staircase=True)
 
 
-def make_optimizer(optim_config, steps_per_epoch: int) -> optax.GradientTransformation:
+def make_optimizer(optim_config, schedule: optax.Schedule) -> optax.GradientTransformation:
     """Adam (default betas, no weight decay) on the combined loss."""
-    return optax.adam(learning_rate_schedule(optim_config, steps_per_epoch),
-                      b1=optim_config.b1, b2=optim_config.b2)
+    return optax.adam(schedule, b1=optim_config.b1, b2=optim_config.b2)
 
 
-def create_train_state(model: MultiMix, tx: optax.GradientTransformation, rng: jax.Array,
-                       image_size: int) -> TrainState:
-    init_rng, train_rng = jax.random.split(rng)
-    params = init_params(model, init_rng, image_size)
-    ema_params = jax.tree_util.tree_map(jnp.copy, params)  # own buffers: the state is donated
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                      ema_params=ema_params, rng=train_rng)
+def initial_model(config) -> tuple[MultiMix, Any, jax.Array]:
+    """(model, its initial parameters, the training rng) of ``config.seed``: the parameters
+    exist before any data is read, so a fine-tune's source can be checked against them."""
+    model = build_model(config.model)
+    init_rng, train_rng = jax.random.split(jax.random.PRNGKey(config.seed))
+    return model, init_params(model, init_rng, config.data.image_size), train_rng
+
+
+def create_train_state(config, mesh: Mesh, steps_per_epoch: int, params,
+                       rng: jax.Array) -> tuple[optax.Schedule, optax.GradientTransformation,
+                                                TrainState]:
+    """(learning-rate schedule, optimizer, step-0 state on ``params`` placed on the mesh)."""
+    schedule = learning_rate_schedule(config.optim, steps_per_epoch)
+    tx = make_optimizer(config.optim, schedule)
+    params = jax.tree_util.tree_map(jnp.copy, params)  # own buffers: the state is donated
+    ema_params = jax.tree_util.tree_map(jnp.copy, params)
+    state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                       ema_params=ema_params, rng=rng)
+    return schedule, tx, jax.device_put(state, replicated(mesh))
 
 
 def setup(config, mesh: Mesh, steps_per_epoch: int):
-    """(model, optimizer, initial state placed on the mesh) for a config."""
-    model = build_model(config.model)
-    tx = make_optimizer(config.optim, steps_per_epoch)
-    state = create_train_state(model, tx, jax.random.PRNGKey(config.seed), config.data.image_size)
-    return model, tx, jax.device_put(state, replicated(mesh))
+    """(model, optimizer, initial state placed on the mesh) for a config: both steps of the
+    training loop's start in one call (tests, benchmarks)."""
+    model, params, rng = initial_model(config)
+    _, tx, state = create_train_state(config, mesh, steps_per_epoch, params, rng)
+    return model, tx, state
 
 
 def abstract_params(config, mesh: Mesh | None = None) -> tuple[MultiMix, Any]:

@@ -38,9 +38,10 @@ def _collection_for(names: tuple[str, ...]) -> type:
         **{name: clu_metrics.Average.from_output(name) for name in names})
 
 
-def train_metrics_collection(config) -> type:
-    """clu ``metrics.Collection`` class of the step's scalars (each an Average)."""
-    return _collection_for(Plan.from_config(config).metric_names)
+def metrics_collection(scalars: dict) -> type:
+    """clu ``metrics.Collection`` class of the step's scalars (each an Average), in the
+    order of ``scalars`` (``Plan.metric_names``, as ``compute_losses`` returns them)."""
+    return _collection_for(tuple(scalars))
 
 
 # --------------------------------------------------------------------------- inputs
@@ -118,7 +119,7 @@ def compute_losses(params, batch: dict, dropout_rng: jax.Array, *, model: MultiM
     total = losses.total_loss({name: terms[name] for name, _ in plan.loss_weights},
                               dict(plan.loss_weights))
     scalars["loss"] = total
-    return total, scalars
+    return total, {name: scalars[name] for name in plan.metric_names}
 
 
 # --------------------------------------------------------------------------- steps
@@ -135,7 +136,7 @@ def train_step(state: TrainState, batch: dict, *, model: MultiMix,
                                           step_size=1.0 - config.optim.ema_decay)
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                               ema_params=ema_params)
-    collection = train_metrics_collection(config).single_from_model_output(**scalars)
+    collection = metrics_collection(scalars).single_from_model_output(**scalars)
     return new_state, collection
 
 

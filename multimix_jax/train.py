@@ -30,22 +30,9 @@ from multimix_jax import (checkpointing, config_check, evaluation, finetune, inp
 from multimix_jax import state as train_state
 from multimix_jax import workdir as workdir_lib
 from multimix_jax.errors import DivergenceError, NonFiniteLossError
+from multimix_jax.plan import Plan
 
 log = logging.getLogger("multimix_jax")
-
-
-def steps_per_epoch(config, splits: input_pipeline.DataSplits) -> int:
-    """An epoch is one pass over the unlabelled classification set (docs/multimix.md, Training)."""
-    epoch_source = splits.cls_unlabeled if config.tasks.classification else splits.seg_unlabeled
-    if epoch_source is None:
-        epoch_source = splits.cls_labeled if config.tasks.classification else splits.seg_labeled
-    return max(1, len(epoch_source) // config.data.per_stream_batch)
-
-
-def total_steps(config, steps_per_epoch: int) -> int:
-    if config.train.num_steps > 0:
-        return int(config.train.num_steps)
-    return max(1, int(math.ceil(config.train.num_epochs * steps_per_epoch)))
 
 
 def itstime(step: int, every: int, total: int, *, first: int | None = None) -> bool:
@@ -247,58 +234,54 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, *, stop_at_step: int
     if config.distributed:
         jax.distributed.initialize()
     config_check.check_batch_divisible(config, jax.device_count())
-    validation.check_rule(config.eval)
     workdir = pathlib.Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     is_chief = jax.process_index() == 0
-    lock = workdir_lib.training_lock(workdir) if is_chief else contextlib.nullcontext()
-    with lock:
-        checkpointer = checkpointing.Checkpointer(workdir, config.train.keep_checkpoints)
-        try:
-            # The accepted config changes of a resume (refused ones stop here, before any data
-            # is loaded); nothing to compare for a fresh run.
-            accepted = [] if checkpointer.latest_step() is None else workdir_lib.check_config(
-                config, workdir, allow=allow_config_change)
-            return _train(config, workdir, checkpointer, accepted, stop_at_step, is_chief,
-                          allow_config_change, wrap_step)
-        finally:
-            checkpointer.close()
+    with contextlib.ExitStack() as stack:
+        if is_chief:
+            stack.enter_context(workdir_lib.training_lock(workdir))
+        checkpointer = stack.enter_context(contextlib.closing(
+            checkpointing.Checkpointer(workdir, config.train.keep_checkpoints)))
+        resuming = checkpointer.latest_step() is not None
+        # A resume's accepted config changes (refused ones stop here, before any data is read).
+        accepted = workdir_lib.check_config(config, workdir,
+                                            allow=allow_config_change) if resuming else []
+        mesh = sharding.make_mesh()
+        model, params, rng = train_state.initial_model(config)
+        params = finetune.initial_params(config, params, fresh=not resuming)
+        plan = Plan.from_config(config)
 
-
-def _train(config, workdir: pathlib.Path, checkpointer, accepted: list, stop_at_step,
-           is_chief: bool, allow: Sequence[str] = (),
-           wrap_step: Callable[[Callable], Callable] | None = None) -> dict:
-    mesh = sharding.make_mesh()
-    initial = finetune.initial_params(config, fresh=checkpointer.latest_step() is None)
-    splits = input_pipeline.make_splits(config)
-    workdir_lib.check_splits(workdir, splits.fingerprints(), allow=allow, write=is_chief,
-                             compare=checkpointer.latest_step() is not None)
-    epoch_steps = steps_per_epoch(config, splits)
-    num_steps = total_steps(config, epoch_steps)
-    schedule = train_state.learning_rate_schedule(config.optim, epoch_steps)
-    model, tx, state = train_state.setup(config, mesh, epoch_steps)
-    if initial is not None:  # config.init_from, on a fresh run only
-        state = finetune.start_from(state, initial, tx, mesh)
-    batches = device_batches(input_pipeline.train_dataset(config, splits), mesh)
-    start = 0
-    if checkpointer.latest_step() is not None:
-        state, start = checkpointer.restore(checkpointing.abstract_like(state), batches)
-        log.info("resumed from %s at step %d", checkpointer.directory, start)
-    if is_chief:
-        workdir_lib.record_config(config, workdir, accepted, start)
-    train_step = steps.jit_train_step(model, tx, config, mesh)
-    if wrap_step is not None:
-        train_step = wrap_step(train_step)
-    predict_fn = steps.jit_predict(model, mesh, config.eval.flip_tta)
-    val_sets = validation.validation_sets(splits, config.eval.shifted_validation)
-    best = _best_so_far(checkpointer, config.train.best_metric)
-    log.info("data %s | %d steps/epoch | %d steps | %d device(s) | workdir %s",
-             splits.summary(), epoch_steps, num_steps, jax.device_count(), workdir)
-    clock, watch = _Clock(start), _LossWatch(config.train.divergence_factor, clean_step=start)
-    every = config.train
-    writer = summaries.MetricWriter(workdir, start) if is_chief else None
-    accumulated, results = None, {}
-    try:
+        splits = input_pipeline.make_splits(config)
+        workdir_lib.check_splits(workdir, splits.fingerprints(), allow=allow_config_change,
+                                 write=is_chief, compare=resuming)
+        batches = device_batches(input_pipeline.train_dataset(config, splits, plan.streams), mesh)
+        stack.callback(batches.close)
+        epoch_steps = input_pipeline.steps_per_epoch(config, splits)
+        num_steps = train_state.total_steps(config.train, epoch_steps)
+        schedule, tx, state = train_state.create_train_state(config, mesh, epoch_steps, params,
+                                                             rng)
+        start = 0
+        if resuming:
+            state, start = checkpointer.restore(checkpointing.abstract_like(state), batches)
+            log.info("resumed from %s at step %d", checkpointer.directory, start)
+        if is_chief:
+            workdir_lib.record_config(config, workdir, accepted, start)
+        train_step = steps.jit_train_step(model, tx, config, mesh)
+        if wrap_step is not None:
+            train_step = wrap_step(train_step)
+        predict_fn = steps.jit_predict(model, mesh, config.eval.flip_tta)
+        val_sets = validation.validation_sets(splits, config.eval.shifted_validation)
+        best = _best_so_far(checkpointer, config.train.best_metric)
+        log.info("data %s | streams %s | %d steps/epoch | %d steps | %d device(s) | workdir %s",
+                 splits.summary(), ", ".join(plan.streams), epoch_steps, num_steps,
+                 jax.device_count(), workdir)
+        clock, watch = _Clock(start), _LossWatch(config.train.divergence_factor,
+                                                 clean_step=start)
+        every = config.train
+        writer = summaries.MetricWriter(workdir, start) if is_chief else None
+        if writer:
+            stack.callback(writer.close)
+        accumulated, results = None, {}
         for step in range(start + 1, num_steps + 1):
             state, step_metrics = train_step(state, next(batches))
             accumulated = step_metrics if accumulated is None else accumulated.merge(step_metrics)
@@ -325,8 +308,4 @@ def _train(config, workdir: pathlib.Path, checkpointer, accepted: list, stop_at_
             if step == stop_at_step:
                 log.info("stopping at step %d as asked (resume by rerunning)", step)
                 break
-    finally:
-        batches.close()
-        if writer:
-            writer.close()
-    return {"state": state, "results": results, "best": best, "num_steps": num_steps}
+        return {"state": state, "results": results, "best": best, "num_steps": num_steps}

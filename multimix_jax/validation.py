@@ -25,13 +25,11 @@ import numpy as np
 from sklearn import model_selection
 
 from multimix_jax import calibration, evaluation, input_pipeline, metrics, prior, shifts
-from multimix_jax.errors import UserError
 from multimix_jax.names import (CLASSIFICATION, DEFAULT_THRESHOLD, SEGMENTATION, VAL_CLS,
                                 VAL_CLS_SHIFTED, VAL_SEG, VAL_SEG_DISEASE, VAL_SEG_SHIFTED)
 
 log = logging.getLogger("multimix_jax")
 
-THRESHOLD_RULES = ("fixed", "fitted")
 FOLDS = 5  # cross-fitting folds of the pooled validation films
 FOLD_SEED = 0
 # The classification figures that depend on the decision (the rest - ROC-AUC, accuracy at
@@ -102,28 +100,20 @@ class Decision:
         return record
 
 
-def check_rule(eval_config) -> str:
-    rule = eval_config.threshold
-    if rule not in THRESHOLD_RULES:
-        raise UserError(f"--config.eval.threshold={rule}: expected one of "
-                        f"{', '.join(THRESHOLD_RULES)}")
-    return rule
-
-
 def fit_decision(eval_config, labels, prob_uncalibrated) -> Decision:
     """The decision ``config.eval`` asks for, fitted on these films: a temperature when
     ``eval.calibrate``, then the threshold of ``eval.threshold`` on the calibrated P."""
     temperature = (calibration.fit_temperature(labels, prob_uncalibrated)
                    if eval_config.calibrate else None)
     fraction = prior.validation_prior(labels)
-    if check_rule(eval_config) == "fixed":
+    if eval_config.threshold == "fixed":  # one of THRESHOLD_RULES (config_check)
         return Decision(DEFAULT_THRESHOLD, temperature, fraction)
     probs = calibration.apply_temperature(prob_uncalibrated, temperature)
     return Decision(metrics.balanced_threshold(labels, probs), temperature, fraction)
 
 
 def fits_anything(eval_config) -> bool:
-    return bool(eval_config.calibrate) or check_rule(eval_config) != "fixed"
+    return bool(eval_config.calibrate) or eval_config.threshold != "fixed"
 
 
 def folds(labels, groups, k: int = FOLDS, seed: int = FOLD_SEED) -> np.ndarray | None:

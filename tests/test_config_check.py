@@ -18,6 +18,7 @@ from tests.conftest import tiny_train_config
     ("labels.cls", 100000, "labels.cls=100000: more than the 32 training examples"),
     ("labels.seg", 0, "labels.seg=0: expected a positive number or 'all'"),
     ("data.per_stream_batch", 0, "data.per_stream_batch=0: expected a whole number >= 1"),
+    ("eval.threshold", "youden", "eval.threshold=youden: expected one of fixed, fitted"),
     ("loss.kl", "bernouli", "loss.kl=bernouli: expected one of bernoulli, original, none"),
     ("data.cls.kind", "folders", "data.cls.kind=folders: expected one of synthetic, folder"),
     ("train.best_metric", "accuracy", "train.best_metric=accuracy: expected one of val_score"),

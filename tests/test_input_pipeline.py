@@ -46,6 +46,7 @@ def splits(config):
 
 def iterator(config, splits, streams=None):
     """The pipeline's batches of ``streams`` (default: the config's plan's, as training does)."""
+    streams = Plan.from_config(config).streams if streams is None else streams
     return iter(input_pipeline.train_dataset(config, splits, streams))
 
 
