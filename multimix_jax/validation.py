@@ -19,14 +19,17 @@ from __future__ import annotations
 import dataclasses
 import logging
 import warnings
-from typing import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import numpy as np
 from sklearn import model_selection
 
-from multimix_jax import calibration, evaluation, input_pipeline, metrics, prior, shifts
+from multimix_jax import calibration, evaluation, metrics, prior, shifts
 from multimix_jax.names import (CLASSIFICATION, DEFAULT_THRESHOLD, SEGMENTATION, VAL_CLS,
                                 VAL_CLS_SHIFTED, VAL_SEG, VAL_SEG_DISEASE, VAL_SEG_SHIFTED)
+
+if TYPE_CHECKING:  # the type alone: validation does not read data
+    from multimix_jax.input_pipeline import DataSplits
 
 log = logging.getLogger("multimix_jax")
 
@@ -41,7 +44,7 @@ SHIFTED_SCORE_PARTS = ((VAL_CLS, "balanced_accuracy"), (VAL_CLS_SHIFTED, "balanc
 
 
 # --------------------------------------------------------------------------- sets
-def validation_sets(splits: input_pipeline.DataSplits, shifted: bool = False) -> dict:
+def validation_sets(splits: "DataSplits", shifted: bool = False) -> dict:
     """name -> (task, source) of the held-out validation splits (model selection only), with
     their shifted copies when ``shifted`` (docs/multimix.md, Shifted validation)."""
     sets = {}
