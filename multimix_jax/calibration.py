@@ -32,6 +32,16 @@ def apply_temperature(prob_pneumonia, temperature: float | None) -> np.ndarray:
     return special.expit(logit(prob_pneumonia) / float(temperature))
 
 
+def uncalibrated(arrays) -> np.ndarray | None:
+    """``arrays``' "prob_pneumonia_uncalibrated" where a temperature made its "prob_pneumonia"
+    differ from it, else None: without a temperature the two are the same figures, and the
+    "before calibration" figures would only repeat the others."""
+    raw = arrays.get("prob_pneumonia_uncalibrated")
+    if raw is None or np.array_equal(raw, arrays["prob_pneumonia"]):
+        return None
+    return raw
+
+
 def negative_log_likelihood(labels, prob_pneumonia, temperature: float) -> float:
     """Mean NLL of the labels under sigmoid(logit(p) / T)."""
     y = np.asarray(labels, np.float64).reshape(-1)

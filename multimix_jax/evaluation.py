@@ -123,16 +123,17 @@ def set_metrics(task: str, predictions: Mapping[str, np.ndarray],
                 threshold: float = names.DEFAULT_THRESHOLD, per_image: Mapping | None = None) -> dict:
     """Classification metrics at ``threshold`` with ECE and Brier score of "prob_pneumonia"
     (and ``ece_uncalibrated``, ``brier_uncalibrated`` of "prob_pneumonia_uncalibrated" when
-    the predictions carry it), or
+    a temperature made it differ, ``calibration.uncalibrated``), or
     segmentation metrics of masks thresholded at 0.5 (from ``per_image``, their
     ``metrics.per_image_segmentation``, when given)."""
     if task == names.CLASSIFICATION:
         labels, probs = predictions["label"], predictions["prob_pneumonia"]
         result = metrics.classification_metrics(labels, probs, threshold)
         result.update(metrics.calibration_metrics(labels, probs))
-        if predictions.get("prob_pneumonia_uncalibrated") is not None:
-            raw = metrics.calibration_metrics(labels, predictions["prob_pneumonia_uncalibrated"])
-            result.update({f"{k}_uncalibrated": v for k, v in raw.items()})
+        raw = calibration.uncalibrated(predictions)
+        if raw is not None:
+            result.update({f"{k}_uncalibrated": v
+                           for k, v in metrics.calibration_metrics(labels, raw).items()})
         return result
     return metrics.segmentation_metrics(metrics.binarize(predictions["mask_prob"]),
                                         predictions["mask"] > 0, per_image)

@@ -15,7 +15,7 @@ from typing import Mapping
 
 import numpy as np
 
-from multimix_jax import metrics, names
+from multimix_jax import calibration, metrics, names
 
 RESAMPLES = 1000
 SEED = 0
@@ -79,7 +79,8 @@ def _at_threshold(labels: np.ndarray, pred: np.ndarray, idx: np.ndarray) -> dict
 def classification_replicates(arrays: Mapping[str, np.ndarray], threshold: float,
                               idx: np.ndarray) -> dict[str, np.ndarray]:
     """metric -> (R,) values over the resamples ``idx`` of a classification set's per-film
-    ``label`` and ``prob_pneumonia`` (and ``prob_pneumonia_uncalibrated`` when present):
+    ``label`` and ``prob_pneumonia`` (and ``prob_pneumonia_uncalibrated`` where a temperature
+    made it differ):
     the metrics of metrics.classification_metrics and metrics.calibration_metrics."""
     labels = np.asarray(arrays["label"], np.int64)
     prob = np.asarray(arrays["prob_pneumonia"], np.float64)
@@ -89,8 +90,9 @@ def classification_replicates(arrays: Mapping[str, np.ndarray], threshold: float
     out["roc_auc"] = _roc_auc(labels, prob, idx)
     out["ece"] = _ece(labels, prob, idx)
     out["brier"] = ((prob - labels) ** 2)[idx].mean(axis=1)
-    if arrays.get("prob_pneumonia_uncalibrated") is not None:
-        raw = np.asarray(arrays["prob_pneumonia_uncalibrated"], np.float64)
+    raw = calibration.uncalibrated(arrays)
+    if raw is not None:
+        raw = np.asarray(raw, np.float64)
         out["ece_uncalibrated"] = _ece(labels, raw, idx)
         out["brier_uncalibrated"] = ((raw - labels) ** 2)[idx].mean(axis=1)
     return out

@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from PIL import Image
 
-from multimix_jax import metrics, names
+from multimix_jax import calibration, metrics, names
 from multimix_jax.evaluation import format_interval, format_value
 from multimix_jax.files import write_atomically
 
@@ -202,10 +202,9 @@ def set_html(section: SetSection) -> str:
     parts.append(metrics_table(section))
     if section.task == names.CLASSIFICATION and n:
         labels, prob = np.asarray(films["label"]), np.asarray(films["prob_pneumonia"])
-        curves = {"after calibration" if "prob_pneumonia_uncalibrated" in films else "model":
-                  prob}
-        if "prob_pneumonia_uncalibrated" in films:
-            curves = {"before calibration": films["prob_pneumonia_uncalibrated"], **curves}
+        raw = calibration.uncalibrated(films)
+        curves = ({"model": prob} if raw is None else
+                  {"before calibration": raw, "after calibration": prob})
         if len(set(labels.tolist())) == 2:
             parts.append(_figure("roc", figure_uri(roc_figure(labels, prob, section.threshold)),
                                  "ROC curve; the dot is the operating point"))

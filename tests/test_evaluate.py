@@ -131,6 +131,9 @@ def test_calibration_before_and_after_when_the_predictions_carry_both():
     assert result["brier"] < result["brier_uncalibrated"]
     del predictions["prob_pneumonia_uncalibrated"]
     assert "ece_uncalibrated" not in evaluation.set_metrics(names.CLASSIFICATION, predictions)
+    # without a temperature the uncalibrated figures are the same ones: not repeated
+    predictions["prob_pneumonia_uncalibrated"] = predictions["prob_pneumonia"].copy()
+    assert "ece_uncalibrated" not in evaluation.set_metrics(names.CLASSIFICATION, predictions)
 
 
 def test_collect_results_shows_the_intervals(tmp_path):
