@@ -39,8 +39,9 @@ def _collection_for(names: tuple[str, ...]) -> type:
 
 
 def metrics_collection(scalars: dict) -> type:
-    """clu ``metrics.Collection`` class of the step's scalars (each an Average), in the
-    order of ``scalars`` (``Plan.metric_names``, as ``compute_losses`` returns them)."""
+    """clu ``metrics.Collection`` class of the step's scalars (each an Average): the
+    ``Plan.metric_names`` that ``compute_losses`` returns (sorted by name, as JAX returns a
+    dict from a transformed function)."""
     return _collection_for(tuple(scalars))
 
 
