@@ -26,10 +26,8 @@ import time
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def spread(values: list[float]) -> dict:
-    """Median, min and max of per-round figures."""
-    return {"median": statistics.median(values), "min": min(values), "max": max(values),
-            "rounds": len(values)}
+# scripts/bench_step.py's timing rounds and their spread (scripts/ is not a package)
+BENCH_STEP = REPO / "scripts" / "bench_step.py"
 
 
 def time_predict(size: int, batch: int, dtype: str, flip_tta: bool, calls: int, warmup: int,
@@ -56,20 +54,15 @@ def time_predict(size: int, batch: int, dtype: str, flip_tta: bool, calls: int, 
     t0 = time.perf_counter()
     jax.block_until_ready(predict_fn(params, images))
     compile_s = time.perf_counter() - t0
-    round_medians = []
-    for _ in range(repeats):
-        times = []
-        for i in range(warmup + calls):
-            t0 = time.perf_counter()
-            jax.block_until_ready(predict_fn(params, images))
-            if i >= warmup:
-                times.append(time.perf_counter() - t0)
-        round_medians.append(statistics.median(times))
+    bench_step = runpy.run_path(str(BENCH_STEP))
+    round_medians = bench_step["timed_rounds"](
+        lambda: jax.block_until_ready(predict_fn(params, images)), repeats, warmup, calls)
     median = statistics.median(round_medians)
     return {"dtype": dtype, "size": size, "batch": batch, "flip_tta": flip_tta,
-            "compile_s": compile_s, "median_call_s": median, "call_s": spread(round_medians),
+            "compile_s": compile_s, "median_call_s": median,
+            "call_s": bench_step["spread"](round_medians),
             "films_per_s": batch / median,
-            "films_per_s_spread": spread([batch / t for t in round_medians])}
+            "films_per_s_spread": bench_step["spread"]([batch / t for t in round_medians])}
 
 
 def main() -> None:

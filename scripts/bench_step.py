@@ -49,6 +49,21 @@ def spread(values: list[float]) -> dict:
             "rounds": len(values)}
 
 
+def timed_rounds(call, repeats: int, warmup: int, count: int) -> list[float]:
+    """Per round: ``warmup`` untimed then ``count`` timed calls of ``call`` (which waits for
+    its result); the round's median seconds per call."""
+    round_medians = []
+    for _ in range(repeats):
+        times = []
+        for i in range(warmup + count):
+            t0 = time.perf_counter()
+            call()
+            if i >= warmup:
+                times.append(time.perf_counter() - t0)
+        round_medians.append(statistics.median(times))
+    return round_medians
+
+
 def random_batch(size: int, per_stream: int, seed: int = 0) -> dict:
     """All five streams at ``size`` px as the input pipeline delivers them (uint8 images and
     masks, int32 labels), so that the step is the training loop's very program."""
@@ -170,16 +185,13 @@ def time_jax_step(size: int, per_stream: int, num_steps: int, warmup: int,
     state, metrics = step(state, batch)
     jax.block_until_ready(metrics)
     compile_s = time.perf_counter() - t0
-    round_medians = []
-    for _ in range(repeats):
-        times = []
-        for i in range(warmup + num_steps):
-            t0 = time.perf_counter()
-            state, metrics = step(state, batch)
-            jax.block_until_ready((state, metrics))
-            if i >= warmup:
-                times.append(time.perf_counter() - t0)
-        round_medians.append(statistics.median(times))
+    current = {"state": state}
+
+    def one_step() -> None:  # the state is donated: each step takes the one before's
+        current["state"], metrics = step(current["state"], batch)
+        jax.block_until_ready((current["state"], metrics))
+
+    round_medians = timed_rounds(one_step, repeats, warmup, num_steps)
     median = statistics.median(round_medians)
     images = 5 * per_stream
     return {"impl": "multimix_jax" + ("_all_images" if segment_all_images else ""),

@@ -4,7 +4,8 @@
 # with the site's unlabelled pool in the unlabelled streams (data.cls.unlabeled_extra and
 # data.seg.unlabeled_extra), for each seed; evaluates every run on the site's sets and
 # compares the two arms of each seed with paired resamples (scripts/compare.py). The arms
-# differ only in the pool: same source parameters, steps, schedule and seed.
+# differ only in the pool: same source parameters, steps, schedule and seed; both are evaluated
+# at their last step (60), the one validated.
 #
 #   MULTIMIX_DATA_ROOT=DIR [SEEDS=0,1] bash scripts/site_pool_ablation.sh SOURCE SITE OUT [--config.X=Y ...]
 #
@@ -32,8 +33,8 @@ for d in "$SITE"/eval/cls_prior_*; do evals+=(--eval_cls_folder "site_$(basename
 evals+=(--eval_seg_folder "site_seg=$SITE/eval/seg")
 continued=(--config.init_from="$SOURCE" --config.optim.learning_rate=1e-4
            --config.optim.lr_decay_epochs=0 --config.optim.ema_decay=0.9
-           --config.train.num_steps=90 --config.train.log_every_steps=15
-           --config.train.eval_every_steps=45 --config.train.checkpoint_every_steps=45)
+           --config.train.num_steps=60 --config.train.log_every_steps=10
+           --config.train.eval_every_steps=60 --config.train.checkpoint_every_steps=60)
 pool=(--config.data.cls.unlabeled_extra="$SITE/pool/cls" --config.data.seg.unlabeled_extra="$SITE/pool/seg")
 mkdir -p "$OUT"
 for seed in ${SEEDS//,/ }; do
