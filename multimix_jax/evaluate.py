@@ -107,11 +107,11 @@ def write_predictions(path: pathlib.Path, films: Mapping[str, dict]) -> pathlib.
 
 
 def evaluate(config, workdir: str | pathlib.Path, *, which: str = "best",
-             extra_sets: Mapping[str, tuple[str, str]] | None = None,
+             extra_sets: Mapping[str, tuple] | None = None,
              output_dir: str | pathlib.Path | None = None, adapt_prior: bool = False,
              allow_config_change: Sequence[str] = ()) -> dict:
     """Every evaluation set of the config (validation hold-outs, test sets) plus ``extra_sets``
-    (name -> (task, folder)), at the decision (temperature, threshold) stored with the
+    (name -> (task, source), ``input_pipeline.extra_sources``), at the decision (temperature, threshold) stored with the
     checkpoint; writes results.json, results.md, predictions.npz, report.html and example
     PNGs to ``output_dir`` (default: ``workdir``). ``adapt_prior``: each classification set's
     posteriors adjusted to its own estimated class prior (``sets.NAME.estimated_prior``;

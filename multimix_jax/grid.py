@@ -123,7 +123,8 @@ def _is_nan(v) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
 
 
-def _mean_std(values) -> tuple[float, float]:
+def mean_std(values) -> tuple[float, float]:
+    """Mean and sample sd (ddof 1; 0 for one value) of the values that are not missing."""
     values = [float(v) for v in values if not _is_nan(v)]
     if not values:
         return math.nan, math.nan
@@ -168,7 +169,7 @@ def summary(cells: dict, models, budgets) -> list[dict]:
             runs = [c for (m, e, _), c in cells.items() if m == model and e == eff]
             if not runs:
                 continue
-            stats = {col: _mean_std(r["paper_row"][col] for r in runs)
+            stats = {col: mean_std(r["paper_row"][col] for r in runs)
                      for col in evaluation.PAPER_COLUMNS}
             groups.append({"model": model, "display": DISPLAY_NAMES[model],
                            "budget_cls": eff[0], "budget_seg": eff[1],

@@ -284,16 +284,22 @@ def make_splits(config) -> DataSplits:
     return splits
 
 
+def extra_sources(config, extra: Mapping[str, tuple[str, str]]) -> dict:
+    """name -> (task, source) of extra evaluation folders given as name -> (task, path), each
+    read once, all of it (a bad image stops here, naming the file)."""
+    return {name: (task, load_source({"kind": "folder", "path": path}, task,
+                                     config.data.image_size, split=None))
+            for name, (task, path) in extra.items()}
+
+
 def eval_sources(config, val_sets: Mapping[str, tuple] | None = None,
-                 extra: Mapping[str, tuple[str, str]] | None = None) -> dict:
+                 extra: Mapping[str, tuple] | None = None) -> dict:
     """name -> (task, source): the validation sets ``val_sets`` (``validation.validation_sets``),
-    ``config.data.eval_sets`` (their 'test' split unless they name one) and any ``extra``
-    folders given as name -> (task, path) (all of each folder)."""
+    ``config.data.eval_sets`` (their 'test' split unless they name one) and the ``extra``
+    folders already read by :func:`extra_sources`."""
     data = config.data
     specs = {name: spec for name, spec in data.eval_sets.items()
              if config.tasks.get(spec["task"])}  # e.g. no classification sets for the U-Net
-    specs.update({name: {"task": task, "kind": "folder", "path": path, "split": None}
-                  for name, (task, path) in (extra or {}).items()})
     sets = dict(val_sets or {})
     for name, spec in specs.items():
         task = spec["task"]
@@ -302,7 +308,7 @@ def eval_sources(config, val_sets: Mapping[str, tuple] | None = None,
             spec, task, data.image_size, split=spec.get("split", "test"),
             synthetic_offset=SYNTHETIC_TEST_OFFSET, synthetic_seed=data.synthetic_seed + stream_id,
             pneumonia_fraction=data.synthetic_pneumonia_fraction))
-    return sets
+    return {**sets, **(extra or {})}
 
 
 # --------------------------------------------------------------------------- transforms

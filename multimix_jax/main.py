@@ -173,15 +173,6 @@ def extra_sets(config) -> dict:
     return extra
 
 
-def read_extra_sets(config, extra: dict) -> None:
-    """Reads every extra evaluation folder once, so a bad image stops the run before the
-    first training step (naming the file), not after it."""
-    from multimix_jax import input_pipeline
-    for task, path in extra.values():
-        input_pipeline.load_source({"kind": "folder", "path": path}, task,
-                                   config.data.image_size)
-
-
 def _check_inputs(mode: str, which: str, workdir: str, allow: list[str]) -> None:
     from multimix_jax.checkpointing import parse_which
     parse_which(which)
@@ -215,22 +206,26 @@ def run_mode(config) -> None:
     if "data_root" in config and not config.data_root:
         raise UserError("--config.data_root is not set: pass --config.data_root=DIR or set "
                         "MULTIMIX_DATA_ROOT to the folder this config's data paths start from")
-    if FLAGS.mode == "train":
-        read_extra_sets(config, extra)
-        config_check.check_writable(workdir, "--workdir")
-        train.train_and_evaluate(config, workdir, allow_config_change=allow)
-        evaluate.evaluate(config, workdir, which="best", extra_sets=extra)
-        return
-    if FLAGS.mode == "evaluate":  # both check the config against the workdir's record first
-        config_check.check_writable(output or workdir, "--output" if output else "--workdir")
-        evaluate.evaluate(config, workdir, which=FLAGS.checkpoint, extra_sets=extra,
-                          output_dir=output, adapt_prior=FLAGS.adapt_prior,
-                          allow_config_change=allow)
-    else:
+    if FLAGS.mode == "predict":
         output = output or f"{workdir}/predictions"
         config_check.check_writable(output, "--output")
         predict.predict_files(config, workdir, inputs, output, FLAGS.checkpoint,
                               adapt_prior=FLAGS.adapt_prior, allow_config_change=allow)
+        return
+    if FLAGS.mode == "train":
+        config_check.check_writable(workdir, "--workdir")
+    else:  # a config the workdir refuses stops before any folder is read
+        workdir_lib.check_config(config, workdir, inference=True, allow=allow)
+        config_check.check_writable(output or workdir, "--output" if output else "--workdir")
+    from multimix_jax import input_pipeline
+    extra = input_pipeline.extra_sources(config, extra)  # each read once: a bad image stops here
+    if FLAGS.mode == "train":
+        train.train_and_evaluate(config, workdir, allow_config_change=allow)
+        evaluate.evaluate(config, workdir, which="best", extra_sets=extra)
+    else:
+        evaluate.evaluate(config, workdir, which=FLAGS.checkpoint, extra_sets=extra,
+                          output_dir=output, adapt_prior=FLAGS.adapt_prior,
+                          allow_config_change=allow)
 
 
 def main(argv) -> None:

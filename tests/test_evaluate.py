@@ -136,10 +136,18 @@ def test_calibration_before_and_after_when_the_predictions_carry_both():
     assert "ece_uncalibrated" not in evaluation.set_metrics(names.CLASSIFICATION, predictions)
 
 
-def test_collect_results_shows_the_intervals(tmp_path):
+def test_collect_results_shows_the_intervals_and_the_mean_over_seeds(tmp_path):
     from scripts import collect_results
-    val = {"accuracy": 0.8, "threshold": 0.4, "ci": {"accuracy": [0.7, 0.9]}, "ece": 0.05}
-    (tmp_path / "results.json").write_text(json.dumps(
-        {"model": "MultiMix", "budgets": "10/5", "threshold": 0.4, "sets": {"val_cls": val}}))
-    row = collect_results.table([str(tmp_path)]).splitlines()[2]
-    assert row.startswith("| MultiMix | 10/5 | 0.400 | 0.800 [0.700, 0.900] | - | - | - | 0.050 |")
+    for seed, accuracy in ((0, 0.8), (1, 0.6)):
+        val = {"accuracy": accuracy, "ci": {"accuracy": [accuracy - 0.1, accuracy + 0.1]},
+               "ece": 0.05}
+        (tmp_path / f"s{seed}").mkdir()
+        (tmp_path / f"s{seed}" / "results.json").write_text(json.dumps(
+            {"model": "MultiMix", "budgets": "10/5", "step": 100 * (seed + 1), "threshold": 0.4,
+             "temperature": 1.5, "sets": {"val_cls": val}}))
+    lines = collect_results.table([str(tmp_path / "s0"), str(tmp_path / "s1" / "results.json")],
+                                  mean=True).splitlines()
+    assert lines[2].startswith("| MultiMix | 10/5 | 100 | 0.400 | 1.500 | 0.800 [0.700, 0.900] "
+                               "| - | - | - | 0.050 |")
+    assert lines[4].startswith("| mean ± sd, 2 runs | | | 0.400 ± 0.000 | 1.500 ± 0.000 | "
+                               "0.700 ± 0.141 | - |")

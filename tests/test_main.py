@@ -108,10 +108,15 @@ def test_bad_input_is_one_line_before_anything_runs(tmp_path, args, expected):
 
 
 def test_evaluate_at_another_image_size_is_refused(trained, tmp_path):
+    """... before any extra folder is read (this one holds an unreadable image)."""
     config_file = tmp_path / "tiny.py"
     config_file.write_text("from tests.conftest import tiny_train_config\n\n\n"
                            "def get_config():\n    return tiny_train_config(num_steps=2)\n")
+    for label in ("NORMAL", "PNEUMONIA"):
+        write_jpeg(tmp_path / "bad" / label / "fine.jpeg", 100)
+    (tmp_path / "bad" / "NORMAL" / "zero.png").write_bytes(b"")
     code, stderr = _cli("--config", str(config_file), "--workdir", str(trained), "--mode",
-                        "evaluate", "--config.data.image_size=64")
+                        "evaluate", "--config.data.image_size=64",
+                        "--eval_cls_folder", f"mine={tmp_path / 'bad'}")
     assert code != 0 and "data.image_size 32 -> 64" in stderr[-1], stderr
     assert not (trained / "results.json").exists()
