@@ -143,6 +143,7 @@ def evaluate(config, workdir: str | pathlib.Path, *, which: str = "best",
         sections.append(section)
     if not adapt_prior:  # a validation set the decision was fitted on: out of sample
         for name, figures in validation.held_out_of_sets(config.eval, val_sets, kept).items():
+            results[name]["ci"].update(figures.pop("ci"))
             results[name].update(figures)
     budgets = evaluation.label_budgets(config)
     run = {"model": config.eval.model_name, "budgets": budgets,

@@ -125,6 +125,16 @@ def percentile_interval(values: np.ndarray, level: float = LEVEL) -> list[float]
     return [float(v) for v in np.percentile(values, [tail, 100 - tail])]
 
 
+def decision_intervals(labels: np.ndarray, classes: np.ndarray, resamples: int = RESAMPLES,
+                       seed: int = SEED) -> dict[str, list[float]]:
+    """metric -> [lo, hi] of the metrics that depend only on the predicted ``classes`` (True:
+    pneumonia), e.g. cross-fitted ones, over the same resamples as :func:`set_intervals`."""
+    labels = np.asarray(labels, np.int64)
+    idx = resample_indices(len(labels), resamples, seed)
+    return {k: percentile_interval(v)
+            for k, v in _at_threshold(labels, np.asarray(classes, bool), idx).items()}
+
+
 def set_intervals(task: str, arrays: Mapping[str, np.ndarray], threshold: float = 0.5,
                   resamples: int = RESAMPLES, seed: int = SEED) -> dict[str, list[float]]:
     """metric -> [lo, hi], the 95% percentile bootstrap interval of every metric of one set

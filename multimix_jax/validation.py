@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 import numpy as np
 from sklearn import model_selection
 
-from multimix_jax import calibration, evaluation, metrics, prior, shifts
+from multimix_jax import calibration, evaluation, intervals, metrics, prior, shifts
 from multimix_jax.names import (CLASSIFICATION, DEFAULT_THRESHOLD, SEGMENTATION, VAL_CLS,
                                 VAL_CLS_SHIFTED, VAL_SEG, VAL_SEG_DISEASE, VAL_SEG_SHIFTED)
 
@@ -149,11 +149,11 @@ def cross_fitted(eval_config, labels, prob_uncalibrated, fold_of) -> tuple[np.nd
     return calibrated, thresholds
 
 
-def held_out_figures(eval_config, predictions: Mapping[str, dict],
-                     groups: Mapping[str, np.ndarray], pool: Sequence[str]) -> dict:
-    """name -> the ``DECISION_KEYS`` of each ``pool`` set (and ``cross_fitted_folds``), from
-    cross-fitting over the pooled films: the decision fitted on the other folds classifies
-    each fold. Empty when the rule fits nothing (the in-sample figures are then out of sample)
+def held_out_decisions(eval_config, predictions: Mapping[str, dict],
+                       groups: Mapping[str, np.ndarray], pool: Sequence[str]) -> dict:
+    """name -> (labels, classes, number of folds) of each ``pool`` set, cross-fitted over the pooled
+    films: the decision fitted on the other folds classifies each fold (classes: True for
+    pneumonia). Empty when the rule fits nothing (the in-sample figures are then out of sample)
     or a class has too few films (groups) for two folds (logged)."""
     pool = [name for name in pool if name in predictions]
     if not pool or not fits_anything(eval_config):
@@ -168,14 +168,22 @@ def held_out_figures(eval_config, predictions: Mapping[str, dict],
     calibrated, thresholds = cross_fitted(eval_config, labels,
                                           take("prob_pneumonia_uncalibrated"), fold_of)
     ends = np.cumsum([0] + [len(predictions[name]["label"]) for name in pool])
-    figures = {}
-    for i, name in enumerate(pool):
-        part = slice(ends[i], ends[i + 1])
-        decided = (calibrated[part] >= thresholds[part]).astype(np.float64)
-        out = metrics.classification_metrics(labels[part], decided, DEFAULT_THRESHOLD)
-        figures[name] = {**{key: out[key] for key in DECISION_KEYS},
-                         "cross_fitted_folds": int(fold_of.max() + 1)}
-    return figures
+    parts = {name: slice(ends[i], ends[i + 1]) for i, name in enumerate(pool)}
+    return {name: (labels[part], calibrated[part] >= thresholds[part], int(fold_of.max() + 1))
+            for name, part in parts.items()}
+
+
+def _decided_figures(labels: np.ndarray, classes: np.ndarray, num_folds: int) -> dict:
+    out = metrics.classification_metrics(labels, classes.astype(np.float64), DEFAULT_THRESHOLD)
+    return {**{key: out[key] for key in DECISION_KEYS}, "cross_fitted_folds": num_folds}
+
+
+def held_out_figures(eval_config, predictions: Mapping[str, dict],
+                     groups: Mapping[str, np.ndarray], pool: Sequence[str]) -> dict:
+    """name -> the ``DECISION_KEYS`` of each ``pool`` set (and ``cross_fitted_folds``) at
+    its cross-fitted decisions (:func:`held_out_decisions`)."""
+    return {name: _decided_figures(*decided) for name, decided in
+            held_out_decisions(eval_config, predictions, groups, pool).items()}
 
 
 def classify(eval_config, predictions: Mapping[str, dict], groups: Mapping[str, np.ndarray],
@@ -214,9 +222,14 @@ def score_sets(eval_config, sets: Mapping[str, tuple], predictions: Mapping[str,
 def held_out_of_sets(eval_config, sets: Mapping[str, tuple],
                      predictions: Mapping[str, dict]) -> dict:
     """:func:`held_out_figures` of the classification validation ``sets`` pooled, as the loop
-    reports them (evaluate overrides its in-sample figures of these sets with them)."""
+    reports them, each with the 95% intervals of those figures ("ci", resampling the films with
+    their cross-fitted decisions); evaluate overrides its in-sample figures of these sets with
+    them."""
     cls = [n for n, (task, _) in sets.items() if task == CLASSIFICATION and n in predictions]
-    return held_out_figures(eval_config, predictions, film_groups(sets), cls)
+    return {name: {**_decided_figures(labels, classes, num_folds),
+                   "ci": intervals.decision_intervals(labels, classes)}
+            for name, (labels, classes, num_folds) in held_out_decisions(
+                eval_config, predictions, film_groups(sets), cls).items()}
 
 
 def validate(eval_config, predict_set: Callable,

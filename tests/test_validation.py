@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from multimix_jax import (calibration, checkpointing, evaluate, evaluation, input_pipeline,
-                          metrics, names, prior, sharding, shifts, steps, train, validation)
+                          intervals, metrics, names, prior, sharding, shifts, steps, train,
+                          validation)
 from multimix_jax import state as train_state
 from multimix_jax.config_base import base_config
 from multimix_jax.errors import ConfigMismatchError, UserError
@@ -93,6 +94,25 @@ def test_fitted_rule_reports_out_of_sample_figures_and_deploys_the_fit_on_all_fi
         t = metrics.balanced_threshold(labels[fold_of != f], probs[fold_of != f])
         decided[fold_of == f] = probs[fold_of == f] >= t
     assert out["accuracy"] == pytest.approx(np.mean(decided == labels))
+
+
+def test_evaluate_gives_the_cross_fitted_figures_the_interval_of_their_own_decisions():
+    labels, probs = _noise()
+    source = input_pipeline.ArraySource({"image": np.zeros((len(labels), 4, 4), np.uint8),
+                                         "label": labels})
+    sets = {"val_cls": ("classification", source)}
+    preds = {"val_cls": _predictions(labels, probs)}
+    out = validation.held_out_of_sets(_eval(), sets, preds)["val_cls"]
+    (held_labels, classes, _), = validation.held_out_decisions(
+        _eval(), preds, validation.film_groups(sets), ["val_cls"]).values()
+    assert out["accuracy"] == pytest.approx(np.mean(classes == (held_labels == 1)))
+    assert out["ci"] == intervals.decision_intervals(held_labels, classes)
+    lo, hi = out["ci"]["balanced_accuracy"]
+    assert lo <= out["balanced_accuracy"] <= hi
+    # the interval of the in-sample fit sits above it, on noise: not the one to report
+    in_sample = intervals.set_intervals("classification", preds["val_cls"],
+                                        metrics.balanced_threshold(labels, probs))
+    assert in_sample["balanced_accuracy"][0] > lo + 0.02
 
 
 def test_the_fixed_rule_is_the_default_and_classifies_at_the_default_threshold():
