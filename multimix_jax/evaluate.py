@@ -111,9 +111,9 @@ def evaluate(config, workdir: str | pathlib.Path, *, which: str = "best",
              output_dir: str | pathlib.Path | None = None, adapt_prior: bool = False,
              allow_config_change: Sequence[str] = ()) -> dict:
     """Every evaluation set of the config (validation hold-outs, test sets) plus ``extra_sets``
-    (name -> (task, source), ``input_pipeline.extra_sources``), at the decision (temperature, threshold) stored with the
-    checkpoint; writes results.json, results.md, predictions.npz, report.html and example
-    PNGs to ``output_dir`` (default: ``workdir``). ``adapt_prior``: each classification set's
+    (name -> (task, source), ``input_pipeline.extra_sources``), at the decision (temperature,
+    threshold) stored with the checkpoint; writes results.json, results.md, predictions.npz,
+    report.html and example PNGs to ``output_dir`` (default: ``workdir``). ``adapt_prior``: each classification set's
     posteriors adjusted to its own estimated class prior (``sets.NAME.estimated_prior``;
     docs/multimix.md, A new site). ``allow_config_change``: recorded config fields that may
     differ ('splits': the splits may differ from the workdir's ``splits.json``)."""
@@ -143,8 +143,10 @@ def evaluate(config, workdir: str | pathlib.Path, *, which: str = "best",
         sections.append(section)
     if not adapt_prior:  # a validation set the decision was fitted on: out of sample
         for name, figures in validation.held_out_of_sets(config.eval, val_sets, kept).items():
-            results[name]["ci"].update(figures.pop("ci"))
+            films[name][intervals.DECIDED] = figures.pop(intervals.DECIDED)  # compare.py too
             results[name].update(figures)
+            results[name]["ci"] = intervals.set_intervals(names.CLASSIFICATION, films[name],
+                                                          loaded.threshold)
     budgets = evaluation.label_budgets(config)
     run = {"model": config.eval.model_name, "budgets": budgets,
            "checkpoint": str(which), "step": loaded.step, "workdir": str(workdir)}

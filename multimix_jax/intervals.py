@@ -61,6 +61,9 @@ def _ece(labels: np.ndarray, prob: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return np.abs(gap).sum(axis=1) / idx.shape[1]
 
 
+DECIDED = "decided_pneumonia"  # per-film classes decided out of sample, where there are
+
+
 def _at_threshold(labels: np.ndarray, pred: np.ndarray, idx: np.ndarray) -> dict:
     """The metrics of metrics.classification_metrics that depend on the predicted classes."""
     y, p = labels[idx] == names.PNEUMONIA, pred[idx]
@@ -81,10 +84,13 @@ def classification_replicates(arrays: Mapping[str, np.ndarray], threshold: float
     """metric -> (R,) values over the resamples ``idx`` of a classification set's per-film
     ``label`` and ``prob_pneumonia`` (and ``prob_pneumonia_uncalibrated`` where a temperature
     made it differ):
-    the metrics of metrics.classification_metrics and metrics.calibration_metrics."""
+    the metrics of metrics.classification_metrics and metrics.calibration_metrics. Where the
+    films carry their own ``decided_pneumonia`` (cross-fitted decisions, evaluate's validation
+    sets) those classes are resampled instead of ``prob_pneumonia >= threshold``."""
     labels = np.asarray(arrays["label"], np.int64)
     prob = np.asarray(arrays["prob_pneumonia"], np.float64)
-    out = _at_threshold(labels, prob >= threshold, idx)
+    classes = (np.asarray(arrays[DECIDED], bool) if DECIDED in arrays else prob >= threshold)
+    out = _at_threshold(labels, classes, idx)
     out["accuracy_at_0.5"] = _at_threshold(labels, prob >= names.DEFAULT_THRESHOLD,
                                            idx)["accuracy"]
     out["roc_auc"] = _roc_auc(labels, prob, idx)
@@ -123,16 +129,6 @@ def percentile_interval(values: np.ndarray, level: float = LEVEL) -> list[float]
         return [float("nan"), float("nan")]
     tail = 100 * (1 - level) / 2
     return [float(v) for v in np.percentile(values, [tail, 100 - tail])]
-
-
-def decision_intervals(labels: np.ndarray, classes: np.ndarray, resamples: int = RESAMPLES,
-                       seed: int = SEED) -> dict[str, list[float]]:
-    """metric -> [lo, hi] of the metrics that depend only on the predicted ``classes`` (True:
-    pneumonia), e.g. cross-fitted ones, over the same resamples as :func:`set_intervals`."""
-    labels = np.asarray(labels, np.int64)
-    idx = resample_indices(len(labels), resamples, seed)
-    return {k: percentile_interval(v)
-            for k, v in _at_threshold(labels, np.asarray(classes, bool), idx).items()}
 
 
 def set_intervals(task: str, arrays: Mapping[str, np.ndarray], threshold: float = 0.5,

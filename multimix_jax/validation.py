@@ -222,12 +222,10 @@ def score_sets(eval_config, sets: Mapping[str, tuple], predictions: Mapping[str,
 def held_out_of_sets(eval_config, sets: Mapping[str, tuple],
                      predictions: Mapping[str, dict]) -> dict:
     """:func:`held_out_figures` of the classification validation ``sets`` pooled, as the loop
-    reports them, each with the 95% intervals of those figures ("ci", resampling the films with
-    their cross-fitted decisions); evaluate overrides its in-sample figures of these sets with
-    them."""
+    reports them, each with its films' cross-fitted classes (``intervals.DECIDED``); evaluate
+    overrides its in-sample figures of these sets with them and resamples those classes."""
     cls = [n for n, (task, _) in sets.items() if task == CLASSIFICATION and n in predictions]
-    return {name: {**_decided_figures(labels, classes, num_folds),
-                   "ci": intervals.decision_intervals(labels, classes)}
+    return {name: {**_decided_figures(labels, classes, num_folds), intervals.DECIDED: classes}
             for name, (labels, classes, num_folds) in held_out_decisions(
                 eval_config, predictions, film_groups(sets), cls).items()}
 

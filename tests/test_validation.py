@@ -96,18 +96,18 @@ def test_fitted_rule_reports_out_of_sample_figures_and_deploys_the_fit_on_all_fi
     assert out["accuracy"] == pytest.approx(np.mean(decided == labels))
 
 
-def test_evaluate_gives_the_cross_fitted_figures_the_interval_of_their_own_decisions():
+def test_cross_fitted_figures_get_the_interval_of_their_own_decisions():
     labels, probs = _noise()
     source = input_pipeline.ArraySource({"image": np.zeros((len(labels), 4, 4), np.uint8),
                                          "label": labels})
     sets = {"val_cls": ("classification", source)}
     preds = {"val_cls": _predictions(labels, probs)}
     out = validation.held_out_of_sets(_eval(), sets, preds)["val_cls"]
-    (held_labels, classes, _), = validation.held_out_decisions(
-        _eval(), preds, validation.film_groups(sets), ["val_cls"]).values()
-    assert out["accuracy"] == pytest.approx(np.mean(classes == (held_labels == 1)))
-    assert out["ci"] == intervals.decision_intervals(held_labels, classes)
-    lo, hi = out["ci"]["balanced_accuracy"]
+    classes = out[intervals.DECIDED]
+    assert out["accuracy"] == pytest.approx(np.mean(classes == (labels == 1)))
+    ci = intervals.set_intervals("classification", {**preds["val_cls"], intervals.DECIDED: classes},
+                                 0.5)
+    lo, hi = ci["balanced_accuracy"]
     assert lo <= out["balanced_accuracy"] <= hi
     # the interval of the in-sample fit sits above it, on noise: not the one to report
     in_sample = intervals.set_intervals("classification", preds["val_cls"],
@@ -223,6 +223,11 @@ def test_the_fitted_calibrated_decision_travels_from_the_fit_to_evaluate(tmp_pat
     for key in validation.DECISION_KEYS + ("cross_fitted_folds", "threshold"):
         assert saved["sets"]["val_cls"][key] == pytest.approx(info["val"]["val_cls"][key],
                                                               nan_ok=True), key
+    # ... with the intervals of those out-of-sample decisions, which predictions.npz keeps
+    with np.load(tmp_path / "out" / "predictions.npz") as films:
+        decided = films["val_cls/" + intervals.DECIDED]
+        labels = films["val_cls/label"]
+    assert saved["sets"]["val_cls"]["accuracy"] == pytest.approx(np.mean(decided == (labels == 1)))
 
     tta = config.copy_and_resolve_references()
     tta.eval.flip_tta = True
