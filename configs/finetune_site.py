@@ -39,7 +39,7 @@ def get_config(variant: str = "multimix") -> ml_collections.ConfigDict:
     config.labels.cls = 20
     config.data.val_cls = 30
     config.optim.learning_rate = 1e-4  # the source run's is 1e-3: adapt, do not retrain
-    config.optim.lr_decay_epochs = 0  # constant
+    config.optim.lr_decay_epochs = config.optim.lr_decay_steps = 0  # constant
     config.optim.ema_decay = 0.9  # a few steps: a short average
     config.train.num_steps = 60
     config.train.log_every_steps = 10

@@ -50,7 +50,9 @@ def get_config(variant: str = "multimix") -> ml_collections.ConfigDict:
     config.augment.acquisition = True
     config.augment.opacity_prob = 0.5
     config.optim.learning_rate = 1e-3
-    config.optim.lr_decay_epochs = 2.45  # one x0.1 step at ~1125 of 1500 steps (459 steps/epoch)
+    # One x0.1 step at 1122 of 1500 steps (2.45 epochs of 458 steps) in steps, so the U-Net
+    # baseline, whose epoch is 14 steps of masks, keeps the same schedule.
+    config.optim.lr_decay_steps = 1122
     config.optim.ema_decay = 0.99
     config.train.num_steps = 1500
     config.train.best_metric = "shifted_score"

@@ -91,6 +91,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.optim.b1 = 0.9
     config.optim.b2 = 0.999
     config.optim.lr_decay_epochs = 8.0
+    config.optim.lr_decay_steps = 0  # > 0: decay every this many steps instead (any variant)
     config.optim.lr_decay_factor = 0.1
     config.optim.ema_decay = 0.0
 

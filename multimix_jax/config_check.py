@@ -152,6 +152,8 @@ def _check_training(config) -> None:
     for name in ("b1", "b2", "ema_decay"):
         if not (_is_number(optim[name]) and 0 <= optim[name] <= 1):
             raise _bad(f"optim.{name}", optim[name], "a number in [0, 1]")
+    if not (isinstance(optim.lr_decay_steps, int) and optim.lr_decay_steps >= 0):
+        raise _bad("optim.lr_decay_steps", optim.lr_decay_steps, "a whole number >= 0")
 
 
 def check_config_values(config) -> None:

@@ -42,14 +42,19 @@ def total_steps(train_config, steps_per_epoch: int) -> int:
 
 
 def learning_rate_schedule(optim_config, steps_per_epoch: int) -> optax.Schedule:
-    """StepLR: lr x decay_factor every ``lr_decay_epochs`` epochs, expressed in steps
-    (``lr_decay_epochs <= 0``: constant)."""
-    if optim_config.lr_decay_epochs <= 0:
+    """StepLR: lr x decay_factor every ``lr_decay_steps`` steps when set (the same for every
+    variant of a config), else every ``lr_decay_epochs`` epochs of ``steps_per_epoch``
+    (``input_pipeline.steps_per_epoch``: a single-task variant's epoch is another set's);
+    neither set (<= 0): constant."""
+    if optim_config.lr_decay_steps > 0:
+        transition = int(optim_config.lr_decay_steps)
+    elif optim_config.lr_decay_epochs > 0:
+        transition = max(1, int(round(optim_config.lr_decay_epochs * steps_per_epoch)))
+    else:
         return optax.constant_schedule(optim_config.learning_rate)
-    return optax.exponential_decay(
-        init_value=optim_config.learning_rate,
-        transition_steps=max(1, int(round(optim_config.lr_decay_epochs * steps_per_epoch))),
-        decay_rate=optim_config.lr_decay_factor, staircase=True)
+    return optax.exponential_decay(init_value=optim_config.learning_rate,
+                                   transition_steps=transition,
+                                   decay_rate=optim_config.lr_decay_factor, staircase=True)
 
 
 def make_optimizer(optim_config, schedule: optax.Schedule) -> optax.GradientTransformation:

@@ -32,7 +32,7 @@ evals=()
 for d in "$SITE"/eval/cls_prior_*; do evals+=(--eval_cls_folder "site_$(basename "$d" | sed 's/cls_prior_/p/')=$d"); done
 evals+=(--eval_seg_folder "site_seg=$SITE/eval/seg")
 continued=(--config.init_from="$SOURCE" --config.optim.learning_rate=1e-4
-           --config.optim.lr_decay_epochs=0 --config.optim.ema_decay=0.9
+           --config.optim.lr_decay_epochs=0 --config.optim.lr_decay_steps=0 --config.optim.ema_decay=0.9
            --config.train.num_steps=60 --config.train.log_every_steps=10
            --config.train.eval_every_steps=60 --config.train.checkpoint_every_steps=60)
 pool=(--config.data.cls.unlabeled_extra="$SITE/pool/cls" --config.data.seg.unlabeled_extra="$SITE/pool/seg")

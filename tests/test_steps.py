@@ -27,6 +27,18 @@ def test_step_decay_schedule_in_steps():
     assert schedule(79) == pytest.approx(1e-4)
     assert schedule(80) == pytest.approx(1e-5)
     assert schedule(160) == pytest.approx(1e-6)
+    config.optim.lr_decay_steps = 30  # in steps: whatever an epoch is
+    for steps_per_epoch in (1, 10, 458):
+        schedule = train_state.learning_rate_schedule(config.optim, steps_per_epoch)
+        assert schedule(29) == pytest.approx(1e-4) and schedule(30) == pytest.approx(1e-5)
+
+
+def test_the_recipe_decays_at_the_same_step_in_every_variant():
+    from configs import shared_real
+    for variant, steps_per_epoch in (("multimix", 458), ("enc", 458), ("unet", 14)):
+        config = shared_real.get_config(variant)
+        schedule = train_state.learning_rate_schedule(config.optim, steps_per_epoch)
+        assert schedule(1121) == pytest.approx(1e-3) and schedule(1122) == pytest.approx(1e-4)
 
 
 def test_segmentation_only_decoder_equals_the_naive_all_images_step():
