@@ -113,10 +113,11 @@ def evaluate(config, workdir: str | pathlib.Path, *, which: str = "best",
     """Every evaluation set of the config (validation hold-outs, test sets) plus ``extra_sets``
     (name -> (task, source), ``input_pipeline.extra_sources``), at the decision (temperature,
     threshold) stored with the checkpoint; writes results.json, results.md, predictions.npz,
-    report.html and example PNGs to ``output_dir`` (default: ``workdir``). ``adapt_prior``: each classification set's
-    posteriors adjusted to its own estimated class prior (``sets.NAME.estimated_prior``;
-    docs/multimix.md, A new site). ``allow_config_change``: recorded config fields that may
-    differ ('splits': the splits may differ from the workdir's ``splits.json``)."""
+    report.html and example PNGs to ``output_dir`` (default: ``workdir``). ``adapt_prior``:
+    each classification set's posteriors adjusted to its own estimated class prior
+    (``sets.NAME.estimated_prior``; docs/multimix.md, A new site). ``allow_config_change``:
+    recorded config fields that may differ ('splits': the splits may differ from the workdir's
+    ``splits.json``)."""
     config_check.check_config_values(config)
     workdir = pathlib.Path(workdir).resolve()
     output_dir = pathlib.Path(output_dir).resolve() if output_dir else workdir

@@ -61,7 +61,7 @@ def _ece(labels: np.ndarray, prob: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return np.abs(gap).sum(axis=1) / idx.shape[1]
 
 
-DECIDED = "decided_pneumonia"  # per-film classes decided out of sample, where there are
+DECIDED = "decided_pneumonia"  # a set's per-film classes decided out of sample, if it has them
 
 
 def _at_threshold(labels: np.ndarray, pred: np.ndarray, idx: np.ndarray) -> dict:

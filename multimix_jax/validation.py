@@ -151,8 +151,8 @@ def cross_fitted(eval_config, labels, prob_uncalibrated, fold_of) -> tuple[np.nd
 
 def held_out_decisions(eval_config, predictions: Mapping[str, dict],
                        groups: Mapping[str, np.ndarray], pool: Sequence[str]) -> dict:
-    """name -> (labels, classes, number of folds) of each ``pool`` set, cross-fitted over the pooled
-    films: the decision fitted on the other folds classifies each fold (classes: True for
+    """name -> (labels, classes, number of folds) of each ``pool`` set, cross-fitted over the
+    pooled films: the decision fitted on the other folds classifies each fold (classes: True for
     pneumonia). Empty when the rule fits nothing (the in-sample figures are then out of sample)
     or a class has too few films (groups) for two folds (logged)."""
     pool = [name for name in pool if name in predictions]
