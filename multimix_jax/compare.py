@@ -42,16 +42,27 @@ def _task(arrays: Mapping[str, np.ndarray]) -> str:
     return names.CLASSIFICATION if "label" in arrays else names.SEGMENTATION
 
 
-def _same_films(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> str | None:
-    """Why two sets' arrays are not of the same films in the same order (None if they are)."""
+def _aligned(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]
+             ) -> tuple[dict | None, str | None]:
+    """(``b``'s arrays in ``a``'s film order, matched by film key, None) or (None, why the two
+    sets are not of the same films)."""
     if _task(a) != _task(b):
-        return "different tasks"
-    n_a, n_b = (len(next(iter(x.values()))) for x in (a, b))
-    if n_a != n_b:
-        return f"{n_a} vs {n_b} films"
+        return None, "different tasks"
+    if intervals.KEY not in a or intervals.KEY not in b:
+        return None, ("no film names in its predictions.npz (written before they were "
+                      "recorded): run --mode evaluate again")
+    keys_a, keys_b = (np.asarray(x[intervals.KEY], str) for x in (a, b))
+    if len(set(keys_a)) != len(keys_a) or len(set(keys_b)) != len(keys_b):
+        return None, "a film name repeats within the set, so films cannot be matched"
+    if set(keys_a) != set(keys_b):
+        return None, (f"not the same films ({len(set(keys_a) - set(keys_b))} only in A, "
+                      f"{len(set(keys_b) - set(keys_a))} only in B)")
+    position = {key: i for i, key in enumerate(keys_b)}
+    order = np.asarray([position[key] for key in keys_a], np.int64)
+    b = {name: np.asarray(values)[order] for name, values in b.items()}
     if "label" in a and not np.array_equal(a["label"], b["label"]):
-        return "the films' labels differ (not the same films in the same order)"
-    return None
+        return None, "the same films have different labels in A and B"
+    return b, None
 
 
 def compare(results_a: str | pathlib.Path, results_b: str | pathlib.Path,
@@ -63,8 +74,8 @@ def compare(results_a: str | pathlib.Path, results_b: str | pathlib.Path,
     payload_b, films_b = load_evaluation(results_b)
     out: dict = {"a": str(results_a), "b": str(results_b), "sets": {}, "skipped": {}}
     for name in (n for n in films_a if n in films_b):
-        a, b = films_a[name], films_b[name]
-        reason = _same_films(a, b)
+        a = films_a[name]
+        b, reason = _aligned(a, films_b[name])
         if reason:
             out["skipped"][name] = reason
             continue
@@ -85,7 +96,8 @@ def _fmt(value: float) -> str:
 def markdown(comparison: Mapping) -> str:
     """One row per set and metric: A, B, B - A, its 95% paired interval, whether it excludes 0."""
     lines = [f"A = {comparison['a']}, B = {comparison['b']}; 95% paired bootstrap intervals "
-             "(the same resamples of the films for both).", "",
+             "(the same resamples of the patients, films where patients are unknown, for "
+             "both; films matched by name).", "",
              "| set | metric | A | B | B - A | 95% interval | excludes 0 |",
              "|---|---|---|---|---|---|---|"]
     for name, rows in comparison["sets"].items():

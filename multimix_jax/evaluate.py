@@ -81,7 +81,8 @@ def evaluate_one(predict_set: Callable, threshold: float, name: str, task: str, 
         predictions = postprocess.apply_to_predictions(predictions, mask_mode)
     elif training_prior is not None:
         predictions, estimated = prior.adapt_predictions(predictions, training_prior)
-    films = intervals.per_film(task, predictions)
+    films = intervals.per_film(task, predictions, input_pipeline.source_keys(source),
+                               input_pipeline.source_groups(source))
     result = evaluation.set_metrics(task, predictions, threshold,
                                     per_image=films if task == names.SEGMENTATION else None)
     if estimated is not None:

@@ -123,12 +123,23 @@ def _is_nan(v) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
 
 
-def mean_std(values) -> tuple[float, float]:
-    """Mean and sample sd (ddof 1; 0 for one value) of the values that are not missing."""
+def mean_std(values) -> tuple[float, float, int]:
+    """Mean, sample sd (ddof 1; NaN below two values) and count of the values that are not
+    missing."""
     values = [float(v) for v in values if not _is_nan(v)]
     if not values:
-        return math.nan, math.nan
-    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+        return math.nan, math.nan, 0
+    sd = float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
+    return float(np.mean(values)), sd, len(values)
+
+
+def format_mean_sd(mean: float, sd: float, count: int, runs: int) -> str:
+    """'mean ± sd' over ``runs`` runs; the count where fewer runs have the figure ('0.80 (1 of
+    3)' with no sd below two); '-' where none has it."""
+    if count == 0:
+        return "-"
+    text = f"{mean:.3f}" if count < 2 else f"{mean:.3f} ± {sd:.3f}"
+    return text if count == runs else f"{text} ({count} of {runs})"
 
 
 def _flat_set(name: str, values: dict) -> dict:
@@ -161,8 +172,8 @@ def write_csv(path: pathlib.Path, cells: dict) -> list[str]:
 
 
 def summary(cells: dict, models, budgets) -> list[dict]:
-    """Per model and effective budget, in grid order: the seeds, the mean and sd (ddof=1;
-    0 for one seed) of each Table 2 column over them, and each seed's row."""
+    """Per model and effective budget, in grid order: the seeds, the mean, sd (ddof=1; NaN
+    for one seed) and count of runs of each Table 2 column over them, and each seed's row."""
     groups = []
     for model in models:
         for eff in dict.fromkeys(effective_budget(model, b) for b in budgets):
@@ -170,12 +181,13 @@ def summary(cells: dict, models, budgets) -> list[dict]:
             if not runs:
                 continue
             stats = {col: mean_std(r["paper_row"][col] for r in runs)
-                     for col in evaluation.PAPER_COLUMNS}
+                     for col in evaluation.PAPER_COLUMNS}  # (mean, sd, count)
             groups.append({"model": model, "display": DISPLAY_NAMES[model],
                            "budget_cls": eff[0], "budget_seg": eff[1],
                            "seeds": [r["seed"] for r in runs],
-                           "mean": {c: m for c, (m, _) in stats.items()},
-                           "sd": {c: sd for c, (_, sd) in stats.items()},
+                           "mean": {c: m for c, (m, _, _) in stats.items()},
+                           "sd": {c: sd for c, (_, sd, _) in stats.items()},
+                           "count": {c: n for c, (_, _, n) in stats.items()},
                            "runs": [{"seed": r["seed"], "wall_s": r["wall_s"],
                                      "paper_row": r["paper_row"]} for r in runs]})
     return groups
@@ -190,7 +202,7 @@ def markdown_table(groups: list[dict]) -> str:
              "|---|---|---|" + "---|" * len(columns)]
     for g in groups:
         budget = f"{g['budget_cls']}/{g['budget_seg']}"
-        entries = ["-" if _is_nan(g["mean"][c]) else f"{g['mean'][c]:.3f} ± {g['sd'][c]:.3f}"
+        entries = [format_mean_sd(g["mean"][c], g["sd"][c], g["count"][c], len(g["runs"]))
                    for c in columns]
         lines.append(f"| {g['display']} | {budget} | {len(g['runs'])} | "
                      + " | ".join(entries) + " |")
@@ -215,7 +227,8 @@ def plot(path: pathlib.Path, groups: list[dict], models, budgets) -> None:
             for x, budget in enumerate(budgets):
                 g = by_budget.get(effective_budget(model, budget))
                 if g is not None and not _is_nan(g["mean"][col]):
-                    xs.append(x), means.append(g["mean"][col]), sds.append(g["sd"][col])
+                    sd = g["sd"][col]
+                    xs.append(x), means.append(g["mean"][col]), sds.append(0 if _is_nan(sd) else sd)
             if xs:
                 ax.errorbar(xs, means, yerr=sds, marker="o", capsize=3, color=f"C{i % 10}",
                             label=DISPLAY_NAMES[model])

@@ -85,6 +85,36 @@ def source_keys(source) -> np.ndarray:
     return np.asarray(keys if keys is not None else [str(i) for i in range(len(source))], str)
 
 
+def source_groups(source) -> np.ndarray:
+    """Each film's patient group: the ``groups`` of a source that carries them
+    (:class:`GroupedSource`, the shifted copies of one), else one group per film (its key)."""
+    groups = getattr(source, "groups", None)
+    return np.asarray(groups if groups is not None else source_keys(source), str)
+
+
+class GroupedSource:
+    """``source`` with each film's patient group (``groups``): the films that the cross-fitted
+    folds (validation.py) and the bootstrap (intervals.py) keep together."""
+
+    def __init__(self, source, groups: Sequence[str]):
+        if len(groups) != len(source):
+            raise ValueError(f"{len(groups)} groups for {len(source)} films")
+        self._source, self.groups = source, np.asarray(groups, str)
+
+    @property
+    def keys(self) -> np.ndarray:
+        return source_keys(self._source)
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def __getitem__(self, index: int) -> dict:
+        return self._source[index]
+
+    def __repr__(self) -> str:
+        return f"GroupedSource({self._source!r}, groups={len(set(self.groups))})"
+
+
 class SubsetSource:
     """The examples of ``source`` at ``indices`` (a label-budget or validation split)."""
 
@@ -202,6 +232,10 @@ class DataSplits:
         rule = self.grouping.get(name.split("_")[0], "film") if "extra" not in name else "film"
         return layouts.patient_groups(source_keys(self.sources()[name]), rule)
 
+    def grouped(self, name: str) -> GroupedSource:
+        """Split ``name`` with its films' patient groups (:meth:`groups`)."""
+        return GroupedSource(self.sources()[name], self.groups(name))
+
     def summary(self) -> dict:
         """name -> {'films': n, 'groups': distinct patients} (oversampled films count once
         among the groups), and the grouping rule of each task."""
@@ -287,9 +321,13 @@ def make_splits(config) -> DataSplits:
 def extra_sources(config, extra: Mapping[str, tuple[str, str]]) -> dict:
     """name -> (task, source) of extra evaluation folders given as name -> (task, path), each
     read once, all of it (a bad image stops here, naming the file)."""
-    return {name: (task, load_source({"kind": "folder", "path": path}, task,
-                                     config.data.image_size, split=None))
-            for name, (task, path) in extra.items()}
+    sets = {}
+    for name, (task, path) in extra.items():
+        source = load_source({"kind": "folder", "path": path}, task, config.data.image_size,
+                             split=None)
+        sets[name] = (task, GroupedSource(source, layouts.patient_groups(source_keys(source),
+                                                                         "auto")))
+    return sets
 
 
 def eval_sources(config, val_sets: Mapping[str, tuple] | None = None,
@@ -304,10 +342,13 @@ def eval_sources(config, val_sets: Mapping[str, tuple] | None = None,
     for name, spec in specs.items():
         task = spec["task"]
         stream_id = 0 if task == CLASSIFICATION else 1
-        sets[name] = (task, load_source(
+        source = load_source(
             spec, task, data.image_size, split=spec.get("split", "test"),
             synthetic_offset=SYNTHETIC_TEST_OFFSET, synthetic_seed=data.synthetic_seed + stream_id,
-            pneumonia_fraction=data.synthetic_pneumonia_fraction))
+            pneumonia_fraction=data.synthetic_pneumonia_fraction)
+        rule = spec.get("group", "auto")
+        sets[name] = (task, GroupedSource(source, layouts.patient_groups(
+            source_keys(source), rule, f"data.eval_sets.{name}.group")))
     return {**sets, **(extra or {})}
 
 

@@ -163,11 +163,12 @@ def calibration_bin(prob_pneumonia, bins: int = ECE_BINS) -> np.ndarray:
 
 
 def calibration_metrics(labels, prob_pneumonia, bins: int = ECE_BINS) -> dict[str, float]:
-    """Calibration of P(pneumonia) (docs/multimix.md, Metrics), as in Guo et al. 2017, "On
-    calibration of modern neural networks":
+    """Calibration of P(pneumonia) (docs/multimix.md, Metrics):
 
-    * ``ece``: expected calibration error over ``bins`` equal-width bins of P(pneumonia),
-      sum_b (n_b / n) |mean label_b - mean P_b| (the reliability diagram's weighted gap);
+    * ``ece``: expected calibration error of the positive class over ``bins`` equal-width
+      bins of P(pneumonia), sum_b (n_b / n) |mean label_b - mean P_b| (the weighted gap of the
+      reliability diagram of P(pneumonia)); Guo et al. 2017, "On calibration of modern neural
+      networks", bin the top-class confidence instead, which folds P and 1 - P together;
     * ``brier``: mean (P(pneumonia) - label)^2 (Brier 1950).
 
     Both NaN for an empty set.
@@ -359,7 +360,7 @@ def segmentation_metrics(pred_masks, true_masks,
     """
     p, t = _batch(pred_masks), _batch(true_masks)
     per_image = per_image if per_image is not None else per_image_segmentation(p, t)
-    out: dict[str, float] = {k: _mean(v) for k, v in per_image.items()}
+    out: dict[str, float] = {k: _mean(per_image[k]) for k in _SEG_FUNCS}  # not key, group
     pred_empty, true_empty = ~p.any(axis=(1, 2)), ~t.any(axis=(1, 2))
     out["n"] = int(p.shape[0])
     out["empty_pred"] = int(pred_empty.sum())

@@ -67,10 +67,12 @@ def worst_films(task: str, films: Mapping[str, np.ndarray], threshold: float,
 
 
 def caption(task: str, films: Mapping[str, np.ndarray], index: int) -> str:
+    """The film's name in its set (its position where it has none) and what it got wrong."""
+    name = films["key"][index] if "key" in films else f"film {index}"
     if task == names.CLASSIFICATION:
-        return (f"film {index}: {names.CLASS_NAMES[int(films['label'][index])]}, "
+        return (f"{name}: {names.CLASS_NAMES[int(films['label'][index])]}, "
                 f"P(pneumonia) = {films['prob_pneumonia'][index]:.3f}")
-    return f"film {index}: Dice {films['dice'][index]:.3f}, HD95 {films['hd95'][index]:.1f} px"
+    return f"{name}: Dice {films['dice'][index]:.3f}, HD95 {films['hd95'][index]:.1f} px"
 
 
 # --------------------------------------------------------------------------- figures

@@ -34,6 +34,7 @@ from scipy import ndimage
 from skimage import draw, exposure
 
 from multimix_jax.augment import paint_opacity, rotate_zoom_shift, to_uint8
+from multimix_jax.input_pipeline import source_groups, source_keys
 from multimix_jax.names import (CLASSIFICATION, SEGMENTATION, VAL_CLS, VAL_CLS_SHIFTED, VAL_SEG,
                                 VAL_SEG_DISEASE, VAL_SEG_DISEASE_HARD, VAL_SEG_SHIFTED)
 
@@ -337,6 +338,17 @@ class ShiftedSource:
     def indices(self) -> np.ndarray:
         """The ``source`` example each example is a shifted copy of."""
         return self._indices
+
+    @property
+    def keys(self) -> np.ndarray:
+        """The key of the film each example is a copy of."""
+        return source_keys(self._source)[self._indices]
+
+    @property
+    def groups(self) -> np.ndarray:
+        """The patient group of the film each example is a copy of: a film and its shifted
+        copy are one patient's (one fold, one bootstrap draw)."""
+        return source_groups(self._source)[self._indices]
 
     def __getitem__(self, i: int) -> dict:
         if i not in self._cache:

@@ -19,17 +19,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 import warnings
-from typing import TYPE_CHECKING, Callable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 from sklearn import model_selection
 
 from multimix_jax import calibration, evaluation, intervals, metrics, prior, shifts
+from multimix_jax.input_pipeline import DataSplits, source_groups
 from multimix_jax.names import (CLASSIFICATION, DEFAULT_THRESHOLD, SEGMENTATION, VAL_CLS,
                                 VAL_CLS_SHIFTED, VAL_SEG, VAL_SEG_DISEASE, VAL_SEG_SHIFTED)
 
-if TYPE_CHECKING:  # the type alone: validation does not read data
-    from multimix_jax.input_pipeline import DataSplits
 
 log = logging.getLogger("multimix_jax")
 
@@ -44,34 +43,27 @@ SHIFTED_SCORE_PARTS = ((VAL_CLS, "balanced_accuracy"), (VAL_CLS_SHIFTED, "balanc
 
 
 # --------------------------------------------------------------------------- sets
-def validation_sets(splits: "DataSplits", shifted: bool = False) -> dict:
-    """name -> (task, source) of the held-out validation splits (model selection only), with
-    their shifted copies when ``shifted`` (docs/multimix.md, Shifted validation)."""
+def validation_sets(splits: DataSplits, shifted: bool = False) -> dict:
+    """name -> (task, source) of the held-out validation splits (model selection only), each
+    film with its patient group, with their shifted copies when ``shifted`` (docs/multimix.md,
+    Shifted validation)."""
     sets = {}
     if splits.cls_val is not None:
-        sets[VAL_CLS] = (CLASSIFICATION, splits.cls_val)
+        sets[VAL_CLS] = (CLASSIFICATION, splits.grouped("cls_val"))
     if splits.seg_val is not None:
-        sets[VAL_SEG] = (SEGMENTATION, splits.seg_val)
+        sets[VAL_SEG] = (SEGMENTATION, splits.grouped("seg_val"))
     if shifted:
         sets.update(shifts.shifted_sources(sets))
     return sets
 
 
 def film_groups(sets: Mapping[str, tuple]) -> dict[str, np.ndarray]:
-    """name -> one group id per film of each classification set: the source's ``groups``
-    (patients) when it has them, else one group per film; a shifted copy takes the group of
-    the film it was made from, so the two never fall in different folds."""
-    groups = {}
-    for name, (task, source) in sets.items():
-        if task != CLASSIFICATION or isinstance(source, shifts.ShiftedSource):
-            continue
-        own = getattr(source, "groups", None)
-        groups[name] = (np.asarray([f"{name}/{i}" for i in range(len(source))]) if own is None
-                        else np.asarray(own).astype(str))
-    for name, (task, source) in sets.items():
-        if task == CLASSIFICATION and isinstance(source, shifts.ShiftedSource):
-            groups[name] = groups[VAL_CLS][source.indices]
-    return groups
+    """name -> one patient group per film of each classification set
+    (``input_pipeline.source_groups``: one group per film where patients are unknown); a
+    shifted copy's film is in the group of the film it was made from, so the two never fall
+    in different folds."""
+    return {name: source_groups(source) for name, (task, source) in sets.items()
+            if task == CLASSIFICATION}
 
 
 def predict_sets(predict_set: Callable, sets: Mapping[str, tuple]) -> dict[str, dict]:

@@ -17,7 +17,7 @@ import json
 import pathlib
 
 from multimix_jax.evaluation import format_interval, format_value
-from multimix_jax.grid import mean_std
+from multimix_jax.grid import format_mean_sd, mean_std
 from multimix_jax.names import (VAL_CLS, VAL_CLS_SHIFTED, VAL_SEG, VAL_SEG_DISEASE,
                                 VAL_SEG_DISEASE_HARD, VAL_SEG_SHIFTED)
 
@@ -52,7 +52,8 @@ def read_results(workdir: str) -> dict:
 
 def table(workdirs: list[str], mean: bool = False) -> str:
     """One row per workdir (its model, budgets, checkpoint step, threshold, temperature and
-    COLUMNS); ``mean``: a last row of mean ± sd (sd over the rows, ddof 1)."""
+    COLUMNS); ``mean``: a last row of mean ± sd (sd over the rows, ddof 1), with the count of
+    rows where fewer than all have the figure."""
     lines = ["| model | D_l^c/D_l^s | step | threshold | T | " + " | ".join(c[0] for c in COLUMNS)
              + " |", "|---" * (len(COLUMNS) + 5) + "|"]
     columns = []
@@ -69,7 +70,7 @@ def table(workdirs: list[str], mean: bool = False) -> str:
         columns.append(values)
     if mean:
         stats = [mean_std(column) for column in zip(*columns)][1:]  # not the step
-        cells = ["-" if format_value(m) == "-" else f"{m:.3f} ± {sd:.3f}" for m, sd in stats]
+        cells = [format_mean_sd(*stat, len(workdirs)) for stat in stats]
         lines.append(f"| mean ± sd, {len(workdirs)} runs | | | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -151,3 +151,19 @@ def test_collect_results_shows_the_intervals_and_the_mean_over_seeds(tmp_path):
                                "| - | - | - | 0.050 |")
     assert lines[4].startswith("| mean ± sd, 2 runs | | | 0.400 ± 0.000 | 1.500 ± 0.000 | "
                                "0.700 ± 0.141 | - |")
+
+
+def test_the_mean_over_seeds_says_how_many_runs_have_each_figure(tmp_path):
+    from scripts import collect_results
+    for seed, sets in enumerate(({"val_cls": {"accuracy": 0.8}, "val_seg_disease_hard": {"dice": 0.7}},
+                                 {"val_cls": {"accuracy": 0.6}, "val_seg_disease_hard": {"dice": 0.9}},
+                                 {"val_cls": {"accuracy": 0.7}})):
+        (tmp_path / f"s{seed}").mkdir()
+        (tmp_path / f"s{seed}" / "results.json").write_text(json.dumps(
+            {"model": "MultiMix", "budgets": "10/5", "step": 100, "sets": sets}))
+    mean_row = [cell.strip() for cell in collect_results.table(
+        [str(tmp_path / f"s{s}") for s in range(3)], mean=True).splitlines()[-1].split("|")]
+    assert mean_row[6] == "0.700 ± 0.100"  # val Acc, all three runs
+    assert mean_row[-2] == "0.800 ± 0.141 (2 of 3)"  # severe Dice, two of them
+    one = collect_results.table([str(tmp_path / "s0"), str(tmp_path / "s2")], mean=True)
+    assert one.splitlines()[-1].endswith("| 0.700 (1 of 2) |")  # no sd from one run

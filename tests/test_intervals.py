@@ -1,6 +1,7 @@
 """multimix_jax.intervals: every bootstrap replicate equals the metric functions applied to the
-resampled films, intervals are reproducible and fast, paired differences of a model with
-itself are exactly zero."""
+resampled films, a patient's films are drawn together, intervals are reproducible and fast,
+paired differences of a model with itself are exactly zero, and compare.py pairs films by
+name."""
 
 import json
 import math
@@ -20,24 +21,54 @@ def _cls_arrays(n, seed=0):
             "prob_pneumonia_uncalibrated": np.sqrt(prob)}
 
 
-def test_each_replicate_is_the_metric_of_its_resample():
+def _films_of(weights_row):
+    """The film indices of one resample (film i repeated as often as it was drawn)."""
+    return np.repeat(np.arange(len(weights_row)), weights_row.astype(np.int64))
+
+
+@pytest.mark.parametrize("patients", [None, "pairs"])
+def test_each_replicate_is_the_metric_of_its_resample(patients):
     arrays = _cls_arrays(40)
-    idx = intervals.resample_indices(40, resamples=25, seed=3)
-    reps = intervals.classification_replicates(arrays, 0.45, idx)
+    groups = None if patients is None else np.arange(40) // 2
+    weights = intervals.resample_weights(40, groups, resamples=25, seed=3)
+    reps = intervals.classification_replicates(arrays, 0.45, weights)
     for r in range(25):
-        labels, prob = arrays["label"][idx[r]], arrays["prob_pneumonia"][idx[r]]
+        films = _films_of(weights[r])
+        labels, prob = arrays["label"][films], arrays["prob_pneumonia"][films]
         want = {**metrics.classification_metrics(labels, prob, 0.45),
                 **metrics.calibration_metrics(labels, prob)}
-        raw = metrics.calibration_metrics(labels, arrays["prob_pneumonia_uncalibrated"][idx[r]])
+        raw = metrics.calibration_metrics(labels, arrays["prob_pneumonia_uncalibrated"][films])
         want["ece_uncalibrated"], want["brier_uncalibrated"] = raw["ece"], raw["brier"]
         for key, values in reps.items():
             assert values[r] == pytest.approx(want[key], nan_ok=True), (key, r)
 
 
+def test_a_patient_is_drawn_with_all_of_its_films():
+    groups = np.array(["p1", "p1", "p2", "p3", "p3", "p3", "p4"])
+    weights = intervals.resample_weights(7, groups, resamples=200, seed=1)
+    for patient in set(groups):
+        films = weights[:, groups == patient]
+        assert (films == films[:, :1]).all(), patient  # one count for the whole patient
+    assert (weights[:, [0, 2, 3, 6]].sum(axis=1) == 4).all()  # 4 patients drawn per resample
+    film_level = intervals.resample_weights(7, None, resamples=200, seed=1)
+    assert (film_level.sum(axis=1) == 7).all()
+
+
+def test_films_of_one_patient_widen_the_interval_to_that_of_the_patients():
+    """Two identical films per patient carry the information of one: resampling patients
+    gives the interval of the patients alone, resampling films a narrower, wrong one."""
+    one_each = _cls_arrays(150, seed=4)
+    twice = {k: np.repeat(v, 2) for k, v in one_each.items()}
+    patients = {**twice, intervals.GROUP: np.repeat(np.arange(150), 2).astype(str)}
+    width = lambda arrays: np.diff(intervals.set_intervals(names.CLASSIFICATION, arrays)["accuracy"])[0]
+    assert width(patients) == pytest.approx(width(one_each), rel=0.15)
+    assert width(twice) < 0.85 * width(patients)
+
+
 def test_a_resample_with_one_class_has_no_auc_or_balanced_accuracy():
     arrays = {"label": np.array([0, 1]), "prob_pneumonia": np.array([0.2, 0.7])}
-    idx = np.array([[0, 0], [1, 1], [0, 1]])
-    reps = intervals.classification_replicates(arrays, 0.5, idx)
+    weights = np.array([[2.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+    reps = intervals.classification_replicates(arrays, 0.5, weights)
     assert np.isnan(reps["roc_auc"][:2]).all() and reps["roc_auc"][2] == 1.0
     assert np.isnan(reps["balanced_accuracy"][:2]).all()
     assert list(reps["f1_normal"]) == [1.0, 1.0, 1.0]  # a class absent from labels and predictions scores 1
@@ -47,9 +78,9 @@ def test_a_resample_with_one_class_has_no_auc_or_balanced_accuracy():
 def test_segmentation_replicates_are_means_of_the_per_film_metrics():
     rng = np.random.default_rng(1)
     arrays = {k: rng.uniform(0, 1, 30) for k in intervals.SEG_ARRAYS}
-    idx = intervals.resample_indices(30, resamples=5)
-    reps = intervals.segmentation_replicates(arrays, idx)
-    np.testing.assert_allclose(reps["hd95"], arrays["hd95"][idx].mean(1))
+    weights = intervals.resample_weights(30, resamples=5)
+    reps = intervals.segmentation_replicates(arrays, weights)
+    np.testing.assert_allclose(reps["hd95"], [arrays["hd95"][_films_of(w)].mean() for w in weights])
     ci = intervals.set_intervals(names.SEGMENTATION, arrays)
     assert ci["dice"][0] < arrays["dice"].mean() < ci["dice"][1]
 
@@ -82,13 +113,15 @@ def test_paired_difference():
                         metrics.classification_metrics(a["label"], a["prob_pneumonia"])["accuracy"])
 
 
-def _evaluation(folder, prob, labels, threshold=0.5, dice=None):
+def _evaluation(folder, prob, labels, threshold=0.5, dice=None, keys=None):
     """A results.json + predictions.npz as --mode evaluate writes them."""
     from multimix_jax import evaluate
     folder.mkdir()
-    films = {"test_cls": {"label": labels, "prob_pneumonia": prob}}
+    keys = np.asarray([f"film{i:03d}.png" for i in range(len(labels))] if keys is None else keys)
+    named = {intervals.KEY: keys, intervals.GROUP: keys}
+    films = {"test_cls": {"label": labels, "prob_pneumonia": prob, **named}}
     if dice is not None:
-        films["test_seg"] = {k: dice for k in intervals.SEG_ARRAYS}
+        films["test_seg"] = {**{k: dice for k in intervals.SEG_ARRAYS}, **named}
     evaluate.write_predictions(folder / "predictions.npz", films)
     sets = {"test_cls": {"threshold": threshold}}
     (folder / "results.json").write_text(json.dumps({"sets": sets, "predictions": "predictions.npz"}))
@@ -108,8 +141,29 @@ def test_compare_script(tmp_path, capsys):
     assert "test_seg" not in out  # only in A
     saved = json.loads((tmp_path / "c.json").read_text())
     assert saved["sets"]["test_cls"]["roc_auc"]["excludes_zero"]
-    with pytest.raises(compare.UserError, match="labels differ"):
+    with pytest.raises(compare.UserError, match="different labels"):
         compare.compare(a, _evaluation(tmp_path / "d", np.full(100, 0.6), 1 - labels))
     (tmp_path / "a" / "predictions.npz").unlink()
     with pytest.raises(SystemExit, match="error: .*predictions.npz: missing"):
         script.main([str(a), str(b)])
+
+
+def test_compare_pairs_films_by_name_not_position(tmp_path):
+    """B lists the same films in another order: each film meets itself, so a model compared
+    with itself differs by exactly 0; other films or unnamed films are refused."""
+    from multimix_jax import compare, evaluate
+    rng = np.random.default_rng(0)
+    labels, prob = rng.integers(0, 2, 80), rng.uniform(0, 1, 80)
+    keys = np.asarray([f"film{i:03d}.png" for i in range(80)])
+    order = rng.permutation(80)
+    a = _evaluation(tmp_path / "a", prob, labels, keys=keys)
+    b = _evaluation(tmp_path / "b", prob[order], labels[order], keys=keys[order])
+    same = compare.compare(a, b)["sets"]["test_cls"]
+    assert all(row["difference"] == 0 and row["ci"] == [0.0, 0.0] for row in same.values())
+    other = _evaluation(tmp_path / "c", prob, labels, keys=np.char.add("x", keys))
+    with pytest.raises(compare.UserError, match="80 only in A, 80 only in B"):
+        compare.compare(a, other)
+    evaluate.write_predictions(tmp_path / "c" / "predictions.npz",
+                               {"test_cls": {"label": labels, "prob_pneumonia": prob}})
+    with pytest.raises(compare.UserError, match="no film names"):
+        compare.compare(a, tmp_path / "c")

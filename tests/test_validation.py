@@ -67,6 +67,25 @@ def test_a_shifted_copy_takes_the_group_of_its_film():
                                   base.groups[copy.indices])
 
 
+def test_the_validation_sets_carry_patients_into_the_folds():
+    """A patient's films, and their shifted copies, fall in one cross-fitting fold: the
+    groups come from the split's patient rule, not from the film."""
+    keys = [f"PNEUMONIA/person{p}_bacteria_{f}.jpeg" for p in range(6) for f in range(2)]
+    keys += [f"NORMAL/IM-{p:04d}-000{f}.jpeg" for p in range(6) for f in range(2)]
+    labels = np.array([1] * 12 + [0] * 12)
+    val = input_pipeline.ArraySource({"image": np.zeros((24, 8, 8), np.uint8), "label": labels},
+                                     keys=keys)
+    splits = input_pipeline.DataSplits(cls_val=val, grouping={"cls": "auto"})
+    sets = validation.validation_sets(splits, shifted=True)
+    groups = validation.film_groups(sets)
+    assert len(set(groups[names.VAL_CLS])) == 12  # 24 films of 12 patients
+    copy = sets[names.VAL_CLS_SHIFTED][1]
+    pooled_groups = np.concatenate([groups[names.VAL_CLS], groups[names.VAL_CLS_SHIFTED]])
+    fold_of = validation.folds(np.concatenate([labels, labels[copy.indices]]), pooled_groups)
+    for patient in set(pooled_groups):
+        assert len(set(fold_of[pooled_groups == patient])) == 1, patient
+
+
 # --------------------------------------------------------------------------- the decision
 def _predictions(labels, probs):
     return {"label": np.asarray(labels), "prob_pneumonia": np.asarray(probs),
