@@ -62,13 +62,13 @@ def worst_section(predict_set: Callable, threshold: float, name: str, task: str,
 
 def evaluate_one(predict_set: Callable, threshold: float, name: str, task: str, source,
                  output_dir: pathlib.Path, *, num_example_pngs: int = 0, mask_mode: str = "none",
-                 labeled_fraction: float | None = None, training_prior: float | None = None,
+                 labeled_fraction: float | None = None, base_prior: float | None = None,
                  keep: dict | None = None) -> tuple[dict, dict, report.SetSection]:
     """One set, predicted once by ``predict_set`` (``evaluation.run_predictions`` with the
     checkpoint bound; its worst films once more, for their saliency): its metrics
     (classification of the calibrated P(pneumonia) at the checkpoint's ``threshold``, adjusted
-    to the set's estimated prior when ``training_prior`` is given; masks post-processed by
-    ``mask_mode``, the checked ``eval.mask_postprocess``) with 95% bootstrap intervals ("ci")
+    to the set's estimated prior, EM from ``base_prior``, when it is given; masks post-processed
+    by ``mask_mode``, the checked ``eval.mask_postprocess``) with 95% bootstrap intervals ("ci")
     and, for classification, the trivial rules ("trivial_rules", the training prior rule at
     ``labeled_fraction``); its per-film arrays; its report section; and, for a segmentation
     set, ``num_example_pngs`` example PNGs."""
@@ -79,8 +79,8 @@ def evaluate_one(predict_set: Callable, threshold: float, name: str, task: str, 
     estimated = None
     if task == names.SEGMENTATION:
         predictions = postprocess.apply_to_predictions(predictions, mask_mode)
-    elif training_prior is not None:
-        predictions, estimated = prior.adapt_predictions(predictions, training_prior)
+    elif base_prior is not None:
+        predictions, estimated = prior.adapt_predictions(predictions, base_prior)
     films = intervals.per_film(task, predictions, input_pipeline.source_keys(source),
                                input_pipeline.source_groups(source))
     result = evaluation.set_metrics(task, predictions, threshold,
@@ -124,7 +124,7 @@ def evaluate(config, workdir: str | pathlib.Path, *, which: str = "best",
     output_dir = pathlib.Path(output_dir).resolve() if output_dir else workdir
     mask_mode = postprocess.check_mode(config.eval.mask_postprocess)
     loaded = evaluation.load_for_inference(config, workdir, which, allow_config_change)
-    training = prior.training_prior(loaded.val_prior) if adapt_prior else None
+    base = prior.base_prior(loaded.info) if adapt_prior else None
     predict_fn = steps.jit_predict(loaded.model, loaded.mesh, config.eval.flip_tta)
     splits = input_pipeline.make_splits(config)
     workdir_lib.check_splits(workdir, splits.fingerprints(), compare=True, write=False,
@@ -140,7 +140,7 @@ def evaluate(config, workdir: str | pathlib.Path, *, which: str = "best",
         results[name], films[name], section = evaluate_one(
             predict_set, loaded.threshold, name, task, source, staging,
             num_example_pngs=config.eval.num_example_pngs, mask_mode=mask_mode,
-            labeled_fraction=labeled and labeled["pneumonia_fraction"], training_prior=training,
+            labeled_fraction=labeled and labeled["pneumonia_fraction"], base_prior=base,
             keep=kept)
         sections.append(section)
     if not adapt_prior:  # a validation set the decision was fitted on: out of sample
@@ -157,9 +157,9 @@ def evaluate(config, workdir: str | pathlib.Path, *, which: str = "best",
         threshold=loaded.threshold, temperature=loaded.temperature,
         extra={"checkpoint": str(which), "step": loaded.step, "workdir": str(workdir),
                "labeled_prior": labeled, "predictions": PREDICTIONS_FILE,
-               "adapt_prior": {"training_prior": training} if adapt_prior else None,
+               "adapt_prior": {"encoded_prior": base} if adapt_prior else None,
                "mask_postprocess": mask_mode},
-        notes=(prior.table_note(training) if adapt_prior else "",
+        notes=(prior.table_note(base) if adapt_prior else "",
                postprocess.table_note(mask_mode)))
     write_predictions(staging / PREDICTIONS_FILE, films)
     report.write_report(staging / REPORT_FILE, sections, {

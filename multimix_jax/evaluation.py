@@ -11,7 +11,7 @@ from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from multimix_jax import (calibration, checkpointing, input_pipeline, metrics, names, prior,
+from multimix_jax import (calibration, checkpointing, input_pipeline, metrics, names,
                           sharding)
 from multimix_jax import state as train_state
 from multimix_jax import workdir as workdir_lib
@@ -27,15 +27,16 @@ class Loaded(NamedTuple):
     """A checkpoint ready for prediction: EMA params when the run used EMA, else the raw ones;
     ``threshold`` and ``temperature`` are the decision stored with the checkpoint
     (docs/multimix.md, Decision threshold and calibration): P(pneumonia) is calibrated by the
-    temperature (None: not calibrated), then classified at the threshold;
-    ``val_prior`` the pneumonia fraction of the validation it was fitted on (prior.py)."""
+    temperature (None: not calibrated), then classified at the threshold; ``info`` is the
+    checkpoint's info as stored (``checkpointing.checkpoint_info``; --adapt_prior's base prior
+    is read from it by ``prior.base_prior``)."""
     model: Any
     params: Any
     mesh: Any
     step: int
     threshold: float
     temperature: float | None = None
-    val_prior: float | None = None
+    info: Mapping | None = None
 
 
 def stored_decision(info: Mapping | None,
@@ -71,8 +72,7 @@ def load_for_inference(config, workdir: str | pathlib.Path, which: str = "best",
     key = "ema_params" if config.optim.ema_decay > 0 else "params"
     restored, step, info = checkpointing.restore_for_inference(workdir, {key: shapes}, which)
     threshold, temperature = stored_decision(info, config.eval.flip_tta)
-    return Loaded(model, restored[key], mesh, int(step), threshold, temperature,
-                  (info or {}).get(prior.PRIOR_KEY))
+    return Loaded(model, restored[key], mesh, int(step), threshold, temperature, info)
 
 
 # --------------------------------------------------------------------------- prediction loop

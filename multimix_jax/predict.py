@@ -171,7 +171,7 @@ def predict_files(config, workdir: str | pathlib.Path, inputs: Sequence[str],
                     " ..." if len(found.skipped) > 5 else "")
     mask_mode = postprocess.check_mode(config.eval.mask_postprocess)
     loaded = evaluation.load_for_inference(config, workdir, which, allow_config_change)
-    training = prior.training_prior(loaded.val_prior) if adapt_prior else None
+    base = prior.base_prior(loaded.info) if adapt_prior else None
     predict_fn = steps.jit_predict(loaded.model, loaded.mesh, config.eval.flip_tta)
     staging = files.staging_folder(output_dir, "predict")  # moved in once complete
     probs, uncalibrated = [], []
@@ -187,8 +187,8 @@ def predict_files(config, workdir: str | pathlib.Path, inputs: Sequence[str],
     predictions = {"prob_pneumonia": np.concatenate(probs)}
     extra = {"adapt_prior": None, "mask_postprocess": mask_mode}
     if adapt_prior:  # the prior of all inputs together: the whole set is needed first
-        predictions, estimated = prior.adapt_predictions(predictions, training)
-        extra["adapt_prior"] = {"training_prior": training, "estimated_prior": estimated}
+        predictions, estimated = prior.adapt_predictions(predictions, base)
+        extra["adapt_prior"] = {"encoded_prior": base, "estimated_prior": estimated}
     rows = [_row(path, name, float(p), float(u), loaded.threshold) for path, name, p, u
             in zip(found.images, found.names, predictions["prob_pneumonia"],
                    np.concatenate(uncalibrated))]

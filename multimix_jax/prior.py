@@ -3,11 +3,12 @@ the EM procedure of Saerens, Latinne & Decaestecker (2002), "Adjusting the outpu
 classifier to new a priori probabilities: a simple procedure", Neural Computation 14(1)
 (docs/multimix.md, A new site).
 
-The training prior ``pi_t`` is the prior the probabilities are calibrated under: the pneumonia
-fraction of the pooled validation films that the decision threshold (and the temperature, when
-calibration is in use) is fitted on. Training records it with each validated checkpoint
-(``val_prior``, beside the threshold); :func:`training_prior` reads it from there and nowhere
-else.
+EM's base prior ``pi_t`` is the class prior that the probabilities encode (calibrated when
+calibration is in use): the model trains on a class-balanced labelled stream and a temperature
+has no intercept, so it is not the validation's pneumonia fraction. :func:`encoded_prior`
+estimates it on the pooled validation films, whose prior is known; training records it with
+each validated checkpoint (``encoded_prior``, beside the threshold) and :func:`base_prior`
+reads it from there and nowhere else.
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ from __future__ import annotations
 from typing import Mapping, NamedTuple
 
 import numpy as np
+from scipy import optimize
 
 from multimix_jax.errors import UserError
 
-PRIOR_KEY = "val_prior"  # the checkpoint info's training prior
+ENCODED_PRIOR_KEY = "encoded_prior"  # the checkpoint info's base prior (None: undetermined)
+OLD_PRIOR_KEY = "val_prior"  # older checkpoints': the validation's pneumonia fraction, not a base
+EPSILON = 1e-6  # the encoded prior is sought in (EPSILON, 1 - EPSILON)
 MAX_ITERATIONS = 1000
 TOLERANCE = 1e-7
 
@@ -30,19 +34,47 @@ class Adapted(NamedTuple):
     iterations: int
 
 
-def validation_prior(labels: np.ndarray) -> float:
-    """The pneumonia fraction of the pooled validation labels (what :data:`PRIOR_KEY` holds)."""
-    return float(np.mean(np.asarray(labels) == 1))
+def encoded_prior(labels: np.ndarray, prob_pneumonia: np.ndarray) -> float | None:
+    """The prior pi_m that posteriors p_k encode, from films of known prior pi_v (their
+    pneumonia fraction): the root in (EPSILON, 1 - EPSILON) of
+    (1/n) sum_k adjust(p_k, pi_m, pi_v) = pi_v, EM's fixed point (Saerens et al. 2002,
+    section 2.3) at the set's true prior - posteriors that encode pi_m, adjusted to pi_v, are
+    the posteriors under pi_v, whose mean is pi_v. The left side falls monotonically as pi_m
+    rises, so ``scipy.optimize.brentq`` finds the one root. None where it is undetermined: no
+    films, one class, the same p for every film, or no root in the interval."""
+    labels, p = np.asarray(labels).reshape(-1), np.asarray(prob_pneumonia, np.float64).reshape(-1)
+    if p.size == 0 or np.all(p == p[0]):
+        return None
+    known = float(np.mean(labels == 1))
+    if not 0.0 < known < 1.0:
+        return None
+    gap = lambda encoded: float(adjust(p, encoded, known).mean()) - known
+    low, high = gap(EPSILON), gap(1.0 - EPSILON)
+    if not np.isfinite([low, high]).all() or low * high > 0:
+        return None
+    return float(optimize.brentq(gap, EPSILON, 1.0 - EPSILON, xtol=1e-10))
 
 
-def training_prior(recorded: float | None) -> float:
-    """The training prior recorded with a checkpoint (``Loaded.val_prior``); one sentence
-    when it holds none."""
+def base_prior(info: Mapping | None) -> float:
+    """EM's base prior pi_t recorded with a checkpoint (its info's :data:`ENCODED_PRIOR_KEY`,
+    ``Loaded.info``); one sentence when it holds none."""
+    info = info or {}
+    if ENCODED_PRIOR_KEY not in info:
+        if info.get("val_score") is None and OLD_PRIOR_KEY not in info:
+            raise UserError("--adapt_prior: this checkpoint was not validated, so it records no "
+                            "class prior for its probabilities; pick a validated checkpoint "
+                            "with --checkpoint best, or drop --adapt_prior")
+        raise UserError("--adapt_prior: this checkpoint predates the recording of the class "
+                        "prior its probabilities encode (earlier versions recorded at most the "
+                        f"validation's pneumonia fraction, '{OLD_PRIOR_KEY}', which is not EM's "
+                        "base); retrain the run with this version, whose validations record "
+                        "it, or drop --adapt_prior")
+    recorded = info[ENCODED_PRIOR_KEY]
     if recorded is None or not 0.0 < float(recorded) < 1.0:
-        raise UserError("--adapt_prior: this checkpoint records no validation class prior "
-                        "strictly between 0 and 1 (an unvalidated checkpoint, a run trained "
-                        "before priors were recorded, or a one-class validation set); pick a "
-                        "validated checkpoint with --checkpoint best, or drop --adapt_prior")
+        raise UserError("--adapt_prior: this checkpoint's validation could not determine the "
+                        "class prior its probabilities encode (no classification validation "
+                        "films, films of one class only, or the same P(pneumonia) for every "
+                        "film); drop --adapt_prior")
     return float(recorded)
 
 
@@ -56,39 +88,41 @@ def adjust(prob_pneumonia: np.ndarray, training: float, new: float) -> np.ndarra
     return positive / (positive + negative)
 
 
-def estimate(prob_pneumonia: np.ndarray, training: float) -> Adapted:
-    """EM (Saerens et al. 2002, section 2.3): starting from ``training``, alternately adjust
-    the posteriors to the current prior and take their mean as the next prior, until the
-    prior moves less than :data:`TOLERANCE`."""
+def estimate(prob_pneumonia: np.ndarray, base: float) -> Adapted:
+    """EM (Saerens et al. 2002, section 2.3): starting from the ``base`` prior (the one the
+    posteriors encode, :func:`base_prior`), alternately adjust the posteriors to the current
+    prior and take their mean as the next prior, until the prior moves less than
+    :data:`TOLERANCE`."""
     p = np.asarray(prob_pneumonia, np.float64)
     if p.size == 0:
-        return Adapted(float(training), p, 0)
-    prior, adjusted = float(training), p
+        return Adapted(float(base), p, 0)
+    prior, adjusted = float(base), p
     for iteration in range(1, MAX_ITERATIONS + 1):
-        adjusted = adjust(p, training, prior)
+        adjusted = adjust(p, base, prior)
         new = float(adjusted.mean())
         converged = abs(new - prior) < TOLERANCE
         prior = new
         if converged:
             break
-    return Adapted(prior, adjust(p, training, prior), iteration)
+    return Adapted(prior, adjust(p, base, prior), iteration)
 
 
-def adapt_predictions(predictions: Mapping[str, np.ndarray], training: float
+def adapt_predictions(predictions: Mapping[str, np.ndarray], base: float
                       ) -> tuple[dict, float]:
     """``predictions`` with ``prob_pneumonia`` replaced by the posteriors adjusted to the set's
     estimated prior (the model's, calibrated when calibration is in use, kept as
-    ``prob_pneumonia_unadjusted``), and that estimated prior."""
-    adapted = estimate(predictions["prob_pneumonia"], training)
+    ``prob_pneumonia_unadjusted``), and that estimated prior; EM starts from ``base``."""
+    adapted = estimate(predictions["prob_pneumonia"], base)
     out = dict(predictions)
     out["prob_pneumonia_unadjusted"] = predictions["prob_pneumonia"]
     out["prob_pneumonia"] = adapted.prob_pneumonia
     return out, adapted.prior
 
 
-def table_note(training: float) -> str:
+def table_note(base: float) -> str:
     """The sentence under the results tables when the priors were adapted."""
     return (f"--adapt_prior: every classification set's P(pneumonia) is adjusted to that set's "
-            f"own estimated class prior ('est. prior'; EM of Saerens et al. 2002 from the "
-            f"training prior {training:.3f}, the pooled validation's pneumonia fraction); the "
-            "metrics and the threshold apply to the adjusted probabilities.")
+            f"own estimated class prior ('est. prior'; EM of Saerens et al. 2002 from the base "
+            f"prior {base:.3f}, the prior the probabilities encode, estimated on the pooled "
+            "validation films); the metrics and the threshold apply to the adjusted "
+            "probabilities.")

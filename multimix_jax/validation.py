@@ -76,35 +76,34 @@ def predict_sets(predict_set: Callable, sets: Mapping[str, tuple]) -> dict[str, 
 @dataclasses.dataclass(frozen=True)
 class Decision:
     """What deployment applies to the model's P(pneumonia): the ``temperature`` (None: none)
-    and then the ``threshold`` (PNEUMONIA when the calibrated P >= threshold); ``prior`` is
-    the pneumonia fraction of the films it was fitted on (prior.py's training prior)."""
+    and then the ``threshold`` (PNEUMONIA when the calibrated P >= threshold);
+    ``encoded_prior`` is the class prior the calibrated P encodes on the films it was fitted on
+    (``prior.encoded_prior``: --adapt_prior's base; None: undetermined)."""
 
     threshold: float = DEFAULT_THRESHOLD
     temperature: float | None = None
-    prior: float | None = None
+    encoded_prior: float | None = None
 
     def probabilities(self, prob_uncalibrated) -> np.ndarray:
         return calibration.apply_temperature(prob_uncalibrated, self.temperature)
 
     def info(self, flip_tta: bool) -> dict:
         """The checkpoint's record of it, with the prediction setting it was fitted under."""
-        record = {"threshold": float(self.threshold), "temperature": self.temperature,
-                  "flip_tta": bool(flip_tta)}
-        if self.prior is not None:
-            record[prior.PRIOR_KEY] = self.prior
-        return record
+        return {"threshold": float(self.threshold), "temperature": self.temperature,
+                "flip_tta": bool(flip_tta), prior.ENCODED_PRIOR_KEY: self.encoded_prior}
 
 
 def fit_decision(eval_config, labels, prob_uncalibrated) -> Decision:
     """The decision ``config.eval`` asks for, fitted on these films: a temperature when
-    ``eval.calibrate``, then the threshold of ``eval.threshold`` on the calibrated P."""
+    ``eval.calibrate``, then the threshold of ``eval.threshold`` on the calibrated P, and the
+    prior that calibrated P encodes."""
     temperature = (calibration.fit_temperature(labels, prob_uncalibrated)
                    if eval_config.calibrate else None)
-    fraction = prior.validation_prior(labels)
-    if eval_config.threshold == "fixed":  # one of THRESHOLD_RULES (config_check)
-        return Decision(DEFAULT_THRESHOLD, temperature, fraction)
     probs = calibration.apply_temperature(prob_uncalibrated, temperature)
-    return Decision(metrics.balanced_threshold(labels, probs), temperature, fraction)
+    encoded = prior.encoded_prior(labels, probs)
+    if eval_config.threshold == "fixed":  # one of THRESHOLD_RULES (config_check)
+        return Decision(DEFAULT_THRESHOLD, temperature, encoded)
+    return Decision(metrics.balanced_threshold(labels, probs), temperature, encoded)
 
 
 def fits_anything(eval_config) -> bool:

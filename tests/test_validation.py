@@ -159,7 +159,8 @@ def test_calibrated_decision_refers_to_calibrated_probabilities():
     assert decision.info(flip_tta=False) == {"threshold": decision.threshold,
                                              "temperature": decision.temperature,
                                              "flip_tta": False,
-                                             "val_prior": float(np.mean(labels))}
+                                             prior.ENCODED_PRIOR_KEY: prior.encoded_prior(
+                                                 labels, calibrated)}
 
 
 def test_a_set_outside_the_pool_is_scored_at_the_deployed_decision():
@@ -218,7 +219,7 @@ def test_the_fitted_calibrated_decision_travels_from_the_fit_to_evaluate(tmp_pat
     info = reader.info(out["best"]["step"])
     reader.close()
     assert set(info) == {"val_score", "threshold", "temperature", "flip_tta", "val",
-                         prior.PRIOR_KEY}
+                         prior.ENCODED_PRIOR_KEY}
     assert info["flip_tta"] is False and info["temperature"] is not None
 
     _no_optimizer(monkeypatch)  # inference restores the parameters alone
