@@ -224,8 +224,8 @@ def markdown_tables(results: Mapping[str, dict], layout: Mapping[str, str], mode
     if with_ci:
         columns = [(title, key) for title, key in SET_COLUMNS
                    if any(key in ci for ci in with_ci.values())]
-        lines += ["", "95% bootstrap intervals (percentile, resampling films; "
-                  "multimix_jax/intervals.py):", "",
+        lines += ["", "95% bootstrap intervals (percentile, resampling patients, or films "
+                  "where a set names no patients; multimix_jax/intervals.py):", "",
                   _table_row(("set",) + tuple(title for title, _ in columns)),
                   "|---" * (len(columns) + 1) + "|"]
         lines += [_table_row([name] + [format_interval(ci.get(key)) for _, key in columns])

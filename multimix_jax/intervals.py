@@ -186,7 +186,8 @@ def paired_difference(task: str, a: Mapping[str, np.ndarray], b: Mapping[str, np
     weights = resample_weights(n, a.get(GROUP), resamples, seed)
     point_a, point_b = (replicates(task, x, t, whole_set(n))
                         for x, t in ((a, threshold_a), (b, threshold_b)))
-    reps_a, reps_b = replicates(task, a, threshold_a, weights), replicates(task, b, threshold_b, weights)
+    reps_a = replicates(task, a, threshold_a, weights)
+    reps_b = replicates(task, b, threshold_b, weights)
     out = {}
     for key in reps_a.keys() & reps_b.keys():
         lo, hi = percentile_interval(reps_b[key] - reps_a[key])

@@ -60,7 +60,8 @@ def test_films_of_one_patient_widen_the_interval_to_that_of_the_patients():
     one_each = _cls_arrays(150, seed=4)
     twice = {k: np.repeat(v, 2) for k, v in one_each.items()}
     patients = {**twice, intervals.GROUP: np.repeat(np.arange(150), 2).astype(str)}
-    width = lambda arrays: np.diff(intervals.set_intervals(names.CLASSIFICATION, arrays)["accuracy"])[0]
+    width = lambda arrays: np.diff(
+        intervals.set_intervals(names.CLASSIFICATION, arrays)["accuracy"])[0]
     assert width(patients) == pytest.approx(width(one_each), rel=0.15)
     assert width(twice) < 0.85 * width(patients)
 
