@@ -124,7 +124,8 @@ def evaluate(config, workdir: str | pathlib.Path, *, which: str = "best",
     output_dir = pathlib.Path(output_dir).resolve() if output_dir else workdir
     mask_mode = postprocess.check_mode(config.eval.mask_postprocess)
     loaded = evaluation.load_for_inference(config, workdir, which, allow_config_change)
-    base = prior.base_prior(loaded.info) if adapt_prior else None
+    if adapt_prior:
+        prior.recorded_base(loaded.info)  # an unvalidated checkpoint stops before any data
     predict_fn = steps.jit_predict(loaded.model, loaded.mesh, config.eval.flip_tta)
     splits = input_pipeline.make_splits(config)
     workdir_lib.check_splits(workdir, splits.fingerprints(), compare=True, write=False,
@@ -134,6 +135,8 @@ def evaluate(config, workdir: str | pathlib.Path, *, which: str = "best",
     sets = input_pipeline.eval_sources(config, val_sets, extra_sets)
     predict_set = evaluation.predictor(predict_fn, loaded.params, config.data, loaded.mesh,
                                        loaded.temperature)  # calibrated by its temperature
+    base = prior.base_prior(loaded.info, from_validation=lambda: validation.encoded_prior_of_sets(
+        predict_set, val_sets)) if adapt_prior else None
     staging = files.staging_folder(output_dir, "evaluate")  # moved in once complete
     results, films, sections, kept = {}, {}, [], {}
     for name, (task, source) in sets.items():

@@ -13,7 +13,7 @@ reads it from there and nowhere else.
 
 from __future__ import annotations
 
-from typing import Mapping, NamedTuple
+from typing import Callable, Mapping, NamedTuple
 
 import numpy as np
 from scipy import optimize
@@ -55,27 +55,46 @@ def encoded_prior(labels: np.ndarray, prob_pneumonia: np.ndarray) -> float | Non
     return float(optimize.brentq(gap, EPSILON, 1.0 - EPSILON, xtol=1e-10))
 
 
-def base_prior(info: Mapping | None) -> float:
+UNDETERMINED = ("--adapt_prior: this checkpoint's validation could not determine the class "
+                "prior its probabilities encode (no classification validation films, films of "
+                "one class only, or the same P(pneumonia) for every film); drop --adapt_prior")
+
+
+def recorded_base(info: Mapping | None) -> float | None:
     """EM's base prior pi_t recorded with a checkpoint (its info's :data:`ENCODED_PRIOR_KEY`,
-    ``Loaded.info``); one sentence when it holds none."""
+    ``Loaded.info``); None for a validated checkpoint that predates the record; one sentence
+    for an unvalidated checkpoint or one whose validation could not determine it."""
     info = info or {}
     if ENCODED_PRIOR_KEY not in info:
         if info.get("val_score") is None and OLD_PRIOR_KEY not in info:
             raise UserError("--adapt_prior: this checkpoint was not validated, so it records no "
                             "class prior for its probabilities; pick a validated checkpoint "
                             "with --checkpoint best, or drop --adapt_prior")
+        return None
+    recorded = info[ENCODED_PRIOR_KEY]
+    if recorded is None or not 0.0 < float(recorded) < 1.0:
+        raise UserError(UNDETERMINED)
+    return float(recorded)
+
+
+def base_prior(info: Mapping | None,
+               from_validation: Callable[[], float | None] | None = None) -> float:
+    """:func:`recorded_base`; for a checkpoint that predates the record, ``from_validation()``
+    (evaluate: :func:`encoded_prior` of its validation films at the stored temperature, what
+    training records), else one sentence."""
+    recorded = recorded_base(info)
+    if recorded is not None:
+        return recorded
+    if from_validation is None:
         raise UserError("--adapt_prior: this checkpoint predates the recording of the class "
                         "prior its probabilities encode (earlier versions recorded at most the "
                         f"validation's pneumonia fraction, '{OLD_PRIOR_KEY}', which is not EM's "
-                        "base); retrain the run with this version, whose validations record "
-                        "it, or drop --adapt_prior")
-    recorded = info[ENCODED_PRIOR_KEY]
-    if recorded is None or not 0.0 < float(recorded) < 1.0:
-        raise UserError("--adapt_prior: this checkpoint's validation could not determine the "
-                        "class prior its probabilities encode (no classification validation "
-                        "films, films of one class only, or the same P(pneumonia) for every "
-                        "film); drop --adapt_prior")
-    return float(recorded)
+                        "base); --mode evaluate estimates it from the validation films, or "
+                        "retrain the run with this version, or drop --adapt_prior")
+    estimated = from_validation()
+    if estimated is None or not 0.0 < float(estimated) < 1.0:
+        raise UserError(UNDETERMINED)
+    return float(estimated)
 
 
 def adjust(prob_pneumonia: np.ndarray, training: float, new: float) -> np.ndarray:

@@ -221,6 +221,20 @@ def held_out_of_sets(eval_config, sets: Mapping[str, tuple],
                 eval_config, predictions, film_groups(sets), cls).items()}
 
 
+def encoded_prior_of_sets(predict_set: Callable, sets: Mapping[str, tuple]) -> float | None:
+    """``prior.encoded_prior`` of the classification validation ``sets`` pooled, predicted by
+    ``predict_set`` (calibrated by the stored temperature): what :func:`fit_decision` records
+    as the base prior, for a checkpoint validated before it was recorded."""
+    pooled = [predict_set(source) for task, source in sets.values() if task == CLASSIFICATION]
+    if not pooled:
+        return None
+    base = prior.encoded_prior(np.concatenate([p["label"] for p in pooled]),
+                               np.concatenate([p["prob_pneumonia"] for p in pooled]))
+    log.info("--adapt_prior: base prior %s, estimated on the validation films (the checkpoint "
+             "predates its record)", base)
+    return base
+
+
 def validate(eval_config, predict_set: Callable,
              sets: Mapping[str, tuple]) -> tuple[dict, Decision]:
     """Predicts every validation set once by ``predict_set`` (:func:`predict_sets`);

@@ -166,7 +166,6 @@ def test_evaluate_adapt_prior_reports_each_sets_estimated_prior(tmp_path, monkey
 
 @pytest.mark.parametrize("info, says", [
     ({"val_score": 0.9, "threshold": 0.5, prior.ENCODED_PRIOR_KEY: None}, "could not determine"),
-    ({"val_score": 0.9, "threshold": 0.5, "val_prior": 0.27}, "predates"),
     ({"val_score": None, "threshold": 0.5}, "was not validated")])
 def test_evaluate_adapt_prior_needs_a_recorded_prior(tmp_path, monkeypatch, info, says):
     from multimix_jax import evaluate
@@ -175,6 +174,30 @@ def test_evaluate_adapt_prior_needs_a_recorded_prior(tmp_path, monkeypatch, info
     with pytest.raises(UserError, match=f"--adapt_prior: this checkpoint.* {says}"):
         evaluate.evaluate(tiny_train_config(), tmp_path, adapt_prior=True)
     evaluate.evaluate(tiny_train_config(), tmp_path)  # the checkpoint is usable without it
+
+
+def test_evaluate_estimates_the_base_of_a_checkpoint_older_than_its_record(tmp_path,
+                                                                          monkeypatch):
+    """A validated checkpoint without ``encoded_prior``: evaluate estimates it on the config's
+    classification validation films at the stored temperature, as training records it;
+    predict, which has no validation films, refuses."""
+    import json
+    from multimix_jax import evaluate, predict
+    from tests.conftest import tiny_train_config
+    _install_with_prior(monkeypatch, None, info={"val_score": 0.9, "threshold": 0.5,
+                                                 "val_prior": 0.27})
+    config = tiny_train_config()
+    evaluate.evaluate(config, tmp_path, output_dir=tmp_path / "out", adapt_prior=True)
+    val_sets = validation.validation_sets(input_pipeline.make_splits(config),
+                                          config.eval.shifted_validation)
+    films = [source[i] for task, source in val_sets.values() if task == "classification"
+             for i in range(len(source))]
+    expected = prior.encoded_prior(np.array([f["label"] for f in films]),
+                                   np.array([np.asarray(f["image"]).mean() / 255 for f in films]))
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert expected is not None and saved["adapt_prior"]["encoded_prior"] == pytest.approx(expected)
+    with pytest.raises(UserError, match="predates .*--mode evaluate estimates it"):
+        predict.predict_files(config, tmp_path, [str(tmp_path)], tmp_path / "p", adapt_prior=True)
 
 
 def test_predict_adapt_prior_adjusts_every_row_to_the_inputs_prior(tmp_path, monkeypatch):
