@@ -242,7 +242,8 @@ def render(sections: Sequence[SetSection], run: Mapping[str, Any], config_json: 
         f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
         f'<section id="run"><table class="run">{info}</table>',
-        "<p>Intervals: 95% percentile bootstrap over films. Trivial rules: P(pneumonia) = 1, 0 "
+        "<p>Intervals: 95% percentile bootstrap over patients (over films where a set names "
+        "no patients). Trivial rules: P(pneumonia) = 1, 0 "
         "or the labelled training films' pneumonia fraction, classified at 0.5.</p>",
         f'<details id="config"><summary>config</summary><pre>{html.escape(config_json)}</pre>'
         "</details></section>",
