@@ -115,6 +115,12 @@ class GroupedSource:
         return f"GroupedSource({self._source!r}, groups={len(set(self.groups))})"
 
 
+def grouped_by(source, rule: str, what: str = "group") -> GroupedSource:
+    """``source`` with its films' patient groups under ``rule`` (``layouts.patient_groups``;
+    ``what`` names the config field in its error)."""
+    return GroupedSource(source, layouts.patient_groups(source_keys(source), rule, what))
+
+
 class SubsetSource:
     """The examples of ``source`` at ``indices`` (a label-budget or validation split)."""
 
@@ -321,13 +327,9 @@ def make_splits(config) -> DataSplits:
 def extra_sources(config, extra: Mapping[str, tuple[str, str]]) -> dict:
     """name -> (task, source) of extra evaluation folders given as name -> (task, path), each
     read once, all of it (a bad image stops here, naming the file)."""
-    sets = {}
-    for name, (task, path) in extra.items():
-        source = load_source({"kind": "folder", "path": path}, task, config.data.image_size,
-                             split=None)
-        sets[name] = (task, GroupedSource(source, layouts.patient_groups(source_keys(source),
-                                                                         "auto")))
-    return sets
+    return {name: (task, grouped_by(load_source({"kind": "folder", "path": path}, task,
+                                                config.data.image_size, split=None), "auto"))
+            for name, (task, path) in extra.items()}
 
 
 def eval_sources(config, val_sets: Mapping[str, tuple] | None = None,
@@ -346,9 +348,8 @@ def eval_sources(config, val_sets: Mapping[str, tuple] | None = None,
             spec, task, data.image_size, split=spec.get("split", "test"),
             synthetic_offset=SYNTHETIC_TEST_OFFSET, synthetic_seed=data.synthetic_seed + stream_id,
             pneumonia_fraction=data.synthetic_pneumonia_fraction)
-        rule = spec.get("group", "auto")
-        sets[name] = (task, GroupedSource(source, layouts.patient_groups(
-            source_keys(source), rule, f"data.eval_sets.{name}.group")))
+        sets[name] = (task, grouped_by(source, spec.get("group", "auto"),
+                                       f"data.eval_sets.{name}.group"))
     return {**sets, **(extra or {})}
 
 
