@@ -28,6 +28,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 from scipy import ndimage
+from skimage import draw
 
 # Strength scale of the FixMatch RandAugment pool: v in 1..PARAMETER_MAX-1 maps to
 # v / PARAMETER_MAX of each op's maximum.
@@ -391,3 +392,44 @@ def random_opacity(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator
     alpha = np.clip(field, 0, 1) * rng.uniform(0.5, 0.95) * (mask > 0)
     density = np.percentile(image, rng.uniform(80, 95))
     return paint_opacity(image, ndimage.gaussian_filter(alpha, 1.0), density)
+
+
+def occluding_opacity(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A dense opacity that hides the lung border, and bright overlays (the mask stays true).
+
+    A low-frequency Gaussian field, thresholded to cover 10-70% of the lungs grown by 2-8% of
+    the film (so the lung edge under it vanishes), painted at 90-100% of a bright tissue grey;
+    with p=0.5, 1-3 bright curves across the film and 0-3 bright discs. Random shapes, unlike
+    the painters of the severe-disease validation set (``shifts.severe_disease_shift``).
+    """
+    if not mask.any():
+        return image
+    n = image.shape[0]
+    grown = ndimage.binary_dilation(mask > 0, iterations=max(1, int(round(rng.uniform(0.02, 0.08) * n))))
+    field = ndimage.gaussian_filter(rng.normal(size=image.shape), n * rng.uniform(0.05, 0.12))
+    field = (field - field[grown].mean()) / (field[grown].std() + 1e-6) + rng.uniform(-1.3, 0.5)
+    alpha = np.clip(2.0 * field, 0, 1) * rng.uniform(0.9, 1.0) * grown
+    density = np.percentile(image, rng.uniform(90, 99))
+    out = paint_opacity(image, ndimage.gaussian_filter(alpha, 0.015 * n), density)
+    if rng.random() < 0.5:
+        out = _bright_overlays(out, rng)
+    return out
+
+
+def _bright_overlays(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """1-3 bright quadratic curves between random points on the film and 0-3 bright discs."""
+    n, paint = image.shape[0], np.zeros(image.shape, bool)
+    for _ in range(rng.integers(1, 4)):
+        (r0, c0), (r1, c1), (r2, c2) = (rng.uniform(0, n - 1, 2).astype(int) for _ in range(3))
+        rr, cc = draw.bezier_curve(r0, c0, r1, c1, r2, c2, 1.0, shape=image.shape)
+        paint[rr, cc] = True
+    width = int(rng.integers(0, max(1, round(0.015 * n)) + 1))
+    if width:  # scipy dilates until nothing changes at iterations=0
+        paint = ndimage.binary_dilation(paint, iterations=width)
+    for _ in range(rng.integers(0, 4)):
+        rr, cc = draw.disk(tuple(rng.uniform(0, n - 1, 2)), max(1.5, rng.uniform(0.01, 0.03) * n),
+                           shape=image.shape)
+        paint[rr, cc] = True
+    out = image.copy()
+    out[paint] = int(rng.uniform(200, 256))
+    return out

@@ -61,6 +61,7 @@ def base_config() -> ml_collections.ConfigDict:
     # pseudo-labelling weak one; random opacities painted inside the labelled lung masks.
     config.augment.acquisition = False
     config.augment.opacity_prob = 0.0
+    config.augment.occlusion_prob = 0.0  # dense opacities over the lung border, bright overlays
 
     # Label budgets |D_l^c| and |D_l^s|: an int or 'all'.
     config.labels = ml_collections.ConfigDict(dict(cls=int_or_str(100), seg=int_or_str(10)))

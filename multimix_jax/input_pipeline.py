@@ -372,7 +372,8 @@ class StreamTransform(grain.transforms.RandomMap):
     ``augment.acquisition`` adds acquisition-style jitter (rotation, zoom, aspect ratio,
     exposure curve, blur, noise) to every view except the weak view that makes the FixMatch
     pseudo-labels; ``augment.opacity_prob`` paints random opacities inside the labelled lung
-    masks (docs/multimix.md, Recipe for unseen films). Both off: the original's augmentation.
+    masks, ``augment.occlusion_prob`` dense ones hiding their border with bright overlays
+    (docs/multimix.md, Recipe for unseen films). All off: the original's augmentation.
     """
 
     def __init__(self, stream: str, image_size: int, augment_config):
@@ -383,6 +384,7 @@ class StreamTransform(grain.transforms.RandomMap):
         self.seg_joint = augment_config.seg_joint
         self.acquisition = augment_config.acquisition
         self.opacity_prob = augment_config.opacity_prob
+        self.occlusion_prob = augment_config.get("occlusion_prob", 0.0)
 
     def _acquire(self, image: np.ndarray, mask, rng: np.random.Generator):
         """Acquisition jitter of an image (and its mask), when switched on."""
@@ -406,6 +408,8 @@ class StreamTransform(grain.transforms.RandomMap):
                 image, mask = augment.joint_geometric_augment(image, mask, rng, self.pad)
             if self.opacity_prob and rng.random() < self.opacity_prob:
                 image = augment.random_opacity(image, mask, rng)
+            if self.occlusion_prob and rng.random() < self.occlusion_prob:
+                image = augment.occluding_opacity(image, mask, rng)
             image, mask = self._acquire(image, mask, rng)
             return {"image": image[..., None], "mask": mask[..., None]}
         if self.stream == SEG_UNLABELED:

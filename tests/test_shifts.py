@@ -6,6 +6,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from multimix_jax import augment, input_pipeline, names, shifts, steps
 from multimix_jax.config_base import base_config
@@ -122,6 +123,7 @@ def test_balanced_oversample_repeats_the_rare_class():
 def test_recipe_augmentations_keep_dtype_shape_and_binary_masks():
     config = base_config().augment
     config.seg_joint, config.acquisition, config.opacity_prob = True, True, 1.0
+    config.occlusion_prob = 1.0
     element = {"image": _film(2), "mask": _lung_mask(), "label": 1}
     for stream in names.STREAMS:
         out = input_pipeline.StreamTransform(stream, S, config).random_map(
@@ -131,6 +133,22 @@ def test_recipe_augmentations_keep_dtype_shape_and_binary_masks():
                 assert value.dtype == np.uint8 and value.shape == (S, S, 1)
         if "mask" in out:
             assert set(np.unique(out["mask"])) <= {0, 1}
+
+
+def test_occluding_opacity_hides_the_lung_border_and_leaves_far_pixels():
+    film, mask = _film(3), _lung_mask()
+    grown = ndimage.binary_dilation(mask > 0, iterations=int(round(0.08 * S)) + 2)
+    border = ndimage.binary_dilation(mask > 0, iterations=2) & ~(mask > 0)  # just outside
+    hidden = []
+    for seed in range(20):
+        out = augment.occluding_opacity(film, mask, np.random.default_rng(seed))
+        assert out.dtype == np.uint8 and out.shape == film.shape
+        changed = out.astype(int) > film.astype(int) + 2
+        hidden.append(changed[border].mean())
+        far = ~grown & (out != film)  # past the grown lungs only the bright overlays draw
+        assert (out[far] >= 200).all()
+    assert max(hidden) > 0.3  # some draws spill over a good part of the lung edge
+    assert min(hidden) < max(hidden)  # and they differ
 
 
 @pytest.mark.parametrize("use_bridge", [True, False])
