@@ -63,11 +63,12 @@ def worst_section(predict_set: Callable, threshold: float, name: str, task: str,
 def evaluate_one(predict_set: Callable, threshold: float, name: str, task: str, source,
                  output_dir: pathlib.Path, *, num_example_pngs: int = 0, mask_mode: str = "none",
                  labeled_fraction: float | None = None, base_prior: float | None = None,
-                 keep: dict | None = None) -> tuple[dict, dict, report.SetSection]:
+                 threshold_rule: str = "fixed", keep: dict | None = None) -> tuple[dict, dict, report.SetSection]:
     """One set, predicted once by ``predict_set`` (``evaluation.run_predictions`` with the
     checkpoint bound; its worst films once more, for their saliency): its metrics
     (classification of the calibrated P(pneumonia) at the checkpoint's ``threshold``, adjusted
-    to the set's estimated prior, EM from ``base_prior``, when it is given; masks post-processed
+    to the set's estimated prior, EM from ``base_prior``, when it is given, at the threshold
+    ``prior.adapted_threshold`` makes of it by ``threshold_rule``; masks post-processed
     by ``mask_mode``, the checked ``eval.mask_postprocess``) with 95% bootstrap intervals ("ci")
     and, for classification, the trivial rules ("trivial_rules", the training prior rule at
     ``labeled_fraction``); its per-film arrays; its report section; and, for a segmentation
@@ -81,12 +82,13 @@ def evaluate_one(predict_set: Callable, threshold: float, name: str, task: str, 
         predictions = postprocess.apply_to_predictions(predictions, mask_mode)
     elif base_prior is not None:
         predictions, estimated = prior.adapt_predictions(predictions, base_prior)
+        threshold = prior.adapted_threshold(threshold, threshold_rule, base_prior, estimated)
     films = intervals.per_film(task, predictions, input_pipeline.source_keys(source),
                                input_pipeline.source_groups(source))
     result = evaluation.set_metrics(task, predictions, threshold,
                                     per_image=films if task == names.SEGMENTATION else None)
     if estimated is not None:
-        result["estimated_prior"] = estimated
+        result["estimated_prior"], result["adapted_threshold"] = estimated, threshold
     log.info("%s (%s, n=%d): %s", name, task, len(source),
              {k: round(float(v), 4) for k, v in result.items()})
     result["ci"] = intervals.set_intervals(task, films, threshold)
@@ -144,7 +146,7 @@ def evaluate(config, workdir: str | pathlib.Path, *, which: str = "best",
             predict_set, loaded.threshold, name, task, source, staging,
             num_example_pngs=config.eval.num_example_pngs, mask_mode=mask_mode,
             labeled_fraction=labeled and labeled["pneumonia_fraction"], base_prior=base,
-            keep=kept)
+            threshold_rule=config.eval.threshold, keep=kept)
         sections.append(section)
     if not adapt_prior:  # a validation set the decision was fitted on: out of sample
         for name, figures in validation.held_out_of_sets(config.eval, val_sets, kept).items():

@@ -186,15 +186,18 @@ def predict_files(config, workdir: str | pathlib.Path, inputs: Sequence[str],
         uncalibrated.append(predictions["prob_pneumonia_uncalibrated"])
     predictions = {"prob_pneumonia": np.concatenate(probs)}
     extra = {"adapt_prior": None, "mask_postprocess": mask_mode}
+    threshold = loaded.threshold
     if adapt_prior:  # the prior of all inputs together: the whole set is needed first
         predictions, estimated = prior.adapt_predictions(predictions, base)
-        extra["adapt_prior"] = {"encoded_prior": base, "estimated_prior": estimated}
-    rows = [_row(path, name, float(p), float(u), loaded.threshold) for path, name, p, u
+        threshold = prior.adapted_threshold(threshold, config.eval.threshold, base, estimated)
+        extra["adapt_prior"] = {"encoded_prior": base, "estimated_prior": estimated,
+                                "adapted_threshold": threshold}
+    rows = [_row(path, name, float(p), float(u), threshold) for path, name, p, u
             in zip(found.images, found.names, predictions["prob_pneumonia"],
                    np.concatenate(uncalibrated))]
     _write_tables(staging, rows, found, loaded, which, extra)
     files.move_outputs_in(staging, output_dir, owned=earlier_outputs(output_dir),
                           last=list(TABLES))
     log.info("wrote predictions for %d images to %s (threshold %.3f)", len(rows), output_dir,
-             loaded.threshold)
+             threshold)
     return rows

@@ -138,10 +138,23 @@ def adapt_predictions(predictions: Mapping[str, np.ndarray], base: float
     return out, adapted.prior
 
 
+def adapted_threshold(threshold: float, rule: str, base: float, estimated: float) -> float:
+    """The decision threshold on posteriors adjusted from ``base`` to ``estimated``. A fitted
+    threshold (``eval.threshold='fitted'``, the best balanced accuracy) is a cut on the
+    likelihood ratio, which balanced accuracy does not weigh by the prior: it is adjusted with
+    the posteriors, adjust(t, base, estimated), and every decision stays. The fixed 0.5 stays:
+    on adjusted posteriors it is the minimum-error decision under the estimated prior
+    (Saerens et al. 2002, section 4)."""
+    if rule == "fitted":
+        return float(adjust(np.asarray(threshold), base, estimated))
+    return float(threshold)
+
+
 def table_note(base: float) -> str:
     """The sentence under the results tables when the priors were adapted."""
     return (f"--adapt_prior: every classification set's P(pneumonia) is adjusted to that set's "
             f"own estimated class prior ('est. prior'; EM of Saerens et al. 2002 from the base "
             f"prior {base:.3f}, the prior the probabilities encode, estimated on the pooled "
-            "validation films); the metrics and the threshold apply to the adjusted "
-            "probabilities.")
+            "validation films); the metrics apply to the adjusted probabilities, at a fitted "
+            "threshold adjusted with them (the same decisions) or at 0.5 (the fewest errors "
+            "at the estimated prior).")

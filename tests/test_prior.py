@@ -164,6 +164,35 @@ def test_evaluate_adapt_prior_reports_each_sets_estimated_prior(tmp_path, monkey
     assert "--adapt_prior" not in (tmp_path / "plain" / "results.md").read_text()
 
 
+@pytest.mark.parametrize("threshold", [0.2, 0.45, 0.7])
+def test_a_fitted_threshold_moves_with_the_prior_and_keeps_every_decision(threshold):
+    labels, probs = calibrated_predictions(0.25)
+    adapted = prior.estimate(probs, TRAINING_PRIOR)
+    moved = prior.adapted_threshold(threshold, "fitted", TRAINING_PRIOR, adapted.prior)
+    assert moved < threshold  # fewer pneumonia films than the base: a lower cut
+    np.testing.assert_array_equal(adapted.prob_pneumonia >= moved, probs >= threshold)
+    # the fixed 0.5 stays, and then decides differently: the fewest errors at the new prior
+    assert prior.adapted_threshold(0.5, "fixed", TRAINING_PRIOR, adapted.prior) == 0.5
+    fewer = np.mean((adapted.prob_pneumonia >= 0.5) == labels)
+    assert fewer > np.mean((probs >= 0.5) == labels)
+
+
+def test_evaluate_adapt_prior_keeps_the_decisions_of_a_fitted_threshold(tmp_path, monkeypatch):
+    import json
+    from multimix_jax import evaluate
+    from tests.conftest import tiny_train_config
+    _install_with_prior(monkeypatch, encoded=0.8, threshold=0.6)
+    config = tiny_train_config()
+    config.eval.threshold = "fitted"
+    plain = evaluate.evaluate(config, tmp_path, output_dir=tmp_path / "plain")
+    adapted = evaluate.evaluate(config, tmp_path, output_dir=tmp_path / "out", adapt_prior=True)
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())["sets"]["test_cls"]
+    assert saved["adapted_threshold"] == pytest.approx(prior.adjust(
+        np.asarray(0.6), 0.8, saved["estimated_prior"]))
+    for metric in ("accuracy", "balanced_accuracy", "f1_normal"):
+        assert adapted["test_cls"][metric] == pytest.approx(plain["test_cls"][metric])
+
+
 @pytest.mark.parametrize("info, says", [
     ({"val_score": 0.9, "threshold": 0.5, prior.ENCODED_PRIOR_KEY: None}, "could not determine"),
     ({"val_score": None, "threshold": 0.5}, "was not validated")])
