@@ -384,7 +384,7 @@ class StreamTransform(grain.transforms.RandomMap):
         self.seg_joint = augment_config.seg_joint
         self.acquisition = augment_config.acquisition
         self.opacity_prob = augment_config.opacity_prob
-        self.occlusion_prob = augment_config.get("occlusion_prob", 0.0)
+        self.occlusion_prob = augment_config.occlusion_prob
 
     def _acquire(self, image: np.ndarray, mask, rng: np.random.Generator):
         """Acquisition jitter of an image (and its mask), when switched on."""

@@ -49,7 +49,8 @@ INFERENCE_ALLOWED = ALLOWED + ("train", "optim", "loss", "augment", "data.per_st
 OLD_BEHAVIOUR_DEFAULTS = {"data.cls.unlabeled_extra": "", "data.seg.unlabeled_extra": "",
                           "data.cls.unlabeled_extra_share": 0.5,
                           "data.seg.unlabeled_extra_share": 0.5, "init_from": "",
-                          "eval.mask_postprocess": "none", "optim.lr_decay_steps": 0}
+                          "eval.mask_postprocess": "none", "optim.lr_decay_steps": 0,
+                          "augment.occlusion_prob": 0.0}
 # Fields a resume can never change, with the reason (allowing them would fail later).
 NEVER_ON_RESUME = {"data.worker_count": "Grain's iterator state of a pipeline with one number of "
                    "worker processes does not restore into one with another"}

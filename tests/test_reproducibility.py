@@ -10,6 +10,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO
 
 PROBE = r"""
@@ -37,6 +39,7 @@ def _run(workdir) -> tuple[str, dict]:
     return params[0], results
 
 
+@pytest.mark.slow  # two fresh processes that compile and train: minutes
 def test_same_config_and_seed_give_bit_identical_runs_in_fresh_processes(tmp_path):
     first, second = _run(tmp_path / "a"), _run(tmp_path / "b")
     assert first[0] == second[0]
