@@ -63,7 +63,8 @@ def worst_section(predict_set: Callable, threshold: float, name: str, task: str,
 def evaluate_one(predict_set: Callable, threshold: float, name: str, task: str, source,
                  output_dir: pathlib.Path, *, num_example_pngs: int = 0, mask_mode: str = "none",
                  labeled_fraction: float | None = None, base_prior: float | None = None,
-                 threshold_rule: str = "fixed", keep: dict | None = None) -> tuple[dict, dict, report.SetSection]:
+                 threshold_rule: str = "fixed", keep: dict | None = None
+                 ) -> tuple[dict, dict, report.SetSection]:
     """One set, predicted once by ``predict_set`` (``evaluation.run_predictions`` with the
     checkpoint bound; its worst films once more, for their saliency): its metrics
     (classification of the calibrated P(pneumonia) at the checkpoint's ``threshold``, adjusted
