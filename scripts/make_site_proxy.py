@@ -4,9 +4,12 @@ film under one fixed acquisition change (another scanner's curve, half the resol
 noise, a tighter collimation crop), split by patient into an unlabelled pool (labels dropped:
 for ``data.cls.unlabeled_extra`` / ``data.seg.unlabeled_extra``) and an evaluation half, the
 evaluation films resampled to each class prior asked for (docs/multimix.md, A new site).
+With --seg_disease the site's segmentation films are its severely ill patients: each film is
+painted by ``shifts.severe_disease_shift`` (the painter of ``val_seg_disease_hard``) before the
+acquisition change, in the pool and in the evaluation half alike.
 
   python scripts/make_site_proxy.py --config configs/shared_real.py --out runs/site_b \
-      [--priors 0.25,0.5,0.75] [--per_set 120]
+      [--priors 0.25,0.5,0.75] [--per_set 120] [--seg_disease]
 
 writes OUT/pool/{cls,seg}/*.png (the pool, no labels), OUT/site_films/{NORMAL,PNEUMONIA}/*.png
 (the same pool films under their labels, for ``configs/finetune_site.py``, which labels 20 of
@@ -29,7 +32,7 @@ from PIL import Image
 
 from multimix_jax import files, input_pipeline, splitting
 from multimix_jax.augment import rotate_zoom_shift, to_uint8
-from multimix_jax.shifts import as_hw, scanner_curve
+from multimix_jax.shifts import as_hw, scanner_curve, severe_disease_shift
 
 FLAGS = flags.FLAGS
 SEED = 0
@@ -40,6 +43,8 @@ def define_flags() -> None:
     flags.DEFINE_string("out", None, "Folder to write the site into (must not exist).")
     flags.DEFINE_list("priors", ["0.25", "0.5", "0.75"], "P(pneumonia) of each evaluation set.")
     flags.DEFINE_integer("per_set", 120, "Films in each evaluation set (at most).")
+    flags.DEFINE_bool("seg_disease", False, "Paint severe disease on the segmentation films "
+                      "(pool and evaluation) before the acquisition change.")
     flags.mark_flags_as_required(["config", "out"])
 
 
@@ -107,15 +112,19 @@ def main(argv) -> None:
         pool, evaluation = _halves(splits.groups("seg_val"), SEED + 1)
         for part, indices in (("pool", pool), ("eval", evaluation)):
             for i in indices:
-                image, mask = site_b(as_hw(seg[int(i)]["image"]), as_hw(seg[int(i)]["mask"]),
-                                     10_000 + int(i))
+                image, mask = as_hw(seg[int(i)]["image"]), as_hw(seg[int(i)]["mask"])
+                if FLAGS.seg_disease:
+                    image, mask, _ = severe_disease_shift(
+                        image, mask, np.random.default_rng([SEED, 20_000 + int(i)]))
+                image, mask = site_b(image, mask, 10_000 + int(i))
                 if part == "pool":
                     _save(staging / "pool" / "seg" / f"seg_{i:05d}.png", image)
                 else:
                     _save(staging / "eval" / "seg" / "images" / f"seg_{i:05d}.png", image)
                     _save(staging / "eval" / "seg" / "masks" / f"seg_{i:05d}.png",
                           (mask > 0).astype(np.uint8) * 255)
-        record["seg"] = {"pool": len(pool), "evaluation": len(evaluation)}
+        record["seg"] = {"pool": len(pool), "evaluation": len(evaluation),
+                         "severe_disease": FLAGS.seg_disease}
     files.write_json_atomically(staging / "site.json", record)
     staging.rename(out)
     print(json.dumps(record))
