@@ -11,8 +11,8 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from multimix_jax import (config_check, evaluation, files, input_pipeline, intervals, metrics,
-                          names, pictures, postprocess, prior, report, steps, validation)
+from multimix_jax import (config_check, drift, evaluation, files, input_pipeline, intervals,
+                          metrics, names, pictures, postprocess, prior, report, steps, validation)
 from multimix_jax import workdir as workdir_lib
 
 log = logging.getLogger("multimix_jax")
@@ -63,13 +63,14 @@ def worst_section(predict_set: Callable, threshold: float, name: str, task: str,
 def evaluate_one(predict_set: Callable, threshold: float, name: str, task: str, source,
                  output_dir: pathlib.Path, *, num_example_pngs: int = 0, mask_mode: str = "none",
                  labeled_fraction: float | None = None, base_prior: float | None = None,
-                 threshold_rule: str = "fixed", keep: dict | None = None
-                 ) -> tuple[dict, dict, report.SetSection]:
+                 threshold_rule: str = "fixed", reference_crossing: float | None = None,
+                 keep: dict | None = None) -> tuple[dict, dict, report.SetSection]:
     """One set, predicted once by ``predict_set`` (``evaluation.run_predictions`` with the
     checkpoint bound; its worst films once more, for their saliency): its metrics
-    (classification of the calibrated P(pneumonia) at the checkpoint's ``threshold``, adjusted
-    to the set's estimated prior, EM from ``base_prior``, when it is given, at the threshold
-    ``prior.adapted_threshold`` makes of it by ``threshold_rule``; masks post-processed
+    (classification of the calibrated P(pneumonia) at the checkpoint's ``threshold``, moved by
+    the set's score drift from ``reference_crossing`` when it is given (``drift.py``), and
+    adjusted to the set's estimated prior, EM from ``base_prior``, when it is given, at the
+    threshold ``prior.adapted_threshold`` makes of it by ``threshold_rule``; masks post-processed
     by ``mask_mode``, the checked ``eval.mask_postprocess``) with 95% bootstrap intervals ("ci")
     and, for classification, the trivial rules ("trivial_rules", the training prior rule at
     ``labeled_fraction``); its per-film arrays; its report section; and, for a segmentation
@@ -78,20 +79,27 @@ def evaluate_one(predict_set: Callable, threshold: float, name: str, task: str, 
     predictions = predict_set(source, saliency_count=count)
     if keep is not None and task == names.CLASSIFICATION:
         keep[name] = {key: predictions[key] for key in ("label", "prob_pneumonia_uncalibrated")}
-    estimated = None
+    estimated, moved = None, None
     if task == names.SEGMENTATION:
         predictions = postprocess.apply_to_predictions(predictions, mask_mode)
-    elif base_prior is not None:
-        predictions, estimated = prior.adapt_predictions(predictions, base_prior)
-        threshold = prior.adapted_threshold(threshold, threshold_rule, base_prior, estimated)
+    else:
+        if reference_crossing is not None:  # a moved threshold is fitted to the set: kept
+            moved = drift.moved_threshold(threshold, reference_crossing,
+                                          predictions["prob_pneumonia"])
+            threshold, threshold_rule = moved.threshold, "fitted"
+        if base_prior is not None:
+            predictions, estimated = prior.adapt_predictions(predictions, base_prior)
+            threshold = prior.adapted_threshold(threshold, threshold_rule, base_prior, estimated)
     films = intervals.per_film(task, predictions, input_pipeline.source_keys(source),
                                input_pipeline.source_groups(source))
     result = evaluation.set_metrics(task, predictions, threshold,
                                     per_image=films if task == names.SEGMENTATION else None)
+    if moved is not None:
+        result["score_drift"], result["drift_threshold"] = moved.score_drift, moved.threshold
     if estimated is not None:
         result["estimated_prior"], result["adapted_threshold"] = estimated, threshold
     log.info("%s (%s, n=%d): %s", name, task, len(source),
-             {k: round(float(v), 4) for k, v in result.items()})
+             {k: round(float(v), 4) for k, v in result.items() if v is not None})
     result["ci"] = intervals.set_intervals(task, films, threshold)
     if task == names.CLASSIFICATION:
         result["trivial_rules"] = trivial_rules(films["label"], labeled_fraction)
@@ -113,13 +121,15 @@ def write_predictions(path: pathlib.Path, films: Mapping[str, dict]) -> pathlib.
 def evaluate(config, workdir: str | pathlib.Path, *, which: str = "best",
              extra_sets: Mapping[str, tuple] | None = None,
              output_dir: str | pathlib.Path | None = None, adapt_prior: bool = False,
-             allow_config_change: Sequence[str] = ()) -> dict:
+             adapt_threshold: bool = False, allow_config_change: Sequence[str] = ()) -> dict:
     """Every evaluation set of the config (validation hold-outs, test sets) plus ``extra_sets``
     (name -> (task, source), ``input_pipeline.extra_sources``), at the decision (temperature,
     threshold) stored with the checkpoint; writes results.json, results.md, predictions.npz,
     report.html and example PNGs to ``output_dir`` (default: ``workdir``). ``adapt_prior``:
     each classification set's posteriors adjusted to its own estimated class prior
-    (``sets.NAME.estimated_prior``; docs/multimix.md, A new site). ``allow_config_change``:
+    (``sets.NAME.estimated_prior``; docs/multimix.md, A new site). ``adapt_threshold``: each
+    classification set's threshold moved by its own score drift (``sets.NAME.score_drift``,
+    ``drift_threshold``). ``allow_config_change``:
     recorded config fields that may differ ('splits': the splits may differ from the workdir's
     ``splits.json``)."""
     config_check.check_config_values(config)
@@ -129,6 +139,8 @@ def evaluate(config, workdir: str | pathlib.Path, *, which: str = "best",
     loaded = evaluation.load_for_inference(config, workdir, which, allow_config_change)
     if adapt_prior:
         prior.recorded_base(loaded.info)  # an unvalidated checkpoint stops before any data
+    if adapt_threshold:
+        drift.recorded_reference(loaded.info)  # the same
     predict_fn = steps.jit_predict(loaded.model, loaded.mesh, config.eval.flip_tta)
     splits = input_pipeline.make_splits(config)
     workdir_lib.check_splits(workdir, splits.fingerprints(), compare=True, write=False,
@@ -140,6 +152,8 @@ def evaluate(config, workdir: str | pathlib.Path, *, which: str = "best",
                                        loaded.temperature)  # calibrated by its temperature
     base = prior.base_prior(loaded.info, from_validation=lambda: validation.encoded_prior_of_sets(
         predict_set, val_sets)) if adapt_prior else None
+    reference = drift.reference_crossing(loaded.info, from_validation=lambda: (
+        validation.score_crossing_of_sets(predict_set, val_sets))) if adapt_threshold else None
     staging = files.staging_folder(output_dir, "evaluate")  # moved in once complete
     results, films, sections, kept = {}, {}, [], {}
     for name, (task, source) in sets.items():
@@ -147,9 +161,9 @@ def evaluate(config, workdir: str | pathlib.Path, *, which: str = "best",
             predict_set, loaded.threshold, name, task, source, staging,
             num_example_pngs=config.eval.num_example_pngs, mask_mode=mask_mode,
             labeled_fraction=labeled and labeled["pneumonia_fraction"], base_prior=base,
-            threshold_rule=config.eval.threshold, keep=kept)
+            threshold_rule=config.eval.threshold, reference_crossing=reference, keep=kept)
         sections.append(section)
-    if not adapt_prior:  # a validation set the decision was fitted on: out of sample
+    if not (adapt_prior or adapt_threshold):  # a set the decision was fitted on: out of sample
         for name, figures in validation.held_out_of_sets(config.eval, val_sets, kept).items():
             films[name][intervals.DECIDED] = figures.pop(intervals.DECIDED)  # compare.py too
             results[name].update(figures)
@@ -164,8 +178,11 @@ def evaluate(config, workdir: str | pathlib.Path, *, which: str = "best",
         extra={"checkpoint": str(which), "step": loaded.step, "workdir": str(workdir),
                "labeled_prior": labeled, "predictions": PREDICTIONS_FILE,
                "adapt_prior": {"encoded_prior": base} if adapt_prior else None,
+               "adapt_threshold": ({"reference_crossing": reference} if adapt_threshold
+                                   else None),
                "mask_postprocess": mask_mode},
         notes=(prior.table_note(base) if adapt_prior else "",
+               drift.table_note(reference) if adapt_threshold else "",
                postprocess.table_note(mask_mode)))
     write_predictions(staging / PREDICTIONS_FILE, films)
     report.write_report(staging / REPORT_FILE, sections, {

@@ -170,7 +170,8 @@ SET_COLUMNS = (("n", "n"), ("accuracy", "accuracy"), ("acc@0.5", "accuracy_at_0.
                ("Brier", "brier"), ("ECE uncal.", "ece_uncalibrated"),
                ("Brier uncal.", "brier_uncalibrated"), ("Dice", "dice"),
                ("Jaccard", "jaccard"), ("HD", "hd"), ("HD95", "hd95"), ("SSIM", "ssim"),
-               ("HD-penalised", "hd_penalised"), ("est. prior", "estimated_prior"))
+               ("HD-penalised", "hd_penalised"), ("est. prior", "estimated_prior"),
+               ("drift", "score_drift"))
 
 
 def _table_row(cells) -> str:

@@ -6,6 +6,7 @@
   python -m multimix_jax.main --config configs/default.py --workdir runs/default --mode predict \
       --inputs img1.png some_folder/ --output predictions/
   ... --mode evaluate --adapt_prior   # each set's class prior estimated without its labels
+  ... --mode evaluate --adapt_threshold   # each set's threshold moved by its score drift
 Any config field can be overridden: --config.train.num_steps=100 --config.labels.cls=all
 
 The workdir records the config that made it (config.json). Resuming, evaluating or predicting
@@ -46,6 +47,10 @@ flags.DEFINE_bool("adapt_prior", False, "evaluate/predict: adjust P(pneumonia) t
                   "class prior, estimated from its predictions without labels (EM, Saerens et "
                   "al. 2002); the metrics and the threshold then apply to the adjusted "
                   "probabilities, and the estimated prior is reported.")
+flags.DEFINE_bool("adapt_threshold", False, "evaluate/predict: move the decision threshold by "
+                  "each set's score drift, measured without labels (where a 2-component "
+                  "mixture divides the set's logits, against the validation films'); the drift "
+                  "and the moved threshold are reported.")
 flags.DEFINE_string("output", None, "Output folder for evaluate/predict (default: workdir or "
                     "workdir/predictions).")
 flags.DEFINE_list("allow_config_change", [], "Config fields (or groups, e.g. optim) that may "
@@ -178,9 +183,10 @@ def _check_inputs(mode: str, which: str, workdir: str, allow: list[str]) -> None
     parse_which(which)
     if mode == "predict" and not FLAGS.inputs:
         raise UserError("--mode predict needs --inputs FILE_OR_DIR ...")
-    if mode == "train" and FLAGS.adapt_prior:
-        raise UserError("--adapt_prior is for --mode evaluate or --mode predict; train first, "
-                        "then evaluate with it")
+    for flag in ("adapt_prior", "adapt_threshold"):
+        if mode == "train" and FLAGS[flag].value:
+            raise UserError(f"--{flag} is for --mode evaluate or --mode predict; train first, "
+                            "then evaluate with it")
     if mode == "train":
         return
     if not (pathlib.Path(workdir) / "checkpoints").is_dir():
@@ -210,7 +216,8 @@ def run_mode(config) -> None:
         output = output or f"{workdir}/predictions"
         config_check.check_writable(output, "--output")
         predict.predict_files(config, workdir, inputs, output, FLAGS.checkpoint,
-                              adapt_prior=FLAGS.adapt_prior, allow_config_change=allow)
+                              adapt_prior=FLAGS.adapt_prior,
+                              adapt_threshold=FLAGS.adapt_threshold, allow_config_change=allow)
         return
     if FLAGS.mode == "train":
         config_check.check_writable(workdir, "--workdir")
@@ -225,6 +232,7 @@ def run_mode(config) -> None:
     else:
         evaluate.evaluate(config, workdir, which=FLAGS.checkpoint, extra_sets=extra,
                           output_dir=output, adapt_prior=FLAGS.adapt_prior,
+                          adapt_threshold=FLAGS.adapt_threshold,
                           allow_config_change=allow)
 
 

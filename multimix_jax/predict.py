@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from multimix_jax import (evaluation, files, input_pipeline, names, pictures,
+from multimix_jax import (drift, evaluation, files, input_pipeline, names, pictures,
                           postprocess, prior, steps)
 from multimix_jax.datasets import image_io
 from multimix_jax.errors import UserError
@@ -150,14 +150,15 @@ def _write_tables(output_dir: pathlib.Path, rows: list[dict], found: Inputs,
 
 def predict_files(config, workdir: str | pathlib.Path, inputs: Sequence[str],
                   output_dir: str | pathlib.Path, which: str = "best",
-                  adapt_prior: bool = False,
+                  adapt_prior: bool = False, adapt_threshold: bool = False,
                   allow_config_change: Sequence[str] = ()) -> list[dict]:
     """Per image of ``inputs`` (see :func:`collect_inputs` for the output names): the class
     probabilities and the class at the checkpoint's decision threshold, and mask, saliency and
     overlay PNGs at the model's resolution (masks post-processed by ``eval.mask_postprocess``).
     ``adapt_prior``: the probabilities are adjusted to the inputs' class prior, estimated from
-    them all (predictions.json ``adapt_prior``; docs/multimix.md, A new site). Returns the rows
-    of predictions.json."""
+    them all (predictions.json ``adapt_prior``; docs/multimix.md, A new site).
+    ``adapt_threshold``: the threshold is moved by the inputs' score drift, measured on them all
+    (predictions.json ``adapt_threshold``). Returns the rows of predictions.json."""
     output_dir = pathlib.Path(os.path.abspath(output_dir))  # as the inputs: links unresolved
     found = collect_inputs(inputs, exclude=output_dir)
     for item in inputs:
@@ -172,6 +173,7 @@ def predict_files(config, workdir: str | pathlib.Path, inputs: Sequence[str],
     mask_mode = postprocess.check_mode(config.eval.mask_postprocess)
     loaded = evaluation.load_for_inference(config, workdir, which, allow_config_change)
     base = prior.base_prior(loaded.info) if adapt_prior else None
+    reference = drift.reference_crossing(loaded.info) if adapt_threshold else None
     predict_fn = steps.jit_predict(loaded.model, loaded.mesh, config.eval.flip_tta)
     staging = files.staging_folder(output_dir, "predict")  # moved in once complete
     probs, uncalibrated = [], []
@@ -185,11 +187,17 @@ def predict_files(config, workdir: str | pathlib.Path, inputs: Sequence[str],
         probs.append(predictions["prob_pneumonia"])
         uncalibrated.append(predictions["prob_pneumonia_uncalibrated"])
     predictions = {"prob_pneumonia": np.concatenate(probs)}
-    extra = {"adapt_prior": None, "mask_postprocess": mask_mode}
-    threshold = loaded.threshold
-    if adapt_prior:  # the prior of all inputs together: the whole set is needed first
+    extra = {"adapt_prior": None, "adapt_threshold": None, "mask_postprocess": mask_mode}
+    threshold, rule = loaded.threshold, config.eval.threshold
+    if adapt_threshold:  # the drift of all inputs together: the whole set is needed first
+        moved = drift.moved_threshold(threshold, reference, predictions["prob_pneumonia"])
+        threshold, rule = moved.threshold, "fitted"
+        extra["adapt_threshold"] = {"reference_crossing": reference,
+                                    "score_drift": moved.score_drift,
+                                    "drift_threshold": moved.threshold}
+    if adapt_prior:  # the prior of all inputs together, likewise
         predictions, estimated = prior.adapt_predictions(predictions, base)
-        threshold = prior.adapted_threshold(threshold, config.eval.threshold, base, estimated)
+        threshold = prior.adapted_threshold(threshold, rule, base, estimated)
         extra["adapt_prior"] = {"encoded_prior": base, "estimated_prior": estimated,
                                 "adapted_threshold": threshold}
     rows = [_row(path, name, float(p), float(u), threshold) for path, name, p, u

@@ -77,24 +77,37 @@ def recorded_base(info: Mapping | None) -> float | None:
     return float(recorded)
 
 
+PREDATES = ("--adapt_prior: this checkpoint predates the recording of the class prior its "
+            "probabilities encode (earlier versions recorded at most the validation's pneumonia "
+            f"fraction, '{OLD_PRIOR_KEY}', which is not EM's base); --mode evaluate estimates it "
+            "from the validation films, or retrain the run with this version, or drop "
+            "--adapt_prior")
+
+
+def recorded_or_measured(recorded: float | None, from_validation: Callable | None,
+                         predates: str, undetermined: str,
+                         valid: Callable[[float], bool] = lambda value: True) -> float:
+    """A checkpoint's recorded reference for a site adaptation (``recorded``; None: the
+    checkpoint predates the record); else ``from_validation()`` (evaluate: measured on its
+    validation films as training records it), else the sentence ``predates``; the sentence
+    ``undetermined`` where that measure is None or not ``valid``."""
+    if recorded is not None:
+        return recorded
+    if from_validation is None:
+        raise UserError(predates)
+    measured = from_validation()
+    if measured is None or not valid(float(measured)):
+        raise UserError(undetermined)
+    return float(measured)
+
+
 def base_prior(info: Mapping | None,
                from_validation: Callable[[], float | None] | None = None) -> float:
     """:func:`recorded_base`; for a checkpoint that predates the record, ``from_validation()``
     (evaluate: :func:`encoded_prior` of its validation films at the stored temperature, what
     training records), else one sentence."""
-    recorded = recorded_base(info)
-    if recorded is not None:
-        return recorded
-    if from_validation is None:
-        raise UserError("--adapt_prior: this checkpoint predates the recording of the class "
-                        "prior its probabilities encode (earlier versions recorded at most the "
-                        f"validation's pneumonia fraction, '{OLD_PRIOR_KEY}', which is not EM's "
-                        "base); --mode evaluate estimates it from the validation films, or "
-                        "retrain the run with this version, or drop --adapt_prior")
-    estimated = from_validation()
-    if estimated is None or not 0.0 < float(estimated) < 1.0:
-        raise UserError(UNDETERMINED)
-    return float(estimated)
+    return recorded_or_measured(recorded_base(info), from_validation, PREDATES, UNDETERMINED,
+                                lambda value: 0.0 < value < 1.0)
 
 
 def adjust(prob_pneumonia: np.ndarray, training: float, new: float) -> np.ndarray:

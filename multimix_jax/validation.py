@@ -24,7 +24,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 from sklearn import model_selection
 
-from multimix_jax import calibration, evaluation, intervals, metrics, prior, shifts
+from multimix_jax import calibration, drift, evaluation, intervals, metrics, prior, shifts
 from multimix_jax.input_pipeline import DataSplits, source_groups
 from multimix_jax.names import (CLASSIFICATION, DEFAULT_THRESHOLD, SEGMENTATION, VAL_CLS,
                                 VAL_CLS_SHIFTED, VAL_SEG, VAL_SEG_DISEASE, VAL_SEG_SHIFTED)
@@ -78,11 +78,14 @@ class Decision:
     """What deployment applies to the model's P(pneumonia): the ``temperature`` (None: none)
     and then the ``threshold`` (PNEUMONIA when the calibrated P >= threshold);
     ``encoded_prior`` is the class prior the calibrated P encodes on the films it was fitted on
-    (``prior.encoded_prior``: --adapt_prior's base; None: undetermined)."""
+    (``prior.encoded_prior``: --adapt_prior's base; None: undetermined) and
+    ``score_crossing`` where their calibrated P divide (``drift.crossing``: --adapt_threshold's
+    reference; None: undetermined)."""
 
     threshold: float = DEFAULT_THRESHOLD
     temperature: float | None = None
     encoded_prior: float | None = None
+    score_crossing: float | None = None
 
     def probabilities(self, prob_uncalibrated) -> np.ndarray:
         return calibration.apply_temperature(prob_uncalibrated, self.temperature)
@@ -90,20 +93,21 @@ class Decision:
     def info(self, flip_tta: bool) -> dict:
         """The checkpoint's record of it, with the prediction setting it was fitted under."""
         return {"threshold": float(self.threshold), "temperature": self.temperature,
-                "flip_tta": bool(flip_tta), prior.ENCODED_PRIOR_KEY: self.encoded_prior}
+                "flip_tta": bool(flip_tta), prior.ENCODED_PRIOR_KEY: self.encoded_prior,
+                drift.CROSSING_KEY: self.score_crossing}
 
 
 def fit_decision(eval_config, labels, prob_uncalibrated) -> Decision:
     """The decision ``config.eval`` asks for, fitted on these films: a temperature when
-    ``eval.calibrate``, then the threshold of ``eval.threshold`` on the calibrated P, and the
-    prior that calibrated P encodes."""
+    ``eval.calibrate``, then the threshold of ``eval.threshold`` on the calibrated P; with it,
+    the prior that calibrated P encodes and where it divides the films."""
     temperature = (calibration.fit_temperature(labels, prob_uncalibrated)
                    if eval_config.calibrate else None)
     probs = calibration.apply_temperature(prob_uncalibrated, temperature)
-    encoded = prior.encoded_prior(labels, probs)
-    if eval_config.threshold == "fixed":  # one of THRESHOLD_RULES (config_check)
-        return Decision(DEFAULT_THRESHOLD, temperature, encoded)
-    return Decision(metrics.balanced_threshold(labels, probs), temperature, encoded)
+    threshold = (DEFAULT_THRESHOLD if eval_config.threshold == "fixed"  # THRESHOLD_RULES
+                 else metrics.balanced_threshold(labels, probs))
+    return Decision(threshold, temperature, prior.encoded_prior(labels, probs),
+                    drift.crossing(probs))
 
 
 def fits_anything(eval_config) -> bool:
@@ -233,6 +237,19 @@ def encoded_prior_of_sets(predict_set: Callable, sets: Mapping[str, tuple]) -> f
     log.info("--adapt_prior: base prior %s, estimated on the validation films (the checkpoint "
              "predates its record)", base)
     return base
+
+
+def score_crossing_of_sets(predict_set: Callable, sets: Mapping[str, tuple]) -> float | None:
+    """``drift.crossing`` of the classification validation ``sets`` pooled, predicted by
+    ``predict_set`` (calibrated by the stored temperature): what :func:`fit_decision` records
+    as --adapt_threshold's reference, for a checkpoint validated before it was recorded."""
+    pooled = [predict_set(source) for task, source in sets.values() if task == CLASSIFICATION]
+    if not pooled:
+        return None
+    reference = drift.crossing(np.concatenate([p["prob_pneumonia"] for p in pooled]))
+    log.info("--adapt_threshold: reference crossing %s, measured on the validation films (the "
+             "checkpoint predates its record)", reference)
+    return reference
 
 
 def validate(eval_config, predict_set: Callable,

@@ -10,7 +10,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from multimix_jax import (calibration, checkpointing, evaluate, evaluation, input_pipeline,
+from multimix_jax import (calibration, checkpointing, drift, evaluate, evaluation, input_pipeline,
                           intervals, metrics, names, prior, sharding, shifts, steps, train,
                           validation)
 from multimix_jax import state as train_state
@@ -160,7 +160,8 @@ def test_calibrated_decision_refers_to_calibrated_probabilities():
                                              "temperature": decision.temperature,
                                              "flip_tta": False,
                                              prior.ENCODED_PRIOR_KEY: prior.encoded_prior(
-                                                 labels, calibrated)}
+                                                 labels, calibrated),
+                                             drift.CROSSING_KEY: drift.crossing(calibrated)}
 
 
 def test_a_set_outside_the_pool_is_scored_at_the_deployed_decision():
