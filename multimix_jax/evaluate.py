@@ -144,7 +144,7 @@ def evaluate(config, workdir: str | pathlib.Path, *, which: str = "best",
     predict_fn = steps.jit_predict(loaded.model, loaded.mesh, config.eval.flip_tta)
     splits = input_pipeline.make_splits(config)
     workdir_lib.check_splits(workdir, splits.fingerprints(), compare=True, write=False,
-                             allow=allow_config_change)
+                             allow=allow_config_change, inference=True)
     labeled = labeled_prior(splits)
     val_sets = validation.validation_sets(splits, config.eval.shifted_validation)
     sets = input_pipeline.eval_sources(config, val_sets, extra_sets)

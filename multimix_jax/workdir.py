@@ -41,9 +41,13 @@ ALLOWED = ("train.num_steps", "train.num_epochs", "train.log_every_steps",
            "train.num_image_summaries", "train.divergence_factor", "data.worker_buffer_size",
            "data.eval_batch_size", "data.eval_sets", "eval.model_name", "eval.num_example_pngs",
            "eval.table", "eval.mask_postprocess", "distributed", "data_root")
-# ... and what only training reads, for evaluate/predict.
+# ... and what only training reads, for evaluate/predict (the extra unlabelled pools too).
 INFERENCE_ALLOWED = ALLOWED + ("train", "optim", "loss", "augment", "data.per_stream_batch",
-                               "data.worker_count", "init_from")
+                               "data.worker_count", "init_from", "data.cls.unlabeled_extra",
+                               "data.seg.unlabeled_extra", "data.cls.unlabeled_extra_share",
+                               "data.seg.unlabeled_extra_share")
+# The splits only training reads: an evaluation need not name the same extra pools.
+TRAINING_ONLY_SPLITS = ("cls_unlabeled_extra", "seg_unlabeled_extra")
 # Fields added since older workdirs were recorded whose default is the old behaviour: their
 # absence from a record means that default. Any other field missing from a record is refused.
 OLD_BEHAVIOUR_DEFAULTS = {"data.cls.unlabeled_extra": "", "data.seg.unlabeled_extra": "",
@@ -170,17 +174,19 @@ def record_config(config, workdir: pathlib.Path, accepted: list, step: int) -> N
 
 # --------------------------------------------------------------------------- splits
 def check_splits(workdir: str | pathlib.Path, fingerprints: dict, *, compare: bool,
-                 write: bool, allow: Sequence[str] = ()) -> None:
+                 write: bool, allow: Sequence[str] = (), inference: bool = False) -> None:
     """If ``compare`` (a resume, an evaluation), compares each split's films
     (``DataSplits.fingerprints``) with those recorded in ``splits.json`` and stops naming the
-    split and how many films left and joined it, unless ``allow`` names 'splits' (or 'all').
+    split and how many films left and joined it, unless ``allow`` names 'splits' (or 'all');
+    ``inference`` (an evaluation) leaves out the splits only training reads.
     ``write`` (the chief of a training run): record them when there is no comparable record
     (a fresh run, an older workdir) or after an allowed change."""
     path = pathlib.Path(workdir) / SPLITS_FILE
     recorded = json.loads(path.read_text()) if compare and path.exists() else None
     if recorded is not None:
         moved = []
-        for name in sorted(set(recorded) | set(fingerprints)):
+        skipped = TRAINING_ONLY_SPLITS if inference else ()
+        for name in sorted((set(recorded) | set(fingerprints)) - set(skipped)):
             old = recorded.get(name, {"sha256": None, "entries": []})
             new = fingerprints.get(name, {"sha256": None, "entries": []})
             if old["sha256"] != new["sha256"]:

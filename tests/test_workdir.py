@@ -51,13 +51,35 @@ def test_changed_fields_are_named_with_both_values(tmp_path):
     assert workdir_lib.check_config(config, tmp_path, allow=["all"])
 
 
-def test_training_only_fields_matter_to_resume_not_to_evaluate(tmp_path):
+@pytest.mark.parametrize("field, value", [("optim.learning_rate", 1e-2),
+                                          ("data.cls.unlabeled_extra", "site_pool"),
+                                          ("data.seg.unlabeled_extra_share", 0.25)])
+def test_training_only_fields_matter_to_resume_not_to_evaluate(tmp_path, field, value):
     config = tiny_train_config()
     workdir_lib.write_recorded(tmp_path, config)
-    config.optim.learning_rate = 1e-2
+    *groups, name = field.split(".")
+    node = config
+    for group in groups:
+        node = node[group]
+    node[name] = value
     assert workdir_lib.check_config(config, tmp_path, inference=True)
-    with pytest.raises(errors.ConfigMismatchError, match="optim.learning_rate"):
+    with pytest.raises(errors.ConfigMismatchError, match=field):
         workdir_lib.check_config(config, tmp_path)
+
+
+def test_an_evaluation_leaves_out_the_splits_only_training_reads(tmp_path):
+    val = {"films": 1, "sha256": "a", "entries": ["x"]}
+    pool = {"films": 2, "sha256": "b", "entries": ["p", "q"]}
+    workdir_lib.check_splits(tmp_path, {"cls_val": val, "cls_unlabeled_extra": pool},
+                             compare=False, write=True)
+    workdir_lib.check_splits(tmp_path, {"cls_val": val}, compare=True, write=False,
+                             inference=True)  # evaluated without naming the pool: accepted
+    with pytest.raises(errors.ConfigMismatchError, match=r"cls_unlabeled_extra \(2 of its 2"):
+        workdir_lib.check_splits(tmp_path, {"cls_val": val}, compare=True, write=False)
+    moved = {"films": 1, "sha256": "c", "entries": ["y"]}
+    with pytest.raises(errors.ConfigMismatchError, match=r"cls_val \(1 of its 1"):
+        workdir_lib.check_splits(tmp_path, {"cls_val": moved}, compare=True, write=False,
+                                 inference=True)
 
 
 def test_a_field_missing_from_an_older_record_is_refused_unless_its_default_is_old(tmp_path):
