@@ -2,9 +2,9 @@
 
 ``WORKDIR/checkpoints/<step>/`` holds ``state`` (the TrainState), ``data`` (the Grain iterator
 position of the next unconsumed batch) and, for a step that was validated, ``metrics``:
-``{"val_score", "threshold", "temperature", "flip_tta", "encoded_prior", "val"}`` (the decision
-fitted at that validation and the prediction setting it was fitted under; docs/multimix.md, Decision
-threshold and calibration). The manager keeps the latest
+``{"val_score", "threshold", "temperature", "flip_tta", "encoded_prior", "score_crossing",
+"val"}`` (the decision fitted at that validation and the prediction setting it was fitted
+under; docs/multimix.md, Decision threshold and calibration). The manager keeps the latest
 ``train.keep_checkpoints`` steps and, whatever its age, the best-scoring validated step.
 Saves are asynchronous; a step directory only appears once Orbax has finalised it (an
 atomic rename), so a reader never sees half a checkpoint.
@@ -76,7 +76,7 @@ def _score(metrics: dict) -> float:
 
 def checkpoint_info(val_score: float, val_results: dict, decision: dict) -> dict | None:
     """What a validated checkpoint carries: score, the decision (``validation.Decision.info``:
-    threshold, temperature, flip_tta, encoded_prior) and validation results."""
+    threshold, temperature, flip_tta, encoded_prior, score_crossing) and validation results."""
     if not math.isfinite(val_score):
         return None  # nothing to rank by (no validation set)
     return json_values({"val_score": val_score, **decision, "val": val_results})
@@ -274,7 +274,7 @@ def restore_for_inference(workdir: str | pathlib.Path, abstract_state, which: st
     """(state, step, info) from ``workdir``: ``which`` is 'best' (the best validation score),
     'latest' or a kept step number; ``state`` holds the parts ``abstract_state`` names;
     ``info`` is ``{"val_score", "threshold", "temperature", "flip_tta", "encoded_prior",
-    "val"}``.
+    "score_crossing", "val"}``.
 
     A missing workdir or checkpoint is a one-sentence error; nothing is created."""
     which = parse_which(which)

@@ -74,10 +74,11 @@ def test_checkpoint_choice_info_and_errors(trained, tmp_path):
         _, step, info = checkpointing.restore_for_inference(trained, abstract, which)
         assert step == 2
     assert set(info) == {"val_score", "threshold", "temperature", "flip_tta", "encoded_prior",
-                         "val"}
+                         "score_crossing", "val"}
     assert 0 <= info["val_score"] <= 1 and info["threshold"] == 0.5  # the default rule
     encoded = info["encoded_prior"]  # the prior its probabilities encode (prior.py)
     assert encoded is None or 0 < encoded < 1
+    assert info["score_crossing"] is None  # a few validation films: no mixture (drift.py)
     assert {"val_cls", "val_seg"} <= set(info["val"])
     with pytest.raises(errors.UserError, match="--checkpoint 'foo': expected 'best'"):
         checkpointing.restore_for_inference(trained, abstract, "foo")
