@@ -4,6 +4,7 @@ predictions.npz, report.html and example PNGs (docs/multimix.md, Metrics)."""
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import pathlib
@@ -150,10 +151,12 @@ def evaluate(config, workdir: str | pathlib.Path, *, which: str = "best",
     sets = input_pipeline.eval_sources(config, val_sets, extra_sets)
     predict_set = evaluation.predictor(predict_fn, loaded.params, config.data, loaded.mesh,
                                        loaded.temperature)  # calibrated by its temperature
-    base = prior.base_prior(loaded.info, from_validation=lambda: validation.encoded_prior_of_sets(
-        predict_set, val_sets)) if adapt_prior else None
+    measured = functools.cache(  # an older checkpoint's references: validation predicted once
+        lambda: validation.site_references_of_sets(predict_set, val_sets))
+    base = prior.base_prior(loaded.info, from_validation=lambda: measured()["encoded_prior"]
+                            ) if adapt_prior else None
     reference = drift.reference_crossing(loaded.info, from_validation=lambda: (
-        validation.score_crossing_of_sets(predict_set, val_sets))) if adapt_threshold else None
+        measured()["score_crossing"])) if adapt_threshold else None
     staging = files.staging_folder(output_dir, "evaluate")  # moved in once complete
     results, films, sections, kept = {}, {}, [], {}
     for name, (task, source) in sets.items():

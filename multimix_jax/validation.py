@@ -99,15 +99,29 @@ class Decision:
 
 def fit_decision(eval_config, labels, prob_uncalibrated) -> Decision:
     """The decision ``config.eval`` asks for, fitted on these films: a temperature when
-    ``eval.calibrate``, then the threshold of ``eval.threshold`` on the calibrated P; with it,
-    the prior that calibrated P encodes and where it divides the films."""
+    ``eval.calibrate``, then the threshold of ``eval.threshold`` on the calibrated P."""
     temperature = (calibration.fit_temperature(labels, prob_uncalibrated)
                    if eval_config.calibrate else None)
     probs = calibration.apply_temperature(prob_uncalibrated, temperature)
     threshold = (DEFAULT_THRESHOLD if eval_config.threshold == "fixed"  # THRESHOLD_RULES
                  else metrics.balanced_threshold(labels, probs))
-    return Decision(threshold, temperature, prior.encoded_prior(labels, probs),
-                    drift.crossing(probs))
+    return Decision(threshold, temperature)
+
+
+def site_references(labels, prob_calibrated) -> dict:
+    """What a new site's adaptations compare it with, measured on films of known labels and
+    their calibrated P: the prior P encodes (--adapt_prior's base) and where P divides them
+    (--adapt_threshold's reference); the :class:`Decision` fields of those names."""
+    return {"encoded_prior": prior.encoded_prior(labels, prob_calibrated),
+            "score_crossing": drift.crossing(prob_calibrated)}
+
+
+def deployed_decision(eval_config, labels, prob_uncalibrated) -> Decision:
+    """:func:`fit_decision` with its :func:`site_references` on the same films: what a
+    validated checkpoint records (the cross-fitting folds need the fit alone)."""
+    decision = fit_decision(eval_config, labels, prob_uncalibrated)
+    return dataclasses.replace(decision, **site_references(
+        labels, decision.probabilities(prob_uncalibrated)))
 
 
 def fits_anything(eval_config) -> bool:
@@ -191,7 +205,7 @@ def classify(eval_config, predictions: Mapping[str, dict], groups: Mapping[str, 
     if not pooled:
         return {}, Decision()
     take = lambda key: np.concatenate([np.asarray(predictions[n][key]) for n in pooled])
-    decision = fit_decision(eval_config, take("label"), take("prob_pneumonia_uncalibrated"))
+    decision = deployed_decision(eval_config, take("label"), take("prob_pneumonia_uncalibrated"))
     results = {name: metrics.classification_metrics(
         values["label"], decision.probabilities(values["prob_pneumonia_uncalibrated"]),
         decision.threshold) for name, values in predictions.items()}
@@ -225,31 +239,18 @@ def held_out_of_sets(eval_config, sets: Mapping[str, tuple],
                 eval_config, predictions, film_groups(sets), cls).items()}
 
 
-def encoded_prior_of_sets(predict_set: Callable, sets: Mapping[str, tuple]) -> float | None:
-    """``prior.encoded_prior`` of the classification validation ``sets`` pooled, predicted by
-    ``predict_set`` (calibrated by the stored temperature): what :func:`fit_decision` records
-    as the base prior, for a checkpoint validated before it was recorded."""
+def site_references_of_sets(predict_set: Callable, sets: Mapping[str, tuple]) -> dict:
+    """:func:`site_references` of the classification validation ``sets`` pooled, predicted by
+    ``predict_set`` (calibrated by the stored temperature): what training records, for a
+    checkpoint validated before it recorded them (values None without such sets)."""
     pooled = [predict_set(source) for task, source in sets.values() if task == CLASSIFICATION]
     if not pooled:
-        return None
-    base = prior.encoded_prior(np.concatenate([p["label"] for p in pooled]),
+        return {"encoded_prior": None, "score_crossing": None}
+    measured = site_references(np.concatenate([p["label"] for p in pooled]),
                                np.concatenate([p["prob_pneumonia"] for p in pooled]))
-    log.info("--adapt_prior: base prior %s, estimated on the validation films (the checkpoint "
-             "predates its record)", base)
-    return base
-
-
-def score_crossing_of_sets(predict_set: Callable, sets: Mapping[str, tuple]) -> float | None:
-    """``drift.crossing`` of the classification validation ``sets`` pooled, predicted by
-    ``predict_set`` (calibrated by the stored temperature): what :func:`fit_decision` records
-    as --adapt_threshold's reference, for a checkpoint validated before it was recorded."""
-    pooled = [predict_set(source) for task, source in sets.values() if task == CLASSIFICATION]
-    if not pooled:
-        return None
-    reference = drift.crossing(np.concatenate([p["prob_pneumonia"] for p in pooled]))
-    log.info("--adapt_threshold: reference crossing %s, measured on the validation films (the "
-             "checkpoint predates its record)", reference)
-    return reference
+    log.info("site references %s, measured on the validation films (the checkpoint predates "
+             "their record)", measured)
+    return measured
 
 
 def validate(eval_config, predict_set: Callable,

@@ -107,6 +107,7 @@ def test_torch_variants_names_are_checked():
         bench_step.parse_torch_variants("fp16")
 
 
+@pytest.mark.slow  # compiles the paper's network twice: ~45 s on 2 cores
 def test_bench_step_json_has_the_step_flops_and_peak():
     out = _run("bench_step.py", "--size", "32", "--per-stream", "2", "--steps", "1",
                "--warmup", "0", "--repeats", "1")
@@ -117,6 +118,7 @@ def test_bench_step_json_has_the_step_flops_and_peak():
     assert "torch_reference" not in out and "torch_variants" not in out
 
 
+@pytest.mark.slow  # compiles predict per batch size: ~40 s on 2 cores
 def test_bench_predict_json_has_a_row_per_size_and_batch():
     out = _run("bench_predict.py", "--sizes", "32", "--batches", "1", "2", "--calls", "1",
                "--warmup", "0", "--repeats", "1")

@@ -49,12 +49,16 @@ def test_without_two_modes_the_threshold_stays(what):
 
 def test_the_decision_records_where_its_calibrated_probabilities_divide():
     labels, probs = two_class_probs()
-    decision = validation.fit_decision(ConfigDict({"calibrate": True, "threshold": "fitted"}),
-                                       labels, probs)
+    eval_config = ConfigDict({"calibrate": True, "threshold": "fitted"})
+    decision = validation.deployed_decision(eval_config, labels, probs)
     assert decision.score_crossing is not None
     assert decision.score_crossing == drift.crossing(decision.probabilities(probs))
     info = decision.info(flip_tta=False)
     assert drift.reference_crossing({"val_score": 0.9, **info}) == decision.score_crossing
+    # the cross-fitting folds fit the decision alone: no mixture per fold
+    fold = validation.fit_decision(eval_config, labels, probs)
+    assert (fold.threshold, fold.temperature) == (decision.threshold, decision.temperature)
+    assert fold.score_crossing is None and fold.encoded_prior is None
 
 
 @pytest.mark.parametrize("info, says", [
@@ -138,3 +142,24 @@ def test_an_older_checkpoints_reference_is_measured_on_its_validation_films():
     assert drift.reference_crossing(older, from_validation=lambda: 0.25) == 0.25
     with pytest.raises(UserError, match="gave no score mixture"):
         drift.reference_crossing(older, from_validation=lambda: None)
+
+
+def test_an_older_checkpoints_references_cost_one_pass_over_its_validation(tmp_path, monkeypatch):
+    from multimix_jax import evaluate, evaluation, validation
+    from tests import fake_model
+    from tests.conftest import tiny_train_config
+    fake_model.install(monkeypatch)
+    older = evaluation.load_for_inference(None, None, None)._replace(
+        info={"val_score": 0.9, "threshold": 0.5})  # validated before either record
+    monkeypatch.setattr(evaluation, "load_for_inference",
+                        lambda config, workdir, which, allow=(): older)
+    passes = []
+    monkeypatch.setattr(validation, "site_references_of_sets", lambda predict_set, sets: (
+        passes.append(sets) or {"encoded_prior": 0.4, "score_crossing": 0.1}))
+    saved = evaluate.evaluate(tiny_train_config(), tmp_path, output_dir=tmp_path / "out",
+                              adapt_prior=True, adapt_threshold=True)
+    assert len(passes) == 1 and "val_cls" in passes[0]
+    assert "estimated_prior" in saved["test_cls"] and "score_drift" in saved["test_cls"]
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["adapt_prior"] == {"encoded_prior": 0.4}
+    assert results["adapt_threshold"] == {"reference_crossing": 0.1}

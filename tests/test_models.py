@@ -129,6 +129,7 @@ def test_saliency_equals_finite_differences():
             np.testing.assert_allclose(sal[image, i, j, 0], abs(fd), rtol=0.05)
 
 
+@pytest.mark.slow  # the paper's widths in bfloat16: half a minute on 2 cores (GPU/TPU dtype)
 def test_bfloat16_computes_in_bfloat16_with_float32_params_and_outputs():
     config = tiny_config()
     config.model.dtype = "bfloat16"

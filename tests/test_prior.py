@@ -111,7 +111,7 @@ def test_the_decision_records_the_prior_its_calibrated_probabilities_encode(cali
     from ml_collections import ConfigDict
     labels, probs = calibrated_predictions(VALIDATION_PRIOR, n=2000, model_prior=BALANCED)
     eval_config = ConfigDict({"calibrate": calibrate, "threshold": "fitted"})
-    decision = validation.fit_decision(eval_config, labels, probs)
+    decision = validation.deployed_decision(eval_config, labels, probs)
     expected = prior.encoded_prior(labels, decision.probabilities(probs))
     assert decision.encoded_prior == expected and expected != pytest.approx(np.mean(labels))
     info = decision.info(flip_tta=False)

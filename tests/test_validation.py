@@ -220,7 +220,7 @@ def test_the_fitted_calibrated_decision_travels_from_the_fit_to_evaluate(tmp_pat
     info = reader.info(out["best"]["step"])
     reader.close()
     assert set(info) == {"val_score", "threshold", "temperature", "flip_tta", "val",
-                         prior.ENCODED_PRIOR_KEY}
+                         prior.ENCODED_PRIOR_KEY, drift.CROSSING_KEY}
     assert info["flip_tta"] is False and info["temperature"] is not None
 
     _no_optimizer(monkeypatch)  # inference restores the parameters alone
