@@ -57,11 +57,7 @@ def test_changed_fields_are_named_with_both_values(tmp_path):
 def test_training_only_fields_matter_to_resume_not_to_evaluate(tmp_path, field, value):
     config = tiny_train_config()
     workdir_lib.write_recorded(tmp_path, config)
-    *groups, name = field.split(".")
-    node = config
-    for group in groups:
-        node = node[group]
-    node[name] = value
+    config.update_from_flattened_dict({field: value})
     assert workdir_lib.check_config(config, tmp_path, inference=True)
     with pytest.raises(errors.ConfigMismatchError, match=field):
         workdir_lib.check_config(config, tmp_path)
