@@ -10,11 +10,12 @@ DIR holds ``kermany_pneumonia_224/train/{NORMAL,PNEUMONIA}/*`` and
 ``lung_masks_openist/{images,masks}/*``. The recipe for films from other hospitals
 (docs/multimix.md, Recipe for unseen films) lives here: 128 px, acquisition jitter on every
 view but the pseudo-labelling one, random opacities painted inside the labelled lungs and
-dense ones hiding their border, a class-balanced labelled stream, and model selection plus the decision on the shifted
-validation: a temperature and a balanced-accuracy threshold fitted on val_cls and
-val_cls_shifted pooled, the loop's figures cross-fitted (docs/multimix.md, Decision threshold
-and calibration). The README's real-data section has the 64 px evidence for each. It is
-sized for a 2-core CPU (its time: docs/results/real_data.md). ``scripts/train_real.sh`` runs it (and, with BASELINES=1, the single-task baselines).
+dense ones hiding their border, a class-balanced labelled stream, and model selection plus
+the decision on the shifted validation: a temperature and a balanced-accuracy threshold
+fitted on val_cls and val_cls_shifted pooled, the loop's figures cross-fitted
+(docs/multimix.md, Decision threshold and calibration). docs/results/real_data.md has the
+64 px evidence for each switch and the recipe's time on a 2-core CPU;
+``scripts/train_real.sh`` runs it (and, with BASELINES=1, the single-task baselines).
 """
 
 import os
@@ -43,13 +44,13 @@ def get_config(variant: str = "multimix") -> ml_collections.ConfigDict:
     config.eval.table = ml_collections.ConfigDict(dict(
         in_cls="val_cls", in_seg="val_seg", cross_cls="val_cls_shifted", cross_seg="val_seg_disease"))
     config.eval.shifted_validation = True
-    config.eval.flip_tta = False  # neutral on the shifted validation at 64 px (README)
+    config.eval.flip_tta = False  # neutral at 64 px: docs/results/real_data.md
     config.eval.threshold = "fitted"  # on val_cls + val_cls_shifted, cross-fitted figures
     config.eval.calibrate = True  # a temperature fitted on the same films
     config.augment.seg_joint = True  # 10 masks: joint flip/crop/rotation of image and mask
     config.augment.acquisition = True
     config.augment.opacity_prob = 0.5
-    config.augment.occlusion_prob = 0.5  # masks under dense opacities: docs/results/occlusion_128px.md
+    config.augment.occlusion_prob = 0.5  # docs/results/occlusion_128px.md
     config.optim.learning_rate = 1e-3
     # One x0.1 step at 1122 of 1500 steps (2.45 epochs of 458 steps) in steps, so the U-Net
     # baseline, whose epoch is 14 steps of masks, keeps the same schedule.

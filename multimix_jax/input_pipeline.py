@@ -243,14 +243,18 @@ class DataSplits:
         return GroupedSource(self.sources()[name], self.groups(name))
 
     def summary(self) -> dict:
-        """name -> {'films': n, 'groups': distinct patients} (oversampled films count once
-        among the groups), and the grouping rule of each task."""
+        """name -> {'films': distinct films, 'groups': distinct patients}, plus 'stream': the
+        stream's length where films repeat in it (``data.balance_labeled``), so a label
+        budget reads as the films it labels; and the grouping rule of each task."""
         out = {}
         for name, source in self.sources().items():
             if source is None:
                 out[name] = {"films": 0, "groups": 0}
-            else:
-                out[name] = {"films": len(source), "groups": len(set(self.groups(name)))}
+                continue
+            films = len(set(source_keys(source)))
+            out[name] = {"films": films, "groups": len(set(self.groups(name)))}
+            if films != len(source):
+                out[name]["stream"] = len(source)
         return {**out, "grouping": dict(self.grouping)}
 
     def fingerprints(self) -> dict:

@@ -231,6 +231,16 @@ def test_balanced_oversample_draws_the_repeats_at_random_evenly():
         input_pipeline.balanced_oversample(indices, labels, 3).tolist()
 
 
+def test_summary_counts_a_balanced_label_budget_as_the_films_it_labels():
+    """The log reads 'cls_labeled: 8 films' for labels.cls=8, with the oversampled stream's
+    length beside it, never the stream's length as if more films were labelled."""
+    config = pipeline_config(**{"data.balance_labeled": True, "data.synthetic_pneumonia_fraction": 0.8})
+    splits = input_pipeline.make_splits(config)
+    labeled = splits.summary()["cls_labeled"]
+    assert labeled["films"] == 8 and labeled["stream"] == len(splits.cls_labeled) > 8
+    assert "stream" not in splits.summary()["cls_unlabeled"]
+
+
 def test_named_validation_split_of_synthetic_data_is_an_error():
     config = pipeline_config(**{"data.val_cls": "split:validation"})
     with pytest.raises(ValueError, match="no named splits"):
