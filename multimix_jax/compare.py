@@ -1,17 +1,19 @@
 """Paired comparison of two evaluations (two workdirs' results.json with their per-film
 predictions.npz) on the sets they share: each metric's difference B - A with its 95% paired
-bootstrap interval, and whether that interval excludes 0 (multimix_jax/intervals.py)."""
+bootstrap interval, and whether that interval excludes 0 (multimix_jax/intervals.py); and,
+over several seeds' pairs, whether a difference outgrows the spread between seeds."""
 
 from __future__ import annotations
 
 import json
 import math
 import pathlib
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 
 from multimix_jax import intervals, names
+from multimix_jax.grid import mean_std
 from multimix_jax.errors import UserError
 
 DEFAULT_PREDICTIONS = "predictions.npz"
@@ -89,6 +91,39 @@ def compare(results_a: str | pathlib.Path, results_b: str | pathlib.Path,
     return out
 
 
+def compare_seeds(pairs: Sequence[tuple[str | pathlib.Path, str | pathlib.Path]],
+                  resamples: int = intervals.RESAMPLES, seed: int = intervals.SEED) -> dict:
+    """{"pairs": each (A, B) pair's :func:`compare`, "sets": set -> metric -> summary} over
+    the sets every pair shares, for seed s's run without (A) and with (B) a change. The
+    summary holds the mean of A, of B and of B - A over seeds, each seed's B - A and whether
+    its interval excludes 0, the seed spread (the larger sd over seeds of A and of B) and
+    ``holds``: every seed's B - A has the sign of the mean and the mean exceeds the spread,
+    so a gain smaller than the spread between seeds is not called one."""
+    if len(pairs) < 2:
+        raise UserError(f"{len(pairs)} pair of evaluations given: a comparison over seeds "
+                        "needs two or more (A B A B ...)")
+    per_pair = [compare(a, b, resamples, seed) for a, b in pairs]
+    shared = [name for name in per_pair[0]["sets"] if all(name in c["sets"] for c in per_pair)]
+    out: dict = {"pairs": per_pair, "sets": {}}
+    for name in shared:
+        metrics = [m for m in per_pair[0]["sets"][name]
+                   if all(m in c["sets"][name] for c in per_pair)]
+        out["sets"][name] = {}
+        for metric in metrics:
+            rows = [c["sets"][name][metric] for c in per_pair]
+            (mean_a, sd_a, _), (mean_b, sd_b, _), (mean_diff, _, _) = (
+                mean_std(row[k] for row in rows) for k in ("a", "b", "difference"))
+            spread = max(sd_a, sd_b)
+            diffs = [row["difference"] for row in rows]
+            out["sets"][name][metric] = {
+                "a": mean_a, "b": mean_b, "difference": mean_diff, "per_seed": diffs,
+                "per_seed_excludes_zero": [row["excludes_zero"] for row in rows],
+                "seed_spread": spread,
+                "holds": bool(mean_diff != 0 and all(d * mean_diff > 0 for d in diffs)
+                              and abs(mean_diff) > spread)}
+    return out
+
+
 def _fmt(value: float) -> str:
     return "-" if value is None or math.isnan(value) else f"{value:.3f}"
 
@@ -107,4 +142,23 @@ def markdown(comparison: Mapping) -> str:
                          f"{_fmt(row['difference'])} | [{_fmt(lo)}, {_fmt(hi)}] | "
                          f"{'yes' if row['excludes_zero'] else 'no'} |")
     lines += [f"\nskipped {name}: {reason}" for name, reason in comparison["skipped"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def seeds_markdown(comparison: Mapping) -> str:
+    """One row per set and metric over the seeds' pairs: mean A, mean B, mean B - A, each
+    seed's B - A (* where its paired interval excludes 0), the seed spread and ``holds``."""
+    pairs = "; ".join(f"A = {c['a']}, B = {c['b']}" for c in comparison["pairs"])
+    lines = [f"{len(comparison['pairs'])} seeds ({pairs}). Means over seeds; per seed B - A, * "
+             "where its 95% paired interval excludes 0; spread: the larger sd over seeds of A "
+             "and of B; holds: every seed agrees in sign and the mean exceeds the spread.", "",
+             "| set | metric | A | B | B - A | per seed | spread | holds |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, rows in comparison["sets"].items():
+        for metric, row in rows.items():
+            seeds = ", ".join(f"{d:+.3f}{'*' if x else ''}" for d, x in
+                              zip(row["per_seed"], row["per_seed_excludes_zero"]))
+            lines.append(f"| {name} | {metric} | {_fmt(row['a'])} | {_fmt(row['b'])} | "
+                         f"{_fmt(row['difference'])} | {seeds} | {_fmt(row['seed_spread'])} | "
+                         f"{'yes' if row['holds'] else 'no'} |")
     return "\n".join(lines) + "\n"

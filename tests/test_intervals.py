@@ -149,6 +149,34 @@ def test_compare_script(tmp_path, capsys):
         script.main([str(a), str(b)])
 
 
+def test_compare_over_seeds_calls_a_gain_only_when_it_outgrows_the_seed_spread(tmp_path, capsys):
+    """Two seeds: B beats A by the same margin in both, far above the seeds' spread (holds);
+    a second change helps one seed and hurts the other (does not hold, whatever one seed's
+    interval says)."""
+    from multimix_jax import compare
+    from scripts import compare as script
+    labels = np.tile([0, 1], 50)
+    rng = np.random.default_rng(0)
+    noisy = lambda shift: np.clip(np.where(labels == 1, 0.5 + shift, 0.5 - shift)
+                                  + rng.normal(0, 0.2, 100), 0, 1)
+    runs = {name: _evaluation(tmp_path / name, noisy(shift), labels) for name, shift in
+            [("a0", 0.05), ("a1", 0.05), ("b0", 0.4), ("b1", 0.4), ("c0", 0.4), ("c1", 0.0)]}
+    script.main([str(runs["a0"]), str(runs["b0"]), str(runs["a1"]), str(runs["b1"]),
+                 "--json", str(tmp_path / "seeds.json")])
+    row = json.loads((tmp_path / "seeds.json").read_text())["sets"]["test_cls"]["accuracy"]
+    assert row["holds"] and all(d > row["seed_spread"] for d in row["per_seed"])
+    assert len(row["per_seed"]) == 2 and all(row["per_seed_excludes_zero"])
+    out = capsys.readouterr().out
+    assert "| test_cls | accuracy |" in out and out.splitlines()[0].startswith("2 seeds (A = ")
+    mixed = compare.compare_seeds([(runs["a0"], runs["c0"]), (runs["a1"], runs["c1"])])
+    row = mixed["sets"]["test_cls"]["accuracy"]
+    assert row["per_seed"][0] > 0 and row["per_seed_excludes_zero"][0] and not row["holds"]
+    with pytest.raises(compare.UserError, match="needs two or more"):
+        compare.compare_seeds([(runs["a0"], runs["b0"])])
+    with pytest.raises(SystemExit, match="3 results given"):
+        script.main([str(runs["a0"]), str(runs["b0"]), str(runs["a1"])])
+
+
 def test_compare_pairs_films_by_name_not_position(tmp_path):
     """B lists the same films in another order: each film meets itself, so a model compared
     with itself differs by exactly 0; other films or unnamed films are refused."""
