@@ -128,19 +128,30 @@ def _fmt(value: float) -> str:
     return "-" if value is None or math.isnan(value) else f"{value:.3f}"
 
 
+def _table(intro: str, columns: Sequence[str], sets: Mapping, cells) -> list[str]:
+    """``intro``, then one markdown row per set and metric: the set, the metric and
+    ``cells(row)`` under ``columns``."""
+    lines = [intro, "", "| set | metric | " + " | ".join(columns) + " |",
+             "|---|---|" + "---|" * len(columns)]
+    lines += [f"| {name} | {metric} | " + " | ".join(cells(row)) + " |"
+              for name, rows in sets.items() for metric, row in rows.items()]
+    return lines
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
 def markdown(comparison: Mapping) -> str:
     """One row per set and metric: A, B, B - A, its 95% paired interval, whether it excludes 0."""
-    lines = [f"A = {comparison['a']}, B = {comparison['b']}; 95% paired bootstrap intervals "
+    intro = (f"A = {comparison['a']}, B = {comparison['b']}; 95% paired bootstrap intervals "
              "(the same resamples of the patients, films where patients are unknown, for "
-             "both; films matched by name).", "",
-             "| set | metric | A | B | B - A | 95% interval | excludes 0 |",
-             "|---|---|---|---|---|---|---|"]
-    for name, rows in comparison["sets"].items():
-        for metric, row in rows.items():
-            lo, hi = row["ci"]
-            lines.append(f"| {name} | {metric} | {_fmt(row['a'])} | {_fmt(row['b'])} | "
-                         f"{_fmt(row['difference'])} | [{_fmt(lo)}, {_fmt(hi)}] | "
-                         f"{'yes' if row['excludes_zero'] else 'no'} |")
+             "both; films matched by name).")
+    cells = lambda row: [_fmt(row["a"]), _fmt(row["b"]), _fmt(row["difference"]),
+                         f"[{_fmt(row['ci'][0])}, {_fmt(row['ci'][1])}]",
+                         _yes(row["excludes_zero"])]
+    lines = _table(intro, ["A", "B", "B - A", "95% interval", "excludes 0"],
+                   comparison["sets"], cells)
     lines += [f"\nskipped {name}: {reason}" for name, reason in comparison["skipped"].items()]
     return "\n".join(lines) + "\n"
 
@@ -149,16 +160,13 @@ def seeds_markdown(comparison: Mapping) -> str:
     """One row per set and metric over the seeds' pairs: mean A, mean B, mean B - A, each
     seed's B - A (* where its paired interval excludes 0), the seed spread and ``holds``."""
     pairs = "; ".join(f"A = {c['a']}, B = {c['b']}" for c in comparison["pairs"])
-    lines = [f"{len(comparison['pairs'])} seeds ({pairs}). Means over seeds; per seed B - A, * "
+    intro = (f"{len(comparison['pairs'])} seeds ({pairs}). Means over seeds; per seed B - A, * "
              "where its 95% paired interval excludes 0; spread: the larger sd over seeds of A "
-             "and of B; holds: every seed agrees in sign and the mean exceeds the spread.", "",
-             "| set | metric | A | B | B - A | per seed | spread | holds |",
-             "|---|---|---|---|---|---|---|---|"]
-    for name, rows in comparison["sets"].items():
-        for metric, row in rows.items():
-            seeds = ", ".join(f"{d:+.3f}{'*' if x else ''}" for d, x in
-                              zip(row["per_seed"], row["per_seed_excludes_zero"]))
-            lines.append(f"| {name} | {metric} | {_fmt(row['a'])} | {_fmt(row['b'])} | "
-                         f"{_fmt(row['difference'])} | {seeds} | {_fmt(row['seed_spread'])} | "
-                         f"{'yes' if row['holds'] else 'no'} |")
+             "and of B; holds: every seed agrees in sign and the mean exceeds the spread.")
+    per_seed = lambda row: ", ".join(f"{d:+.3f}{'*' if x else ''}" for d, x in
+                                     zip(row["per_seed"], row["per_seed_excludes_zero"]))
+    cells = lambda row: [_fmt(row["a"]), _fmt(row["b"]), _fmt(row["difference"]),
+                         per_seed(row), _fmt(row["seed_spread"]), _yes(row["holds"])]
+    lines = _table(intro, ["A", "B", "B - A", "per seed", "spread", "holds"],
+                   comparison["sets"], cells)
     return "\n".join(lines) + "\n"
