@@ -12,8 +12,8 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from multimix_jax import (config_check, drift, evaluation, files, input_pipeline, intervals,
-                          metrics, names, pictures, postprocess, prior, report, steps, validation)
+from multimix_jax import (config_check, drift, evaluation, files, intervals, metrics, names,
+                          pictures, postprocess, prior, report, sources, steps, validation)
 from multimix_jax import workdir as workdir_lib
 
 log = logging.getLogger("multimix_jax")
@@ -21,14 +21,14 @@ log = logging.getLogger("multimix_jax")
 PREDICTIONS_FILE, REPORT_FILE = "predictions.npz", "report.html"
 
 
-def labeled_prior(splits: input_pipeline.DataSplits) -> dict | None:
+def labeled_prior(splits: sources.DataSplits) -> dict | None:
     """The labelled training films' pneumonia fraction and count (each film once, also when
     ``data.balance_labeled`` repeats a class in the labelled stream); None without a
     labelled classification set."""
     labeled = splits.cls_labeled
     if labeled is None or len(labeled) == 0:
         return None
-    _, first = np.unique(input_pipeline.source_keys(labeled), return_index=True)  # each film once
+    _, first = np.unique(sources.source_keys(labeled), return_index=True)  # each film once
     labels = np.array([labeled[int(i)]["label"] for i in first])
     return {"pneumonia_fraction": float(np.mean(labels == names.PNEUMONIA)),
             "n": int(labels.size)}
@@ -52,7 +52,7 @@ def worst_section(predict_set: Callable, threshold: float, name: str, task: str,
     worst = report.worst_films(task, films, threshold)
     shown = []
     if len(worst):
-        subset = input_pipeline.SubsetSource(source, worst)
+        subset = sources.SubsetSource(source, worst)
         again = predict_set(subset, saliency_count=len(worst))
         for k, index in enumerate(worst):
             strip = pictures.example_strip(subset[k]["image"], again["saliency"][k],
@@ -91,8 +91,8 @@ def evaluate_one(predict_set: Callable, threshold: float, name: str, task: str, 
         if base_prior is not None:
             predictions, estimated = prior.adapt_predictions(predictions, base_prior)
             threshold = prior.adapted_threshold(threshold, threshold_rule, base_prior, estimated)
-    films = intervals.per_film(task, predictions, input_pipeline.source_keys(source),
-                               input_pipeline.source_groups(source))
+    films = intervals.per_film(task, predictions, sources.source_keys(source),
+                               sources.source_groups(source))
     result = evaluation.set_metrics(task, predictions, threshold,
                                     per_image=films if task == names.SEGMENTATION else None)
     if moved is not None:
@@ -124,7 +124,7 @@ def evaluate(config, workdir: str | pathlib.Path, *, which: str = "best",
              output_dir: str | pathlib.Path | None = None, adapt_prior: bool = False,
              adapt_threshold: bool = False, allow_config_change: Sequence[str] = ()) -> dict:
     """Every evaluation set of the config (validation hold-outs, test sets) plus ``extra_sets``
-    (name -> (task, source), ``input_pipeline.extra_sources``), at the decision (temperature,
+    (name -> (task, source), ``sources.extra_sources``), at the decision (temperature,
     threshold) stored with the checkpoint; writes results.json, results.md, predictions.npz,
     report.html and example PNGs to ``output_dir`` (default: ``workdir``). ``adapt_prior``:
     each classification set's posteriors adjusted to its own estimated class prior
@@ -143,12 +143,12 @@ def evaluate(config, workdir: str | pathlib.Path, *, which: str = "best",
     if adapt_threshold:
         drift.recorded_reference(loaded.info)  # the same
     predict_fn = steps.jit_predict(loaded.model, loaded.mesh, config.eval.flip_tta)
-    splits = input_pipeline.make_splits(config)
+    splits = sources.make_splits(config)
     workdir_lib.check_splits(workdir, splits.fingerprints(), compare=True, write=False,
                              allow=allow_config_change, inference=True)
     labeled = labeled_prior(splits)
     val_sets = validation.validation_sets(splits, config.eval.shifted_validation)
-    sets = input_pipeline.eval_sources(config, val_sets, extra_sets)
+    sets = sources.eval_sources(config, val_sets, extra_sets)
     predict_set = evaluation.predictor(predict_fn, loaded.params, config.data, loaded.mesh,
                                        loaded.temperature)  # calibrated by its temperature
     measured = functools.cache(  # an older checkpoint's references: validation predicted once

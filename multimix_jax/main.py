@@ -224,8 +224,8 @@ def run_mode(config) -> None:
     else:  # a config the workdir refuses stops before any folder is read
         workdir_lib.check_config(config, workdir, inference=True, allow=allow)
         config_check.check_writable(output or workdir, "--output" if output else "--workdir")
-    from multimix_jax import input_pipeline
-    extra = input_pipeline.extra_sources(config, extra)  # each read once: a bad image stops here
+    from multimix_jax import sources
+    extra = sources.extra_sources(config, extra)  # each read once: a bad image stops here
     if FLAGS.mode == "train":
         train.train_and_evaluate(config, workdir, allow_config_change=allow)
         evaluate.evaluate(config, workdir, which="best", extra_sets=extra)

@@ -15,8 +15,8 @@ from typing import Sequence
 
 import numpy as np
 
-from multimix_jax import (drift, evaluation, files, input_pipeline, names, pictures,
-                          postprocess, prior, steps)
+from multimix_jax import (drift, evaluation, files, names, pictures, postprocess, prior, sources,
+                          steps)
 from multimix_jax.datasets import image_io
 from multimix_jax.errors import UserError
 
@@ -107,7 +107,7 @@ def _predict_chunk(predict_fn, loaded: evaluation.Loaded, paths: Sequence[pathli
     size = config.data.image_size
     images = np.stack([image_io.resize_image(image_io.load_grayscale(p), size) for p in paths])
     predictions = evaluation.run_predictions(
-        predict_fn, loaded.params, input_pipeline.ArraySource({"image": images}),
+        predict_fn, loaded.params, sources.ArraySource({"image": images}),
         config.data.eval_batch_size, size, loaded.mesh, saliency_count=len(paths),
         temperature=loaded.temperature)
     return images, postprocess.apply_to_predictions(predictions, config.eval.mask_postprocess)

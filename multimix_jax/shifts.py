@@ -34,7 +34,7 @@ from scipy import ndimage
 from skimage import draw, exposure
 
 from multimix_jax.augment import paint_opacity, rotate_zoom_shift, to_uint8
-from multimix_jax.input_pipeline import source_groups, source_keys
+from multimix_jax.sources import source_groups, source_keys
 from multimix_jax.names import (CLASSIFICATION, SEGMENTATION, VAL_CLS, VAL_CLS_SHIFTED, VAL_SEG,
                                 VAL_SEG_DISEASE, VAL_SEG_DISEASE_HARD, VAL_SEG_SHIFTED)
 

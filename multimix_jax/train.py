@@ -25,8 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from multimix_jax import (checkpointing, config_check, evaluation, finetune, input_pipeline,
-                          names, sharding, steps, summaries, validation)
+from multimix_jax import (checkpointing, config_check, evaluation, finetune, input_pipeline, names,
+                          sharding, sources, steps, summaries, validation)
 from multimix_jax import state as train_state
 from multimix_jax import workdir as workdir_lib
 from multimix_jax.errors import DivergenceError, NonFiniteLossError
@@ -155,7 +155,7 @@ def _image_summaries(count: int, predict_set, val_sets: dict) -> dict:
         return {}
     source = val_sets[names.VAL_SEG][1]
     count = min(count, len(source))
-    subset = input_pipeline.SubsetSource(source, range(count))
+    subset = sources.SubsetSource(source, range(count))
     out = predict_set(subset, saliency_count=count)
     images = np.stack([np.asarray(subset[i]["image"]).reshape(out["mask"].shape[1:])
                        for i in range(count)]) / 255.0
@@ -251,7 +251,7 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, *, stop_at_step: int
         params = finetune.initial_params(config, params, fresh=not resuming)
         plan = Plan.from_config(config)
 
-        splits = input_pipeline.make_splits(config)
+        splits = sources.make_splits(config)
         workdir_lib.check_splits(workdir, splits.fingerprints(), allow=allow_config_change,
                                  write=is_chief, compare=resuming)
         batches = device_batches(input_pipeline.train_dataset(config, splits, plan.streams), mesh)

@@ -25,7 +25,7 @@ import numpy as np
 from sklearn import model_selection
 
 from multimix_jax import calibration, drift, evaluation, intervals, metrics, prior, shifts
-from multimix_jax.input_pipeline import DataSplits, source_groups
+from multimix_jax.sources import DataSplits, source_groups
 from multimix_jax.names import (CLASSIFICATION, DEFAULT_THRESHOLD, SEGMENTATION, VAL_CLS,
                                 VAL_CLS_SHIFTED, VAL_SEG, VAL_SEG_DISEASE, VAL_SEG_SHIFTED)
 
@@ -59,7 +59,7 @@ def validation_sets(splits: DataSplits, shifted: bool = False) -> dict:
 
 def film_groups(sets: Mapping[str, tuple]) -> dict[str, np.ndarray]:
     """name -> one patient group per film of each classification set
-    (``input_pipeline.source_groups``: one group per film where patients are unknown); a
+    (``sources.source_groups``: one group per film where patients are unknown); a
     shifted copy's film is in the group of the film it was made from, so the two never fall
     in different folds."""
     return {name: source_groups(source) for name, (task, source) in sets.items()

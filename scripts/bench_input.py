@@ -132,12 +132,12 @@ def main() -> None:
     parser.add_argument("--out", default="", help="also write the JSON line to this file")
     args = parser.parse_args()
 
-    from multimix_jax import input_pipeline
+    from multimix_jax import sources
     from multimix_jax.plan import Plan
 
     config = make_config(args)
     t0 = time.perf_counter()
-    splits = input_pipeline.make_splits(config)
+    splits = sources.make_splits(config)
     prepare_s = time.perf_counter() - t0
     streams = Plan.from_config(config).streams
     result = {

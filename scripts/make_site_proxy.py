@@ -30,7 +30,7 @@ from absl import app, flags
 from ml_collections import config_flags
 from PIL import Image
 
-from multimix_jax import files, input_pipeline, splitting
+from multimix_jax import files, sources, splitting
 from multimix_jax.augment import rotate_zoom_shift, to_uint8
 from multimix_jax.shifts import as_hw, scanner_curve, severe_disease_shift
 
@@ -80,7 +80,7 @@ def main(argv) -> None:
     staging = out.with_name(out.name + ".partial")
     if staging.exists():  # what a killed run left
         shutil.rmtree(staging)
-    splits = input_pipeline.make_splits(config)
+    splits = sources.make_splits(config)
     record = {"config": str(config.data.cls.get("path", "")), "priors": {}, "seed": SEED,
               "change": " ".join(site_b.__doc__.split())}
     cls, seg = splits.cls_val, splits.seg_val

@@ -22,7 +22,7 @@ import pathlib
 from absl import app, flags
 from ml_collections import config_flags
 
-from multimix_jax import evaluation, input_pipeline, names, steps, validation
+from multimix_jax import evaluation, names, sources, steps, validation
 
 FLAGS = flags.FLAGS
 
@@ -45,7 +45,7 @@ def report(config, workdir: str, which: str) -> dict:
     """{'step', 'plain'|'tta': {'thresholds', 'temperatures', SET@RULE: metrics,
     SEG_SET: metrics}}."""
     loaded = evaluation.load_for_inference(config, workdir, which)
-    sets = validation.validation_sets(input_pipeline.make_splits(config), shifted=True)
+    sets = validation.validation_sets(sources.make_splits(config), shifted=True)
     out = {"workdir": workdir, "step": loaded.step}
     for tta in (False, True):
         predict_fn = steps.jit_predict(loaded.model, loaded.mesh, tta)

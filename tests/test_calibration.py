@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import special
 
-from multimix_jax import calibration, evaluation, input_pipeline, sharding, steps
+from multimix_jax import calibration, evaluation, sharding, sources, steps
 from tests import fake_model
 
 
@@ -53,7 +53,7 @@ def test_extreme_probabilities_and_degenerate_sets_stay_finite_and_bounded():
 
 def test_run_predictions_carries_the_calibrated_and_the_model_probability():
     images = (np.arange(6, dtype=np.uint8)[:, None, None] * 40) * np.ones((1, 8, 8), np.uint8)
-    source = input_pipeline.ArraySource({"image": images})
+    source = sources.ArraySource({"image": images})
     fake, mesh = fake_model.FakeModel(), sharding.make_mesh()
     plain = evaluation.run_predictions(fake.predict_fn, None, source, 4, 8, mesh)
     np.testing.assert_array_equal(plain["prob_pneumonia"], plain["prob_pneumonia_uncalibrated"])

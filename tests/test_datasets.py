@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from multimix_jax import input_pipeline
+from multimix_jax import sources
 from multimix_jax.datasets import builders as B
 from multimix_jax.datasets import folders
 from multimix_jax.datasets import image_io as io_
@@ -284,16 +284,16 @@ def test_built_dataset_is_found_by_load_source(tmp_path):
     F.make_kermany(tmp_path / "manual")
     B.build_dataset("kermany", tmp_path / "manual", tmp_path / "tfds", 16)
     spec = {"kind": "tfds", "name": "kermany", "data_dir": str(tmp_path / "tfds")}
-    src = input_pipeline.load_source(spec, "classification", 16, split="validation")
+    src = sources.load_source(spec, "classification", 16, split="validation")
     assert len(src) == 2 and src[0]["image"].shape == (16, 16, 1)
     with pytest.raises(DataError, match="no kermany dataset at 32 px: build it with "
                        "scripts/build_dataset.py kermany --manual_dir DIR"):
-        input_pipeline.load_source(spec, "classification", 32)
+        sources.load_source(spec, "classification", 32)
     F.make_nih(tmp_path / "nih")
     B.build_dataset("nih_pneumonia", tmp_path / "nih", tmp_path / "tfds", 16)
     spec = {**spec, "name": "nih_pneumonia"}
     with pytest.raises(ValueError, match=r"has no split 'train'; its splits are \['test'\]"):
-        input_pipeline.load_source(spec, "classification", 16, split="train")
+        sources.load_source(spec, "classification", 16, split="train")
 
 
 def test_rebuild_same_folder_reuses_other_folder_is_refused(tmp_path, monkeypatch):
@@ -399,8 +399,8 @@ def test_load_folder_fixtures(tmp_path):
 
 def test_folder_source_never_imports_tfds(tmp_path):
     F.make_generic_cls(tmp_path / "cls")
-    code = ("import sys; from multimix_jax import input_pipeline as ip; "
-            f"s = ip.load_source({{'kind': 'folder', 'path': {str(tmp_path / 'cls')!r}}}, "
+    code = ("import sys; from multimix_jax import sources; "
+            f"s = sources.load_source({{'kind': 'folder', 'path': {str(tmp_path / 'cls')!r}}}, "
             "'classification', 16); "
             "assert len(s) == 7; assert 'tensorflow_datasets' not in sys.modules, 'tfds imported'")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -417,11 +417,11 @@ def test_folder_read_is_cached_until_the_folder_changes(tmp_path, monkeypatch):
     real = folders.load_example
     monkeypatch.setattr(folders, "load_example", lambda r, **k: calls.append(r) or real(r, **k))
     spec = {"kind": "folder", "path": str(tmp_path)}
-    train = input_pipeline.load_source(spec, "classification", 16, split="train")
-    val = input_pipeline.load_source(spec, "classification", 16, split="val")
+    train = sources.load_source(spec, "classification", 16, split="train")
+    val = sources.load_source(spec, "classification", 16, split="val")
     assert (len(train), len(val), len(calls)) == (4, 4, 8)  # the second read decoded nothing
     F.write_png(tmp_path / "val" / "NORMAL" / "n9.png", np.full((S, S), 99, np.uint8))
-    assert len(input_pipeline.load_source(spec, "classification", 16, split="val")) == 5
+    assert len(sources.load_source(spec, "classification", 16, split="val")) == 5
     assert len(calls) == 17
 
 
@@ -432,7 +432,7 @@ def test_conflicting_duplicate_labels_drop_every_copy_with_a_warning(tmp_path, c
     F.write_png(tmp_path / "pneumonia" / "twin.png", same)
     F.write_png(tmp_path / "NORMAL" / "copy.png", np.full((S, S), 50, np.uint8))  # same as n0
     with caplog.at_level(logging.WARNING, logger="multimix_jax"):
-        src = input_pipeline.load_source({"kind": "folder", "path": str(tmp_path)},
+        src = sources.load_source({"kind": "folder", "path": str(tmp_path)},
                                          "classification", S)
     assert len(src) == 7  # 7 fixture images + 3 new - 2 conflicting twins - 1 plain copy
     assert not any(np.all(src[i]["image"] == 123) for i in range(len(src)))

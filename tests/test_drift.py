@@ -111,10 +111,10 @@ def test_predict_adapt_threshold_moves_the_threshold_by_the_inputs_drift(tmp_pat
 
 
 def test_evaluate_adapt_threshold_reports_each_sets_drift(tmp_path, monkeypatch):
-    from multimix_jax import evaluate, input_pipeline
+    from multimix_jax import evaluate, sources
     from tests.conftest import tiny_train_config
     config = tiny_train_config()
-    site = input_pipeline.extra_sources(config, {"site": ("classification", str(_site(
+    site = sources.extra_sources(config, {"site": ("classification", str(_site(
         tmp_path / "site")))})
     probs = np.array(GRAYS) / 255.0
     reference = drift.crossing(probs) - 0.8

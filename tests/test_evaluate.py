@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from multimix_jax import errors, evaluate, evaluation, input_pipeline, metrics, names, sharding, steps
+from multimix_jax import errors, evaluate, evaluation, metrics, names, sharding, sources, steps
 from tests import fake_model
 from tests.conftest import tiny_train_config
 
@@ -30,7 +30,7 @@ def test_evaluate_predicts_each_set_once_at_the_stored_threshold(tmp_path, monke
     assert fake.calls == batches + len(sizes)
     assert len(list((tmp_path / "out" / "examples").glob("*.png"))) == 4  # 2 per seg set
 
-    labels = input_pipeline.eval_sources(config)["test_cls"][1]
+    labels = sources.eval_sources(config)["test_cls"][1]
     normal = np.mean([labels[i]["label"] == names.NORMAL for i in range(len(labels))])
     assert results["test_cls"]["accuracy"] == pytest.approx(normal)
     assert results["test_cls"]["recall_pneumonia"] == 0.0
@@ -62,7 +62,7 @@ def test_evaluate_predicts_each_set_once_at_the_stored_threshold(tmp_path, monke
 
 def test_run_predictions_keeps_the_first_saliency_maps_only(monkeypatch):
     images = np.arange(10, dtype=np.uint8)[:, None, None] * np.ones((1, 8, 8), np.uint8) * 20
-    source = input_pipeline.ArraySource({"image": images})
+    source = sources.ArraySource({"image": images})
     fake, mesh = fake_model.FakeModel(), sharding.make_mesh()
     out = evaluation.run_predictions(fake.predict_fn, None, source, 4, 8, mesh, saliency_count=5)
     assert out["mask_prob"].shape == (10, 8, 8) and out["saliency"].shape == (5, 8, 8)

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from multimix_jax import checkpointing, input_pipeline, sharding, steps, train
+from multimix_jax import checkpointing, sharding, sources, steps, train
 from multimix_jax import state as train_state
 from multimix_jax.errors import UserError
 from tests.conftest import tiny_train_config
@@ -90,7 +90,7 @@ def test_fine_tune_starts_from_the_best_ema_params_and_resumes_its_own(source, t
 def test_bad_sources_stop_before_any_data_is_loaded(tmp_path, monkeypatch):
     def no_data(config):
         raise AssertionError("data loaded before init_from was checked")
-    monkeypatch.setattr(input_pipeline, "make_splits", no_data)
+    monkeypatch.setattr(sources, "make_splits", no_data)
     config = tiny_train_config(num_steps=2)
     config.init_from = str(tmp_path / "nowhere")
     with pytest.raises(UserError, match="init_from=.*nowhere: no such folder"):
@@ -102,7 +102,7 @@ def test_bad_sources_stop_before_any_data_is_loaded(tmp_path, monkeypatch):
 
 
 def test_a_source_model_that_does_not_fit_is_one_sentence(source, tmp_path, monkeypatch):
-    monkeypatch.setattr(input_pipeline, "make_splits", lambda config: 1 / 0)
+    monkeypatch.setattr(sources, "make_splits", lambda config: 1 / 0)
     config = tiny_train_config(num_steps=2)
     config.model.widths = (4, 8, 8, 16, 32)
     config.init_from = str(source[1])

@@ -8,7 +8,7 @@ import pytest
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, SecondaryCaptureImageStorage, generate_uid
 
-from multimix_jax import input_pipeline
+from multimix_jax import sources
 from multimix_jax.datasets import image_io, layouts
 from multimix_jax.errors import DataError
 
@@ -129,7 +129,7 @@ def test_dicoms_found_by_extension_and_preamble_lateral_and_multi_frame_skipped(
                                           "PNEUMONIA/p.DCM"]
     assert summary["dicom_lateral_view"] == 1 and summary["dicom_multi_frame"] == 1
     assert summary["dicom_no_pixel_data"] == 1
-    source = input_pipeline.load_source({"kind": "folder", "path": str(tmp_path)},
+    source = sources.load_source({"kind": "folder", "path": str(tmp_path)},
                                         "classification", 16)
     assert len(source) == 3 and source[0]["image"].shape == (16, 16)
     with pytest.raises(DataError, match="side.dicom: is not a frontal film"):

@@ -15,7 +15,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 import grain
-from multimix_jax import augment, input_pipeline, sharding, splitting
+from multimix_jax import augment, input_pipeline, sharding, sources, splitting
 from multimix_jax.errors import UserError
 from multimix_jax.plan import Plan
 from tests.conftest import tiny_config
@@ -41,7 +41,7 @@ def config():
 
 @pytest.fixture(scope="module")
 def splits(config):
-    return input_pipeline.make_splits(config)
+    return sources.make_splits(config)
 
 
 def iterator(config, splits, streams=None):
@@ -83,10 +83,10 @@ def index_of(source):
     return table
 
 
-def labelled_source(n: int, seed: int = 0, size: int = S) -> input_pipeline.ArraySource:
+def labelled_source(n: int, seed: int = 0, size: int = S) -> sources.ArraySource:
     """Distinct random images whose label is their index (identifies an entry exactly)."""
     rng = np.random.default_rng(seed)
-    return input_pipeline.ArraySource({
+    return sources.ArraySource({
         "image": rng.integers(0, 256, (n, size, size), dtype=np.uint8),
         "label": np.arange(n, dtype=np.int32)})
 
@@ -122,7 +122,7 @@ def test_batch_structure_all_streams(config, splits):
 def test_baseline_configs_give_only_their_streams(overrides, expected):
     config = pipeline_config(**overrides)
     assert Plan.from_config(config).streams == expected
-    splits = input_pipeline.make_splits(config)
+    splits = sources.make_splits(config)
     off = "cls" if not config.tasks.classification else "seg"
     assert getattr(splits, f"{off}_labeled") is None and getattr(splits, f"{off}_val") is None
     batch = next(iterator(config, splits))
@@ -130,19 +130,19 @@ def test_baseline_configs_give_only_their_streams(overrides, expected):
 
 
 def test_empty_stream_is_an_error(config, splits):
-    empty = input_pipeline.DataSplits(cls_labeled=input_pipeline.SubsetSource(splits.cls_labeled, []))
+    empty = sources.DataSplits(cls_labeled=sources.SubsetSource(splits.cls_labeled, []))
     with pytest.raises(ValueError, match="cls_labeled has no examples"):
         input_pipeline.train_dataset(config, empty, ["cls_labeled"])
 
 
 # --------------------------------------------------------------------------- splits
 def test_summary_does_not_copy_the_sources():
-    class NoCopy(input_pipeline.ArraySource):
+    class NoCopy(sources.ArraySource):
         def __deepcopy__(self, memo):
             raise AssertionError("summary() deep-copied a source")
 
     source = NoCopy({"image": np.zeros((5, S, S), np.uint8)})
-    splits = input_pipeline.DataSplits(cls_labeled=source, cls_val=source)
+    splits = sources.DataSplits(cls_labeled=source, cls_val=source)
     summary = splits.summary()
     assert summary["cls_labeled"] == {"films": 5, "groups": 5}
     assert summary["seg_val"] == {"films": 0, "groups": 0}
@@ -167,7 +167,7 @@ def test_split_sizes_and_disjoint_validation(config, splits):
 
 def test_all_labels_budget_uses_the_whole_train_pool():
     config = pipeline_config(**{"labels.cls": "all", "labels.seg": "all"})
-    splits = input_pipeline.make_splits(config)
+    splits = sources.make_splits(config)
     for short, n, n_val in (("cls", 40, 8), ("seg", 24, 4)):
         lab = image_bytes(getattr(splits, f"{short}_labeled"))
         unl = image_bytes(getattr(splits, f"{short}_unlabeled"))
@@ -177,8 +177,8 @@ def test_all_labels_budget_uses_the_whole_train_pool():
 
 
 def test_split_seed_changes_the_draw(splits):
-    same = input_pipeline.make_splits(pipeline_config())
-    other = input_pipeline.make_splits(pipeline_config(**{"data.split_seed": 1}))
+    same = sources.make_splits(pipeline_config())
+    other = sources.make_splits(pipeline_config(**{"data.split_seed": 1}))
     for field in ("cls_labeled", "seg_labeled", "cls_val"):
         assert image_bytes(getattr(same, field)) == image_bytes(getattr(splits, field))
         assert set(image_bytes(getattr(other, field))) != set(image_bytes(getattr(splits, field)))
@@ -195,7 +195,7 @@ def test_a_hold_out_as_large_as_its_set_is_refused(count):
         splitting.split_off(range(40), count, 0, "data.val_cls", hold_out=True)
     config = pipeline_config(**{"data.val_cls": count})
     with pytest.raises(UserError, match="data.val_cls="):
-        input_pipeline.make_splits(config)
+        sources.make_splits(config)
 
 
 def test_a_hold_out_of_one_patient_that_is_the_whole_set_is_refused():
@@ -220,22 +220,22 @@ def test_the_split_is_by_whole_patients_and_close_to_the_count():
 def test_balanced_oversample_draws_the_repeats_at_random_evenly():
     indices = np.arange(30)
     labels = np.array([0] * 4 + [1] * 26)  # 4 normals topped up to 26: 6 or 7 times each
-    out = input_pipeline.balanced_oversample(indices, labels, seed=0)
+    out = sources.balanced_oversample(indices, labels, seed=0)
     counts = np.bincount(out[out < 4], minlength=4)
     assert counts.sum() == 26 and set(counts.tolist()) <= {6, 7}
     assert np.all(np.bincount(out[out >= 4])[4:] == 1)
-    draws = {tuple(np.bincount(input_pipeline.balanced_oversample(indices, labels, s)[:26],
+    draws = {tuple(np.bincount(sources.balanced_oversample(indices, labels, s)[:26],
                                minlength=4)[:4]) for s in range(8)}
     assert len(draws) > 1  # which normals repeat once more is drawn, not the first ones
-    assert input_pipeline.balanced_oversample(indices, labels, 3).tolist() == \
-        input_pipeline.balanced_oversample(indices, labels, 3).tolist()
+    assert sources.balanced_oversample(indices, labels, 3).tolist() == \
+        sources.balanced_oversample(indices, labels, 3).tolist()
 
 
 def test_summary_counts_a_balanced_label_budget_as_the_films_it_labels():
     """The log reads 'cls_labeled: 8 films' for labels.cls=8, with the oversampled stream's
     length beside it, never the stream's length as if more films were labelled."""
     config = pipeline_config(**{"data.balance_labeled": True, "data.synthetic_pneumonia_fraction": 0.8})
-    splits = input_pipeline.make_splits(config)
+    splits = sources.make_splits(config)
     labeled = splits.summary()["cls_labeled"]
     assert labeled["films"] == 8 and labeled["stream"] == len(splits.cls_labeled) > 8
     assert "stream" not in splits.summary()["cls_unlabeled"]
@@ -244,7 +244,7 @@ def test_summary_counts_a_balanced_label_budget_as_the_films_it_labels():
 def test_named_validation_split_of_synthetic_data_is_an_error():
     config = pipeline_config(**{"data.val_cls": "split:validation"})
     with pytest.raises(ValueError, match="no named splits"):
-        input_pipeline.make_splits(config)
+        sources.make_splits(config)
 
 
 def _write_split_folder(root, rng):
@@ -262,7 +262,7 @@ def _write_split_folder(root, rng):
 def test_folder_with_split_subfolders_gives_only_the_requested_split(tmp_path):
     counts = _write_split_folder(tmp_path / "xray", np.random.default_rng(0))
     spec = {"kind": "folder", "path": str(tmp_path / "xray")}
-    load = lambda split: input_pipeline.load_source(spec, "classification", S, split=split)
+    load = lambda split: sources.load_source(spec, "classification", S, split=split)
     train, val, test = load("train"), load("validation"), load("test")
     assert (len(train), len(val), len(test)) == (counts["train"], counts["val"], counts["test"])
     assert len(load("val")) == counts["val"]  # folder aliases accepted
@@ -275,7 +275,7 @@ def test_folder_with_split_subfolders_gives_only_the_requested_split(tmp_path):
     config = pipeline_config(**{"tasks.segmentation": False, "data.val_cls": "split:validation",
                                 "labels.cls": 2})
     config.data.cls.kind, config.data.cls.path = "folder", str(tmp_path / "xray")
-    splits = input_pipeline.make_splits(config)
+    splits = sources.make_splits(config)
     films = {name: v["films"] for name, v in splits.summary().items() if name != "grouping"}
     assert films["cls_val"] == counts["val"]
     assert films["cls_labeled"] + films["cls_unlabeled"] == counts["train"]
@@ -291,7 +291,7 @@ def test_a_held_out_split_loses_its_copies_of_training_images(tmp_path):
     shutil.copy(train_file, root / "val" / "NORMAL" / "copy_of_train.png")
     shutil.copy(train_file, root / "test" / "NORMAL" / "copy_of_train.png")
     spec = {"kind": "folder", "path": str(root)}
-    load = lambda split: input_pipeline.load_source(spec, "classification", S, split=split)
+    load = lambda split: sources.load_source(spec, "classification", S, split=split)
     assert (len(load("train")), len(load("val")), len(load("test"))) == (
         counts["train"], counts["val"], counts["test"])
     train, val = set(image_bytes(load("train"))), set(image_bytes(load("val")))
@@ -361,7 +361,7 @@ def test_same_seed_same_batches_other_seed_other_batches(config, splits):
 def test_reshuffled_every_epoch_and_each_epoch_is_a_permutation():
     n, per_stream = 12, 4
     config = pipeline_config(per_stream=per_stream)
-    splits = input_pipeline.DataSplits(cls_labeled=labelled_source(n))
+    splits = sources.DataSplits(cls_labeled=labelled_source(n))
     it = iterator(config, splits, ["cls_labeled"])
     epochs = [np.concatenate([b["cls_labeled"]["label"] for b in take(it, n // per_stream)])
               for _ in range(3)]
@@ -375,7 +375,7 @@ def test_streams_are_shuffled_independently():
     n, per_stream = 12, 4
     config = pipeline_config(per_stream=per_stream)
     source = labelled_source(n)
-    splits = input_pipeline.DataSplits(cls_labeled=source, seg_labeled=input_pipeline.ArraySource(
+    splits = sources.DataSplits(cls_labeled=source, seg_labeled=sources.ArraySource(
         {"image": np.stack([source[i]["image"] for i in range(n)]),
          "mask": np.zeros((n, S, S), np.uint8)}))
     batch = next(iterator(config, splits, ["seg_labeled", "cls_labeled"]))
@@ -470,7 +470,7 @@ def test_eval_batches_of_segmentation_source_carry_masks(splits):
 # --------------------------------------------------------------------------- errors
 def test_wrong_image_size_is_a_clear_error(config):
     small = labelled_source(6, size=16)
-    splits = input_pipeline.DataSplits(cls_labeled=small)
+    splits = sources.DataSplits(cls_labeled=small)
     with pytest.raises(ValueError, match=r"\(16, 16\).*\(32, 32\)"):
         next(iterator(config, splits, ["cls_labeled"]))
     with pytest.raises(ValueError, match=r"\(16, 16\).*\(32, 32\)"):
@@ -478,10 +478,10 @@ def test_wrong_image_size_is_a_clear_error(config):
 
 
 def test_wrong_mask_size_is_a_clear_error(config):
-    bad = input_pipeline.ArraySource({"image": np.zeros((4, S, S), np.uint8),
+    bad = sources.ArraySource({"image": np.zeros((4, S, S), np.uint8),
                                       "mask": np.zeros((4, 8, 8), np.uint8)})
     with pytest.raises(ValueError, match=r"mask of shape \(8, 8\)"):
-        next(iterator(config, input_pipeline.DataSplits(seg_labeled=bad), ["seg_labeled"]))
+        next(iterator(config, sources.DataSplits(seg_labeled=bad), ["seg_labeled"]))
 
 
 # --------------------------------------------------------------------------- device
@@ -510,7 +510,7 @@ def test_tfds_validation_split_is_not_the_training_split(tmp_path):
                                 "labels.cls": 2})
     config.data.cls = dict(kind="tfds", name="kermany", data_dir=str(tmp_path / "tfds"),
                            split="train")
-    splits = input_pipeline.make_splits(config)
+    splits = sources.make_splits(config)
     summary = splits.summary()
     assert summary["cls_val"]["films"] == counts["val"]
     assert summary["cls_labeled"]["films"] + summary["cls_unlabeled"]["films"] == counts["train"]
@@ -550,9 +550,9 @@ def _folder_config(root, **overrides):
 def test_validation_and_label_budget_never_share_a_patient_with_training(tmp_path):
     _write_patient_folder(tmp_path / "xray", np.random.default_rng(0))
     for seed in range(4):
-        splits = input_pipeline.make_splits(_folder_config(tmp_path / "xray",
+        splits = sources.make_splits(_folder_config(tmp_path / "xray",
                                                            **{"data.split_seed": seed}))
-        patients = {name: {_patient(k) for k in input_pipeline.source_keys(getattr(splits, name))}
+        patients = {name: {_patient(k) for k in sources.source_keys(getattr(splits, name))}
                     for name in ("cls_val", "cls_labeled", "cls_unlabeled")}
         assert None not in set().union(*patients.values())
         assert not patients["cls_val"] & (patients["cls_labeled"] | patients["cls_unlabeled"])
@@ -562,7 +562,7 @@ def test_validation_and_label_budget_never_share_a_patient_with_training(tmp_pat
         assert summary["cls_val"]["groups"] == len(patients["cls_val"]) < summary["cls_val"]["films"]
         assert summary["grouping"] == {"cls": "auto"}
     # 'film': the old film-by-film draw, in which patients do straddle the split.
-    splits = input_pipeline.make_splits(_folder_config(tmp_path / "xray", **{"data.cls.group": "film"}))
+    splits = sources.make_splits(_folder_config(tmp_path / "xray", **{"data.cls.group": "film"}))
     assert splits.summary()["cls_val"]["films"] == 8
 
 
@@ -589,7 +589,7 @@ def test_kermany_validation_patients_are_not_in_training():
     config = pipeline_config(**{"tasks.segmentation": False, "data.val_cls": 500,
                                 "labels.cls": 100, "data.image_size": 16})
     config.data.cls.kind, config.data.cls.path = "folder", str(root)
-    splits = input_pipeline.make_splits(config)
+    splits = sources.make_splits(config)
     val = {_patient(k) for k in splits.cls_val.keys}
     train = {_patient(k) for k in np.concatenate([splits.cls_labeled.keys,
                                                   splits.cls_unlabeled.keys])}
@@ -605,25 +605,25 @@ def test_a_resume_whose_splits_moved_is_refused_naming_the_split(tmp_path):
     rng = np.random.default_rng(0)
     _write_patient_folder(tmp_path / "xray", rng)
     config = _folder_config(tmp_path / "xray")
-    prints = input_pipeline.make_splits(config).fingerprints()
+    prints = sources.make_splits(config).fingerprints()
     workdir_lib.check_splits(tmp_path, prints, compare=False, write=True)
     record = json.loads((tmp_path / workdir_lib.SPLITS_FILE).read_text())
     assert set(record) == {"cls_val", "cls_labeled", "cls_unlabeled"}
-    workdir_lib.check_splits(tmp_path, input_pipeline.make_splits(config).fingerprints(),
+    workdir_lib.check_splits(tmp_path, sources.make_splits(config).fingerprints(),
                              compare=True, write=True)  # same data: accepted
     # A film added: the patients are drawn again and films move.
     _write_patient_folder(tmp_path / "xray", rng, ["PNEUMONIA/person99_virus_1.jpeg"])
     with pytest.raises(ConfigMismatchError, match=r"records other films in its splits: "
                        r"cls_labeled \(\d+ of its \d+ films left it, \d+ joined it\)"):
-        workdir_lib.check_splits(tmp_path, input_pipeline.make_splits(config).fingerprints(),
+        workdir_lib.check_splits(tmp_path, sources.make_splits(config).fingerprints(),
                                  compare=True, write=True)
     # Another copy of the folder, same file names, other pixels.
     _write_patient_folder(tmp_path / "copy", np.random.default_rng(5))
     config.data.cls.path = str(tmp_path / "copy")
     with pytest.raises(ConfigMismatchError, match=r"cls_val \(\d+ of its \d+ films left it"):
-        workdir_lib.check_splits(tmp_path, input_pipeline.make_splits(config).fingerprints(),
+        workdir_lib.check_splits(tmp_path, sources.make_splits(config).fingerprints(),
                                  compare=True, write=False)
-    workdir_lib.check_splits(tmp_path, input_pipeline.make_splits(config).fingerprints(),
+    workdir_lib.check_splits(tmp_path, sources.make_splits(config).fingerprints(),
                              compare=True, write=True, allow=["splits"])
     assert json.loads((tmp_path / workdir_lib.SPLITS_FILE).read_text()) != record
 
@@ -646,7 +646,7 @@ def test_the_extra_pool_fills_its_share_of_each_unlabelled_batch(tmp_path, share
                                               "data.seg.unlabeled_extra": str(tmp_path / "extra"),
                                               "data.cls.unlabeled_extra_share": share,
                                               "data.seg.unlabeled_extra_share": share})
-    splits = input_pipeline.make_splits(config)
+    splits = sources.make_splits(config)
     assert splits.summary()["cls_unlabeled_extra"] == {"films": 5, "groups": 5}
     assert "cls_unlabeled_extra" in splits.fingerprints()
     assert all(name not in evaluation_names(splits) for name in ("cls_unlabeled_extra",))
@@ -669,11 +669,11 @@ def test_without_an_extra_pool_the_batches_are_unchanged(tmp_path, config, split
                                          "data.cls.unlabeled_extra_share": 0.0})
     plain = take(iterator(config, splits), 3)
     assert_batches_equal(plain, take(iterator(with_zero_share,
-                                              input_pipeline.make_splits(with_zero_share)), 3))
+                                              sources.make_splits(with_zero_share)), 3))
     with pytest.raises(UserError, match="data.cls.unlabeled_extra_share=1.5 must be between"):
         bad = pipeline_config(**{"data.cls.unlabeled_extra": str(tmp_path / "extra"),
                                  "data.cls.unlabeled_extra_share": 1.5})
-        input_pipeline.train_dataset(bad, input_pipeline.make_splits(bad), ["cls_unlabeled"])
+        input_pipeline.train_dataset(bad, sources.make_splits(bad), ["cls_unlabeled"])
 
 
 @pytest.mark.slow

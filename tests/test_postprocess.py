@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from multimix_jax import input_pipeline, postprocess
+from multimix_jax import postprocess, sources
 from multimix_jax.errors import UserError
 
 
@@ -78,7 +78,7 @@ def test_evaluate_scores_and_reports_the_post_processed_masks(tmp_path, monkeypa
     Image.fromarray(lungs.astype(np.uint8) * 255).save(tmp_path / "seg" / "masks" / "a.png")
     config = tiny_train_config()
     config.data.eval_sets = {}
-    extra = input_pipeline.extra_sources(config, {"site": ("segmentation", str(tmp_path / "seg"))})
+    extra = sources.extra_sources(config, {"site": ("segmentation", str(tmp_path / "seg"))})
     plain = evaluate.evaluate(config, tmp_path, extra_sets=extra, output_dir=tmp_path / "plain")
     config.eval.mask_postprocess = "lungs"
     done = evaluate.evaluate(config, tmp_path, extra_sets=extra, output_dir=tmp_path / "out")

@@ -4,7 +4,7 @@
 import numpy as np
 import pytest
 
-from multimix_jax import input_pipeline, prior, validation
+from multimix_jax import prior, sources, validation
 from multimix_jax.errors import UserError
 
 TRAINING_PRIOR = 0.4  # the prior the simulated probabilities are calibrated under
@@ -147,8 +147,8 @@ def test_evaluate_adapt_prior_reports_each_sets_estimated_prior(tmp_path, monkey
     assert saved["adapt_prior"] == {"encoded_prior": 0.8}
     for name in ("val_cls", "test_cls"):
         estimated = saved["sets"][name]["estimated_prior"]
-        val_sets = validation.validation_sets(input_pipeline.make_splits(config))
-        source = input_pipeline.eval_sources(config, val_sets)[name][1]
+        val_sets = validation.validation_sets(sources.make_splits(config))
+        source = sources.eval_sources(config, val_sets)[name][1]
         probs = np.array([np.asarray(source[i]["image"]).mean() / 255 for i in range(len(source))])
         expected = prior.estimate(probs, 0.8)
         assert estimated == pytest.approx(expected.prior, abs=1e-6)
@@ -217,7 +217,7 @@ def test_evaluate_estimates_the_base_of_a_checkpoint_older_than_its_record(tmp_p
                                                  "val_prior": 0.27})
     config = tiny_train_config()
     evaluate.evaluate(config, tmp_path, output_dir=tmp_path / "out", adapt_prior=True)
-    val_sets = validation.validation_sets(input_pipeline.make_splits(config),
+    val_sets = validation.validation_sets(sources.make_splits(config),
                                           config.eval.shifted_validation)
     films = [source[i] for task, source in val_sets.values() if task == "classification"
              for i in range(len(source))]

@@ -14,7 +14,7 @@ import jax
 import numpy as np
 import pytest
 
-from multimix_jax import evaluation, input_pipeline, sharding, steps
+from multimix_jax import evaluation, input_pipeline, sharding, sources, steps
 from multimix_jax import state as train_state
 from multimix_jax.plan import Plan
 from tests.conftest import REPO, tiny_train_config
@@ -30,7 +30,7 @@ def _config():
 
 
 def _batches(config, count, process_index=None, process_count=None):
-    splits = input_pipeline.make_splits(config)
+    splits = sources.make_splits(config)
     ds = input_pipeline.train_dataset(config, splits, Plan.from_config(config).streams,
                                       process_index, process_count)
     iterator = iter(ds)
@@ -88,7 +88,7 @@ def run_steps(devices=None) -> dict:
     predictions of the first validation images (every process must see all of them)."""
     config = _config()
     mesh = sharding.make_mesh(devices)
-    splits = input_pipeline.make_splits(config)
+    splits = sources.make_splits(config)
     model, tx, state = train_state.setup(config, mesh, steps_per_epoch=100)
     iterator = iter(input_pipeline.train_dataset(config, splits, Plan.from_config(config).streams))
     train_step = steps.jit_train_step(model, tx, config, mesh)
@@ -96,7 +96,7 @@ def run_steps(devices=None) -> dict:
     for _ in range(NUM_STEPS):
         state, metrics = train_step(state, sharding.shard_batch(next(iterator), mesh))
         losses.append(float(metrics.compute()["loss"]))
-    first = input_pipeline.SubsetSource(splits.seg_val, range(3))  # 3: the last batch is padded
+    first = sources.SubsetSource(splits.seg_val, range(3))  # 3: the last batch is padded
     out = evaluation.run_predictions(steps.jit_predict(model, mesh), state.params, first,
                                      batch_size=2, image_size=config.data.image_size, mesh=mesh)
     return {"losses": losses, "mask_probs": out["mask_prob"].tolist(),

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from multimix_jax import augment, input_pipeline, names, shifts, steps
+from multimix_jax import augment, input_pipeline, names, shifts, sources, steps
 from multimix_jax.config_base import base_config
 from multimix_jax.models import build_model, init_params
 from tests.conftest import tiny_config
@@ -32,9 +32,9 @@ def _film(seed: int, side: int = S) -> np.ndarray:
 
 def _val_sets(n_cls: int = 12):
     labels = np.array([0] * 3 + [1] * (n_cls - 3), np.int32)
-    cls = input_pipeline.ArraySource({"image": np.stack([_film(i) for i in range(n_cls)]),
+    cls = sources.ArraySource({"image": np.stack([_film(i) for i in range(n_cls)]),
                                       "label": labels})
-    seg = input_pipeline.ArraySource({"image": np.stack([_film(100 + i) for i in range(4)]),
+    seg = sources.ArraySource({"image": np.stack([_film(100 + i) for i in range(4)]),
                                       "mask": np.stack([_lung_mask()] * 4)})
     return {"val_cls": ("classification", cls), "val_seg": ("segmentation", seg)}
 
@@ -116,7 +116,7 @@ def test_geometric_shift_moves_image_and_mask_together():
 
 def test_balanced_oversample_repeats_the_rare_class():
     indices = np.array([3, 5, 7, 9, 11])
-    out = input_pipeline.balanced_oversample(indices, [0, 1, 1, 1, 1])
+    out = sources.balanced_oversample(indices, [0, 1, 1, 1, 1])
     np.testing.assert_array_equal(out, [3, 3, 3, 3, 5, 7, 9, 11])
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from multimix_jax import checkpointing, errors, evaluate, input_pipeline, predict, train
+from multimix_jax import checkpointing, errors, evaluate, predict, sources, train
 from multimix_jax import workdir as workdir_lib
 from tests.conftest import tiny_train_config
 
@@ -68,7 +68,7 @@ def test_evaluate_and_predict_write_their_files(tmp_path):
         mask = np.zeros((45, 45), np.uint8)
         mask[10:30, 5:20] = 255
         Image.fromarray(mask).save(seg_dir / "masks" / f"s{i}.png")
-    extra = input_pipeline.extra_sources(config, {"mine": ("classification", str(cls_dir)),
+    extra = sources.extra_sources(config, {"mine": ("classification", str(cls_dir)),
                                                    "mylungs": ("segmentation", str(seg_dir))})
     results = evaluate.evaluate(config, workdir, extra_sets=extra)
     assert {"val_cls", "val_seg", "test_cls", "test_seg", "mine", "mylungs"} <= set(results)

@@ -10,8 +10,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-from multimix_jax import (calibration, checkpointing, drift, evaluate, evaluation, input_pipeline,
-                          intervals, metrics, names, prior, sharding, shifts, steps, train,
+from multimix_jax import (calibration, checkpointing, drift, evaluate, evaluation, intervals,
+                          metrics, names, prior, sharding, shifts, sources, steps, train,
                           validation)
 from multimix_jax import state as train_state
 from multimix_jax.config_base import base_config
@@ -54,7 +54,7 @@ def test_folds_are_stratified_seeded_and_keep_a_group_together():
 
 def test_a_shifted_copy_takes_the_group_of_its_film():
     labels = np.array([0, 1, 1, 1, 0, 1])
-    base = input_pipeline.ArraySource({"image": np.zeros((6, 8, 8), np.uint8), "label": labels})
+    base = sources.ArraySource({"image": np.zeros((6, 8, 8), np.uint8), "label": labels})
     copy = shifts.ShiftedSource(base, "acquisition", 0, shifts.balanced_indices(labels, 0))
     sets = {names.VAL_CLS: (names.CLASSIFICATION, base),
             names.VAL_CLS_SHIFTED: (names.CLASSIFICATION, copy)}
@@ -73,9 +73,9 @@ def test_the_validation_sets_carry_patients_into_the_folds():
     keys = [f"PNEUMONIA/person{p}_bacteria_{f}.jpeg" for p in range(6) for f in range(2)]
     keys += [f"NORMAL/IM-{p:04d}-000{f}.jpeg" for p in range(6) for f in range(2)]
     labels = np.array([1] * 12 + [0] * 12)
-    val = input_pipeline.ArraySource({"image": np.zeros((24, 8, 8), np.uint8), "label": labels},
+    val = sources.ArraySource({"image": np.zeros((24, 8, 8), np.uint8), "label": labels},
                                      keys=keys)
-    splits = input_pipeline.DataSplits(cls_val=val, grouping={"cls": "auto"})
+    splits = sources.DataSplits(cls_val=val, grouping={"cls": "auto"})
     sets = validation.validation_sets(splits, shifted=True)
     groups = validation.film_groups(sets)
     assert len(set(groups[names.VAL_CLS])) == 12  # 24 films of 12 patients
@@ -117,7 +117,7 @@ def test_fitted_rule_reports_out_of_sample_figures_and_deploys_the_fit_on_all_fi
 
 def test_cross_fitted_figures_get_the_interval_of_their_own_decisions():
     labels, probs = _noise()
-    source = input_pipeline.ArraySource({"image": np.zeros((len(labels), 4, 4), np.uint8),
+    source = sources.ArraySource({"image": np.zeros((len(labels), 4, 4), np.uint8),
                                          "label": labels})
     sets = {"val_cls": ("classification", source)}
     preds = {"val_cls": _predictions(labels, probs)}
@@ -184,7 +184,7 @@ def test_shifted_report_reports_each_rule_with_the_validation_rules(monkeypatch)
     config = tiny_train_config()
     config.data.cls.num_examples, config.data.val_cls = 60, 20
     out = report.report(config, "run", "best")
-    sets = validation.validation_sets(input_pipeline.make_splits(config), shifted=True)
+    sets = validation.validation_sets(sources.make_splits(config), shifted=True)
     preds = validation.predict_sets(evaluation.predictor(
         fake_model.FakeModel().predict_fn, None, config.data, sharding.make_mesh()), sets)
     pooled = [names.VAL_CLS, names.VAL_CLS_SHIFTED]
@@ -227,7 +227,7 @@ def test_the_fitted_calibrated_decision_travels_from_the_fit_to_evaluate(tmp_pat
     loaded = evaluation.load_for_inference(config, tmp_path)
     assert (loaded.threshold, loaded.temperature) == (info["threshold"], info["temperature"])
     # the stored decision is the one fitted on every validation film
-    sets = validation.validation_sets(input_pipeline.make_splits(config))
+    sets = validation.validation_sets(sources.make_splits(config))
     predict_fn = steps.jit_predict(loaded.model, loaded.mesh)
     preds = validation.predict_sets(
         evaluation.predictor(predict_fn, loaded.params, config.data, loaded.mesh), sets)

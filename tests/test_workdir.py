@@ -228,7 +228,7 @@ def test_grain_workers_do_not_outlive_a_kill_9_of_the_training_process(tmp_path)
         "from multimix_jax import input_pipeline\n"
         "if __name__ == '__main__':\n"
         "    config = tiny_train_config()\n    config.data.worker_count = 1\n"
-        "    splits = input_pipeline.make_splits(config)\n"
+        "    splits = sources.make_splits(config)\n"
         "    it = iter(input_pipeline.train_dataset(config, splits, ['cls_labeled']))\n"
         "    next(it)\n    print('ready', flush=True)\n    time.sleep(300)\n")
     main = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
