@@ -1,4 +1,5 @@
-"""Grain input pipelines (multimix_jax/input_pipeline.py) on tiny synthetic data (32 px).
+"""Sources and splits (multimix_jax/sources.py) and Grain input pipelines
+(multimix_jax/input_pipeline.py) on tiny synthetic data (32 px).
 
 Checks the five training streams' batch structure, the label budgets and the validation
 hold-out, the weak/strong pair, determinism and per-epoch reshuffling, iterator state
