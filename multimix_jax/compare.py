@@ -111,15 +111,16 @@ def compare_seeds(pairs: Sequence[tuple[str | pathlib.Path, str | pathlib.Path]]
         out["sets"][name] = {}
         for metric in metrics:
             rows = [c["sets"][name][metric] for c in per_pair]
-            (mean_a, sd_a, _), (mean_b, sd_b, _), (mean_diff, _, _) = (
+            (mean_a, sd_a, n_a), (mean_b, sd_b, n_b), (mean_diff, _, n_diff) = (
                 mean_std(row[k] for row in rows) for k in ("a", "b", "difference"))
-            spread = max(sd_a, sd_b)
+            every_seed = min(n_a, n_b, n_diff) == len(rows)  # else no verdict
+            spread = max(sd_a, sd_b) if every_seed else math.nan
             diffs = [row["difference"] for row in rows]
             out["sets"][name][metric] = {
                 "a": mean_a, "b": mean_b, "difference": mean_diff, "per_seed": diffs,
                 "per_seed_excludes_zero": [row["excludes_zero"] for row in rows],
                 "seed_spread": spread,
-                "holds": bool(mean_diff != 0 and all(d * mean_diff > 0 for d in diffs)
+                "holds": bool(every_seed and all(d * mean_diff > 0 for d in diffs)
                               and abs(mean_diff) > spread)}
     return out
 

@@ -170,7 +170,14 @@ def test_compare_over_seeds_calls_a_gain_only_when_it_outgrows_the_seed_spread(t
     assert "| test_cls | accuracy |" in out and out.splitlines()[0].startswith("2 seeds (A = ")
     mixed = compare.compare_seeds([(runs["a0"], runs["c0"]), (runs["a1"], runs["c1"])])
     row = mixed["sets"]["test_cls"]["accuracy"]
-    assert row["per_seed"][0] > 0 and row["per_seed_excludes_zero"][0] and not row["holds"]
+    assert row["per_seed"][0] > 0 > row["per_seed"][1] and row["per_seed_excludes_zero"][0]
+    assert not row["holds"]
+    one_class = np.ones(100, int)  # seed 1's set has no normal film: its ROC-AUC is undefined
+    undefined = compare.compare_seeds([
+        (runs["a0"], runs["b0"]),
+        (_evaluation(tmp_path / "d1", np.full(100, 0.6), one_class),
+         _evaluation(tmp_path / "e1", np.full(100, 0.9), one_class))])["sets"]["test_cls"]
+    assert math.isnan(undefined["roc_auc"]["seed_spread"]) and not undefined["roc_auc"]["holds"]
     with pytest.raises(compare.UserError, match="needs two or more"):
         compare.compare_seeds([(runs["a0"], runs["b0"])])
     with pytest.raises(SystemExit, match="3 results given"):
