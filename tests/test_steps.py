@@ -179,7 +179,8 @@ EIGHT_DEVICE_SCRIPT = textwrap.dedent("""
 
 
 def test_step_on_eight_simulated_devices_matches_one_device():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
+    flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+    env = dict(os.environ, XLA_FLAGS=flags.strip(),
                JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO))
     proc = subprocess.run([sys.executable, "-c", EIGHT_DEVICE_SCRIPT], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600)
