@@ -16,7 +16,7 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], True)
 
 # Tiny shapes make compilation most of a test's time: XLA:CPU's cheapest code generation
-# (the same semantics; slower code) roughly halves it. A level the user set wins.
+# (the same semantics; slower code) shortens it. A level the user set wins.
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
                                + " --xla_backend_optimization_level=0").strip()
