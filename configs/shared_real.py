@@ -10,7 +10,8 @@ DIR holds ``kermany_pneumonia_224/train/{NORMAL,PNEUMONIA}/*`` and
 ``lung_masks_openist/{images,masks}/*``. The recipe for films from other hospitals
 (docs/multimix.md, Recipe for unseen films) lives here: 128 px, acquisition jitter on every
 view but the pseudo-labelling one, random opacities painted inside the labelled lungs and
-dense ones hiding their border, a class-balanced labelled stream, and model selection plus
+dense ones hiding their border, the Dice term weighted 10 (alpha; 5 in the paper), a
+class-balanced labelled stream, and model selection plus
 the decision on the shifted validation: a temperature and a balanced-accuracy threshold
 fitted on val_cls and val_cls_shifted pooled, the loop's figures cross-fitted
 (docs/multimix.md, Decision threshold and calibration). docs/results/real_data.md has the
@@ -51,6 +52,7 @@ def get_config(variant: str = "multimix") -> ml_collections.ConfigDict:
     config.augment.acquisition = True
     config.augment.opacity_prob = 0.5
     config.augment.occlusion_prob = 0.5  # docs/results/occlusion_128px.md
+    config.loss.dice_weight = 10.0  # alpha, 5 in the paper: docs/results/occlusion_128px.md
     config.optim.learning_rate = 1e-3
     # One x0.1 step at 1122 of 1500 steps (2.45 epochs of 458 steps) in steps, so the U-Net
     # baseline, whose epoch is 14 steps of masks, keeps the same schedule.
