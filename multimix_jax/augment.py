@@ -416,6 +416,20 @@ def occluding_opacity(image: np.ndarray, mask: np.ndarray, rng: np.random.Genera
     return out
 
 
+def typical_lungs(size: int) -> np.ndarray:
+    """Two ellipses where the lungs of a centred PA film lie (centres at 47% of the height and
+    30% / 70% of the width, semi-axes 28% and 15%): where to paint on films without a mask."""
+    rows, cols = np.mgrid[0:size, 0:size] / max(size - 1, 1)
+    ellipse = lambda col: ((rows - 0.47) / 0.28) ** 2 + ((cols - col) / 0.15) ** 2 <= 1.0
+    return (ellipse(0.30) | ellipse(0.70)).astype(np.uint8)
+
+
+def unlabeled_occlusion(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``occluding_opacity`` on a film without a mask, over :func:`typical_lungs`: the view
+    whose prediction the occlusion-consistency term pulls towards the clean view's mask."""
+    return occluding_opacity(image, typical_lungs(image.shape[0]), rng)
+
+
 def _bright_overlays(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """1-3 bright quadratic curves between random points on the film and 0-3 bright discs."""
     n, paint = image.shape[0], np.zeros(image.shape, bool)

@@ -86,6 +86,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.loss.dice_smooth = 1.0
     config.loss.kl = "bernoulli"  # 'bernoulli' | 'original' (always zero) | 'none'
     config.loss.kl_weight = 0.01  # beta
+    # gamma: the mask predicted on an unlabelled segmentation film is the target on the same
+    # film under a painted occlusion (docs/multimix.md, Recipe for unseen films); 0: off, the paper.
+    config.loss.seg_consistency_weight = 0.0
 
     config.optim = ml_collections.ConfigDict()
     config.optim.learning_rate = 1e-4

@@ -146,6 +146,9 @@ def _check_training(config) -> None:
         raise _bad("eval.threshold", config.eval.threshold, f"one of {', '.join(THRESHOLD_RULES)}")
     if config.loss.kl not in losses.KL_MODES:
         raise _bad("loss.kl", config.loss.kl, f"one of {', '.join(losses.KL_MODES)}")
+    gamma = config.loss.get("seg_consistency_weight", 0.0)
+    if not (_is_number(gamma) and gamma >= 0):
+        raise _bad("loss.seg_consistency_weight", gamma, "a number >= 0 (0: off)")
     optim = config.optim
     if not (_is_number(optim.learning_rate) and optim.learning_rate > 0):
         raise _bad("optim.learning_rate", optim.learning_rate, "a positive number")

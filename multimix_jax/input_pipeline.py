@@ -24,6 +24,7 @@ from multimix_jax import augment
 from multimix_jax.errors import UserError
 from multimix_jax.names import (CLS_LABELED, CLS_UNLABELED, SEG_LABELED, SEG_UNLABELED,
                                 STREAMS)
+from multimix_jax.plan import OCCLUDED, Plan
 from multimix_jax.sources import DataSplits
 
 
@@ -47,10 +48,13 @@ class StreamTransform(grain.transforms.RandomMap):
     exposure curve, blur, noise) to every view except the weak view that makes the FixMatch
     pseudo-labels; ``augment.opacity_prob`` paints random opacities inside the labelled lung
     masks, ``augment.occlusion_prob`` dense ones hiding their border with bright overlays
-    (docs/multimix.md, Recipe for unseen films). All off: the original's augmentation.
+    (docs/multimix.md, Recipe for unseen films). ``occluded_view`` (the plan's occlusion-
+    consistency term) adds to each unlabelled segmentation film the same view under a painted
+    occlusion, drawn after everything else. All off: the original's augmentation.
     """
 
-    def __init__(self, stream: str, image_size: int, augment_config):
+    def __init__(self, stream: str, image_size: int, augment_config,
+                 occluded_view: bool = False):
         self.stream, self.size = stream, image_size
         self.pad = int(round(augment_config.pad_fraction * image_size))
         self.num_ops = augment_config.randaugment_num_ops
@@ -59,6 +63,7 @@ class StreamTransform(grain.transforms.RandomMap):
         self.acquisition = augment_config.acquisition
         self.opacity_prob = augment_config.opacity_prob
         self.occlusion_prob = augment_config.occlusion_prob
+        self.occluded_view = occluded_view
 
     def _acquire(self, image: np.ndarray, mask, rng: np.random.Generator):
         """Acquisition jitter of an image (and its mask), when switched on."""
@@ -90,7 +95,10 @@ class StreamTransform(grain.transforms.RandomMap):
             if self.seg_joint:
                 image = augment.weak_augment(image, rng, self.pad)
             image, _ = self._acquire(image, None, rng)
-            return {"image": image[..., None]}
+            if not self.occluded_view:
+                return {"image": image[..., None]}
+            return {"image": image[..., None],
+                    OCCLUDED: augment.unlabeled_occlusion(image, rng)[..., None]}
         raise ValueError(f"unknown stream {self.stream!r}")
 
 
@@ -116,7 +124,8 @@ def _shuffled_batches(source, seed: int, rows: int, stream: str, config) -> grai
     """Batches of ``rows`` from ``source``, reshuffled each epoch and augmented by position."""
     return (EpochShuffle(grain.MapDataset.source(source).seed(seed))
             .repeat()
-            .random_map(StreamTransform(stream, config.data.image_size, config.augment))
+            .random_map(StreamTransform(stream, config.data.image_size, config.augment,
+                                        Plan.from_config(config).seg_consistency))
             .batch(rows, drop_remainder=True))
 
 

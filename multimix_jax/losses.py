@@ -1,6 +1,7 @@
 """The four MultiMix loss terms and their weighted sum (docs/multimix.md, Losses).
 
-Total = L_cls + lambda * L_fix + alpha * L_dice + beta * L_kl, no ramp-up.
+Total = L_cls + lambda * L_fix + alpha * L_dice + beta * L_kl (+ gamma * L_occ, 0 in the
+paper), no ramp-up.
 Classification logits are (N, num_classes); segmentation logits are (N, H, W, 1).
 """
 
@@ -79,9 +80,20 @@ def segmentation_kl(labeled_logits: jnp.ndarray, unlabeled_logits: jnp.ndarray,
     raise ValueError(f"loss.kl must be one of {KL_MODES}, got {mode!r}")
 
 
-def total_loss(terms: dict, weights) -> jnp.ndarray:
-    """L_cls + lambda L_fix + alpha L_dice + beta L_kl over the terms present in ``terms``.
+def occlusion_consistency_loss(occluded_logits: jnp.ndarray, clean_logits: jnp.ndarray,
+                               smooth: float = 1.0) -> jnp.ndarray:
+    """L_occ = L_dice(occluded view, [sigmoid(clean view) > 0.5]): the mask predicted on an
+    unlabelled film, stop-gradient and hardened, is the target of the prediction on the same
+    film under a painted occlusion (FixMatch's hard pseudo-labels, Sohn et al. 2020, with a
+    segmentation perturbation as in French et al. 2020)."""
+    pseudo_masks = (jax.lax.stop_gradient(clean_logits) > 0).astype(occluded_logits.dtype)
+    return dice_loss(occluded_logits, pseudo_masks, smooth)
 
-    ``weights`` maps 'cls', 'fixmatch', 'dice', 'kl' to their weights (config.loss).
+
+def total_loss(terms: dict, weights) -> jnp.ndarray:
+    """L_cls + lambda L_fix + alpha L_dice + beta L_kl + gamma L_occ over the terms present
+    in ``terms``.
+
+    ``weights`` maps 'cls', 'fixmatch', 'dice', 'kl', 'occlusion' to their weights (config.loss).
     """
     return sum(weights[name] * value for name, value in terms.items())

@@ -10,9 +10,11 @@ import dataclasses
 from multimix_jax.errors import UserError
 from multimix_jax.names import CLS_LABELED, CLS_UNLABELED, SEG_LABELED, SEG_UNLABELED
 
-# The images each stream feeds the encoder, in the order the step concatenates them.
+# The images each stream feeds the encoder, in the order the step concatenates them; with
+# the occlusion-consistency term the unlabelled segmentation stream adds its "occluded" view.
 STREAM_IMAGES = {SEG_LABELED: ("image",), SEG_UNLABELED: ("image",),
                  CLS_LABELED: ("image",), CLS_UNLABELED: ("weak", "strong")}
+OCCLUDED = "occluded"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,12 +23,14 @@ class Plan:
 
     ``streams``: segmentation streams first (the decoder runs on the leading rows).
     ``loss_weights``: (term, weight) pairs in the order the total loss adds them:
-    L = alpha L_dice + beta L_kl + L_cls + lambda L_fix (docs/multimix.md, Losses).
+    L = alpha L_dice + beta L_kl + gamma L_occ + L_cls + lambda L_fix (docs/multimix.md,
+    Losses; gamma = 0 in the paper).
     """
 
     segmentation: bool
     classification: bool
-    seg_kl: bool  # the unlabelled segmentation stream and its KL term
+    seg_kl: bool  # the KL term on the unlabelled segmentation stream
+    seg_consistency: bool  # the occlusion-consistency term on the same stream
     fixmatch: bool  # the unlabelled classification stream and its FixMatch term
     streams: tuple[str, ...]
     loss_weights: tuple[tuple[str, float], ...]
@@ -39,14 +43,19 @@ class Plan:
         segmentation, classification = bool(config.tasks.segmentation), bool(
             config.tasks.classification)
         seg_kl = segmentation and loss.kl != "none"
+        gamma = float(loss.get("seg_consistency_weight", 0.0))  # checked by config_check
+        seg_consistency = segmentation and gamma > 0
         fixmatch = classification and bool(loss.fixmatch)
         streams, weights, metrics = [], [], ["loss"]
         if segmentation:
             streams.append(SEG_LABELED)
             weights.append(("dice", loss.dice_weight))
-            if seg_kl:
+            if seg_kl or seg_consistency:
                 streams.append(SEG_UNLABELED)
+            if seg_kl:
                 weights.append(("kl", loss.kl_weight))
+            if seg_consistency:
+                weights.append(("occlusion", gamma))
         if classification:
             streams.append(CLS_LABELED)
             weights.append(("cls", loss.cls_weight))
@@ -56,12 +65,19 @@ class Plan:
                 weights.append(("fixmatch", loss.fixmatch_weight))
                 metrics += ["fixmatch_loss", "mask_rate"]
         if segmentation:
-            metrics += ["dice_loss", "train_dice"] + (["kl_loss"] if seg_kl else [])
+            metrics += ["dice_loss", "train_dice"] + (["kl_loss"] if seg_kl else []) + (
+                ["occlusion_loss"] if seg_consistency else [])
         if not streams:
             raise UserError("config.tasks enables neither classification nor segmentation")
         return cls(segmentation=segmentation, classification=classification, seg_kl=seg_kl,
-                   fixmatch=fixmatch, streams=tuple(streams), loss_weights=tuple(weights),
+                   seg_consistency=seg_consistency, fixmatch=fixmatch, streams=tuple(streams),
+                   loss_weights=tuple(weights),
                    metric_names=tuple(metrics))
+
+    def stream_images(self, stream: str) -> tuple[str, ...]:
+        """The image keys ``stream`` feeds the encoder, in the order the step concatenates them."""
+        extra = (OCCLUDED,) if stream == SEG_UNLABELED and self.seg_consistency else ()
+        return STREAM_IMAGES[stream] + extra
 
     @property
     def seg_streams(self) -> tuple[str, ...]:

@@ -4,7 +4,8 @@ and batch placement in ``sharding``.
 
 A batch is a dict of streams, each a dict of NHWC float arrays in [-1, 1] (and int labels):
   seg_labeled   {'image', 'mask'}   labelled segmentation (x_s, y_s)
-  seg_unlabeled {'image'}           unlabelled segmentation (x_u), for the seg KL
+  seg_unlabeled {'image'[, 'occluded']}  unlabelled segmentation (x_u), for the seg KL (and the
+                                    same films under a painted occlusion, for L_occ)
   cls_labeled   {'image', 'label'}  labelled classification (x_c, c)
   cls_unlabeled {'weak', 'strong'}  one unlabelled batch, weakly and strongly augmented
 Which streams a config needs, and which loss terms, is decided by ``plan.Plan``.
@@ -25,7 +26,7 @@ from jax.sharding import Mesh
 from multimix_jax import losses
 from multimix_jax.names import CLS_LABELED, CLS_UNLABELED, SEG_LABELED, SEG_UNLABELED
 from multimix_jax.models import MultiMix
-from multimix_jax.plan import STREAM_IMAGES, Plan
+from multimix_jax.plan import OCCLUDED, Plan
 from multimix_jax.saliency import saliency_map
 from multimix_jax.sharding import data_sharding, replicated
 from multimix_jax.state import TrainState
@@ -46,7 +47,7 @@ def metrics_collection(scalars: dict) -> type:
 
 
 # --------------------------------------------------------------------------- inputs
-IMAGE_KEYS = ("image", "weak", "strong")
+IMAGE_KEYS = ("image", "weak", "strong", OCCLUDED)
 
 
 def normalize_images(images: jnp.ndarray) -> jnp.ndarray:
@@ -79,7 +80,7 @@ def compute_losses(params, batch: dict, dropout_rng: jax.Array, *, model: MultiM
     loss_cfg, plan = config.loss, Plan.from_config(config)
     batch = normalize_batch(batch)
     encoder_rng, decoder_rng = jax.random.split(dropout_rng)
-    parts = [(stream, key) for stream in plan.streams for key in STREAM_IMAGES[stream]]
+    parts = [(stream, key) for stream in plan.streams for key in plan.stream_images(stream)]
     images = jnp.concatenate([batch[stream][key] for stream, key in parts], axis=0)
     sizes = np.cumsum([0] + [batch[stream][key].shape[0] for stream, key in parts])
     rows = {part: slice(sizes[i], sizes[i + 1]) for i, part in enumerate(parts)}
@@ -88,7 +89,8 @@ def compute_losses(params, batch: dict, dropout_rng: jax.Array, *, model: MultiM
 
     terms, scalars = {}, {}
     if plan.segmentation:
-        n_seg = int(sum(batch[stream]["image"].shape[0] for stream in plan.seg_streams))
+        n_seg = int(sum(batch[stream][key].shape[0] for stream in plan.seg_streams
+                        for key in plan.stream_images(stream)))
         decode_n = images.shape[0] if segment_all_images else n_seg
         decode_images = images[:decode_n]
         saliency = saliency_map(model, params, decode_images) if model.use_bridge else None
@@ -106,6 +108,11 @@ def compute_losses(params, batch: dict, dropout_rng: jax.Array, *, model: MultiM
             unlabeled_seg = seg_logits[rows[SEG_UNLABELED, "image"]]
             terms["kl"] = losses.segmentation_kl(labeled_seg, unlabeled_seg, loss_cfg.kl)
             scalars["kl_loss"] = terms["kl"]
+        if plan.seg_consistency:
+            terms["occlusion"] = losses.occlusion_consistency_loss(
+                seg_logits[rows[SEG_UNLABELED, OCCLUDED]], seg_logits[rows[SEG_UNLABELED, "image"]],
+                loss_cfg.dice_smooth)
+            scalars["occlusion_loss"] = terms["occlusion"]
     if plan.classification:
         labeled_logits, labels = logits[rows[CLS_LABELED, "image"]], batch[CLS_LABELED]["label"]
         terms["cls"] = losses.classification_loss(labeled_logits, labels)
