@@ -15,6 +15,9 @@ from multimix_jax.names import CLS_LABELED, CLS_UNLABELED, SEG_LABELED, SEG_UNLA
 STREAM_IMAGES = {SEG_LABELED: ("image",), SEG_UNLABELED: ("image",),
                  CLS_LABELED: ("image",), CLS_UNLABELED: ("weak", "strong")}
 OCCLUDED = "occluded"
+# The share of the unlabelled segmentation films whose occluded view is segmented: each such
+# row costs the step a saliency pass and a decoder pass, the dearest rows of the step.
+OCCLUDED_SHARE = 0.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +81,11 @@ class Plan:
         """The image keys ``stream`` feeds the encoder, in the order the step concatenates them."""
         extra = (OCCLUDED,) if stream == SEG_UNLABELED and self.seg_consistency else ()
         return STREAM_IMAGES[stream] + extra
+
+    def image_rows(self, key: str, batch_rows: int) -> int:
+        """How many of a stream's ``batch_rows`` images under ``key`` the step feeds the
+        encoder: all, but for the occluded view (the first ``OCCLUDED_SHARE``)."""
+        return max(1, int(round(OCCLUDED_SHARE * batch_rows))) if key == OCCLUDED else batch_rows
 
     @property
     def seg_streams(self) -> tuple[str, ...]:

@@ -81,15 +81,17 @@ def compute_losses(params, batch: dict, dropout_rng: jax.Array, *, model: MultiM
     batch = normalize_batch(batch)
     encoder_rng, decoder_rng = jax.random.split(dropout_rng)
     parts = [(stream, key) for stream in plan.streams for key in plan.stream_images(stream)]
-    images = jnp.concatenate([batch[stream][key] for stream, key in parts], axis=0)
-    sizes = np.cumsum([0] + [batch[stream][key].shape[0] for stream, key in parts])
+    fed = {(stream, key): batch[stream][key][:plan.image_rows(key, batch[stream][key].shape[0])]
+           for stream, key in parts}
+    images = jnp.concatenate([fed[part] for part in parts], axis=0)
+    sizes = np.cumsum([0] + [fed[part].shape[0] for part in parts])
     rows = {part: slice(sizes[i], sizes[i + 1]) for i, part in enumerate(parts)}
     skips, logits = model.apply({"params": params}, images, train=True,
                                 rngs={"dropout": encoder_rng}, method=MultiMix.encode)
 
     terms, scalars = {}, {}
     if plan.segmentation:
-        n_seg = int(sum(batch[stream][key].shape[0] for stream in plan.seg_streams
+        n_seg = int(sum(fed[stream, key].shape[0] for stream in plan.seg_streams
                         for key in plan.stream_images(stream)))
         decode_n = images.shape[0] if segment_all_images else n_seg
         decode_images = images[:decode_n]
@@ -109,9 +111,10 @@ def compute_losses(params, batch: dict, dropout_rng: jax.Array, *, model: MultiM
             terms["kl"] = losses.segmentation_kl(labeled_seg, unlabeled_seg, loss_cfg.kl)
             scalars["kl_loss"] = terms["kl"]
         if plan.seg_consistency:
-            terms["occlusion"] = losses.occlusion_consistency_loss(
-                seg_logits[rows[SEG_UNLABELED, OCCLUDED]], seg_logits[rows[SEG_UNLABELED, "image"]],
-                loss_cfg.dice_smooth)
+            occluded = seg_logits[rows[SEG_UNLABELED, OCCLUDED]]
+            clean = seg_logits[rows[SEG_UNLABELED, "image"]][:occluded.shape[0]]
+            terms["occlusion"] = losses.occlusion_consistency_loss(occluded, clean,
+                                                                   loss_cfg.dice_smooth)
             scalars["occlusion_loss"] = terms["occlusion"]
     if plan.classification:
         labeled_logits, labels = logits[rows[CLS_LABELED, "image"]], batch[CLS_LABELED]["label"]
