@@ -27,7 +27,7 @@ class Plan:
     ``streams``: segmentation streams first (the decoder runs on the leading rows).
     ``loss_weights``: (term, weight) pairs in the order the total loss adds them:
     L = alpha L_dice + beta L_kl + gamma L_occ + L_cls + lambda L_fix (docs/multimix.md,
-    Losses; gamma = 0 in the paper).
+    Losses), gamma = 0 in the paper.
     """
 
     segmentation: bool

@@ -20,6 +20,7 @@ from tests.conftest import tiny_train_config
     ("data.per_stream_batch", 0, "data.per_stream_batch=0: expected a whole number >= 1"),
     ("eval.threshold", "youden", "eval.threshold=youden: expected one of fixed, fitted"),
     ("loss.kl", "bernouli", "loss.kl=bernouli: expected one of bernoulli, original, none"),
+    ("loss.seg_consistency_weight", -1.0, "loss.seg_consistency_weight=-1.0: expected a number"),
     ("data.cls.kind", "folders", "data.cls.kind=folders: expected one of synthetic, folder"),
     ("train.best_metric", "accuracy", "train.best_metric=accuracy: expected one of val_score"),
     ("train.best_metric", "val_cls_shifted/accuracy", "SET a set this run validates"),

@@ -130,6 +130,24 @@ def test_baseline_configs_give_only_their_streams(overrides, expected):
     assert tuple(batch) == expected
 
 
+def test_the_occluded_view_is_the_clean_view_painted_and_leaves_every_other_array_as_it_was(
+        config, splits):
+    occluding = pipeline_config(**{"loss.seg_consistency_weight": 5.0})
+    plain, painted = take(iterator(config, splits), 2), take(iterator(occluding, splits), 2)
+    for a, b in zip(plain, painted):
+        occluded = b["seg_unlabeled"].pop("occluded")
+        assert occluded.shape == a["seg_unlabeled"]["image"].shape and occluded.dtype == np.uint8
+        assert not np.array_equal(occluded, b["seg_unlabeled"]["image"])
+    assert_batches_equal(plain, painted)
+
+
+def test_typical_lungs_are_two_mirrored_lungs_covering_a_quarter_of_the_film():
+    from scipy import ndimage
+    lungs = augment.typical_lungs(128)
+    assert ndimage.label(lungs)[1] == 2 and np.array_equal(lungs, lungs[:, ::-1])
+    assert 0.2 < lungs.mean() < 0.3 and not lungs[0].any() and not lungs[:, 64].any()
+
+
 def test_empty_stream_is_an_error(config, splits):
     empty = sources.DataSplits(cls_labeled=sources.SubsetSource(splits.cls_labeled, []))
     with pytest.raises(ValueError, match="cls_labeled has no examples"):

@@ -78,3 +78,17 @@ def test_total_is_the_weighted_sum():
     weights = {"cls": 1.0, "fixmatch": 0.25, "dice": 5.0, "kl": 0.01}
     assert losses.total_loss(terms, weights) == pytest.approx(1 + 0.5 + 15 + 0.04)
     assert losses.total_loss({"dice": 3.0}, weights) == pytest.approx(15)
+
+
+def test_occlusion_consistency_is_dice_against_the_hardened_clean_mask_without_its_gradient():
+    clean = jnp.array([4.0, -3.0, 0.2, -0.1]).reshape(1, 2, 2, 1)  # mask [1, 0, 1, 0]
+    occluded = jnp.array([1.0, 1.0, -2.0, -1.0]).reshape(1, 2, 2, 1)
+    expected = losses.dice_loss(occluded, jnp.array([1.0, 0, 1, 0]).reshape(1, 2, 2, 1))
+    np.testing.assert_allclose(losses.occlusion_consistency_loss(occluded, clean), expected,
+                               rtol=1e-6)
+    agree = jnp.where(clean > 0, 30.0, -30.0)
+    assert float(losses.occlusion_consistency_loss(agree, clean)) == pytest.approx(0.0, abs=1e-6)
+    g_clean = jax.grad(lambda c: losses.occlusion_consistency_loss(occluded, c))(clean)
+    g_occluded = jax.grad(lambda o: losses.occlusion_consistency_loss(o, clean))(occluded)
+    np.testing.assert_array_equal(g_clean, 0.0)
+    assert np.abs(g_occluded).sum() > 0

@@ -57,3 +57,22 @@ def test_no_task_is_a_user_error_naming_the_field():
     config.tasks.segmentation = config.tasks.classification = False
     with pytest.raises(errors.UserError, match="config.tasks"):
         Plan.from_config(config)
+
+
+def test_the_occlusion_term_adds_its_view_term_and_metric_and_keeps_its_stream_without_kl():
+    config = tiny_config()
+    assert not Plan.from_config(config).seg_consistency  # the paper: off
+    config.loss.seg_consistency_weight = 2.5
+    plan = Plan.from_config(config)
+    assert plan.seg_consistency and plan.stream_images("seg_unlabeled") == ("image", "occluded")
+    assert plan.stream_images("cls_unlabeled") == ("weak", "strong")
+    assert plan.loss_weights[:3] == (("dice", 5.0), ("kl", 0.01), ("occlusion", 2.5))
+    assert plan.metric_names[-1] == "occlusion_loss"
+    assert plan.image_rows("occluded", 10) == 5 and plan.image_rows("image", 10) == 10
+    assert plan.image_rows("occluded", 1) == 1
+    config.loss.kl = "none"
+    plan = Plan.from_config(config)
+    assert "seg_unlabeled" in plan.streams and not plan.seg_kl
+    assert [name for name, _ in plan.loss_weights] == ["dice", "occlusion", "cls", "fixmatch"]
+    config.tasks.segmentation = False
+    assert not Plan.from_config(config).seg_consistency

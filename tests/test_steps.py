@@ -68,6 +68,40 @@ def test_segmentation_only_decoder_equals_the_naive_all_images_step():
     assert all(name in aux_fast for name in ("kl_loss", "fixmatch_loss", "dice_loss", "cls_loss"))
 
 
+def test_the_occlusion_term_adds_gamma_times_its_loss_on_half_the_unlabelled_films():
+    """Without dropout (no draw depends on the rows), the loss with gamma is the loss without
+    it plus gamma * L_dice(occluded view, hardened clean mask) on the first half."""
+    from multimix_jax import losses
+    from multimix_jax.models import MultiMix
+    config = tiny_config()
+    config.model.dropout_rate = 0.0
+    _, model, _, state = _setup(config)
+    batch = random_batch(config)
+    n = config.data.per_stream_batch
+    batch["seg_unlabeled"]["occluded"] = np.clip(
+        batch["seg_unlabeled"]["image"] + 0.5 * (np.arange(config.data.image_size) % 3 == 0)[None, :, None, None],
+        -1, 1).astype(np.float32)
+    rng = jax.random.PRNGKey(3)
+    plain_loss, _ = steps.compute_losses(state.params, batch, rng, model=model, config=config)
+    config.loss.seg_consistency_weight = 2.0
+    loss, scalars = steps.compute_losses(state.params, batch, rng, model=model, config=config)
+
+    def seg_logits(images):
+        images = jnp.asarray(images)
+        saliency = steps.saliency_map(model, state.params, images)
+        skips, _ = model.apply({"params": state.params}, images, train=False,
+                               method=MultiMix.encode)
+        return model.apply({"params": state.params}, images, saliency, skips, train=False,
+                           method=MultiMix.decode)
+
+    half = n // 2
+    expected = losses.occlusion_consistency_loss(
+        seg_logits(batch["seg_unlabeled"]["occluded"][:half]),
+        seg_logits(batch["seg_unlabeled"]["image"][:half]))
+    np.testing.assert_allclose(scalars["occlusion_loss"], expected, rtol=1e-4)
+    np.testing.assert_allclose(loss, plain_loss + 2.0 * expected, rtol=1e-5)
+
+
 def test_thirty_steps_on_a_fixed_batch_drive_the_loss_down():
     config = tiny_config()
     config.optim.learning_rate = 1e-2
